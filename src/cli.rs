@@ -1,0 +1,165 @@
+//! The command line: `incident-vault [serve|migrate|case decrypt|case dump]`.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use age::secrecy::ExposeSecret;
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::configuration::Settings;
+use crate::domain::CaseRef;
+use crate::services::instance::{EscrowGeneration, GeneratedEscrow};
+use crate::services::offline;
+use crate::startup::Application;
+use crate::storage;
+
+/// A sealed intake for reprisal reports.
+#[derive(Debug, Parser)]
+#[command(name = "incident-vault", version, about)]
+pub struct Cli {
+    /// Folder with base.toml and {APP_ENVIRONMENT}.toml.
+    #[arg(long, env = "APP_CONFIG_DIR", default_value = "config", global = true)]
+    pub config_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do; `serve` when omitted.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Offline access to one case, straight from the database.
+    Case {
+        #[command(subcommand)]
+        action: CaseCommand,
+    },
+}
+
+/// `incident-vault case …`
+#[derive(Debug, Subcommand)]
+pub enum CaseCommand {
+    /// Print a case decrypted, as JSON, using an age identity file (e.g. the escrow key).
+    Decrypt {
+        /// An age identity file.
+        #[arg(long)]
+        identity: PathBuf,
+        /// The case reference, e.g. K7QM-3XTA-9PWD.
+        case_ref: String,
+    },
+    /// Write the raw grant and envelope files of a case, for the reference `age` tool.
+    Dump {
+        /// The case reference.
+        case_ref: String,
+        /// Folder to write into (created; existing files are never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(&cli.config_dir)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            init_telemetry(&settings, std::io::stderr)?;
+            storage::connect(&settings.database.url, 1).await?;
+            tracing::info!("migrations are up to date");
+            Ok(())
+        }
+        Command::Case { action } => {
+            init_telemetry(&settings, std::io::stderr)?;
+            let store = storage::open(&settings.database.url, 1).await?;
+            let outcome = case_command(store.as_ref(), action).await;
+            store.close().await;
+            outcome
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    init_telemetry(&settings, std::io::stdout)?;
+    let terminal = std::io::stdout().is_terminal();
+    let generation = if terminal {
+        EscrowGeneration::Allowed
+    } else {
+        EscrowGeneration::Refused
+    };
+    let mut application = Application::build_with(settings, generation).await?;
+    if let Some(escrow) = application.take_generated_escrow() {
+        show_escrow_identity_once(&escrow)?;
+    }
+    application.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn case_command(store: &dyn storage::Store, action: CaseCommand) -> anyhow::Result<()> {
+    match action {
+        CaseCommand::Decrypt { identity, case_ref } => {
+            let case_ref = CaseRef::parse(&case_ref)?;
+            let identities = read_identities(&identity)?;
+            let borrowed: Vec<&dyn age::Identity> =
+                identities.iter().map(|identity| identity.as_ref() as &dyn age::Identity).collect();
+            let case = offline::decrypt_case(store, &borrowed, &case_ref).await?;
+            let mut stdout = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut stdout, &case)?;
+            writeln!(stdout)?;
+            Ok(())
+        }
+        CaseCommand::Dump { case_ref, out } => {
+            let case_ref = CaseRef::parse(&case_ref)?;
+            let written = offline::dump_case(store, &case_ref, &out).await?;
+            let mut stdout = std::io::stdout().lock();
+            for path in written {
+                writeln!(stdout, "{}", path.display())?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn read_identities(path: &Path) -> anyhow::Result<Vec<Box<dyn age::Identity + Send + Sync>>> {
+    let file = age::IdentityFile::from_file(path.to_string_lossy().into_owned())
+        .with_context(|| format!("could not read the identity file {}", path.display()))?;
+    file.into_identities()
+        .map_err(|_| anyhow::anyhow!("{} holds no usable age identity", path.display()))
+}
+
+fn init_telemetry<W>(settings: &Settings, writer: W) -> anyhow::Result<()>
+where
+    W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
+{
+    crate::telemetry::init_subscriber(settings.telemetry.format, &settings.telemetry.level, writer)
+}
+
+/// Shows a freshly generated escrow identity on the terminal, once. It goes to the terminal
+/// directly, never through the log.
+fn show_escrow_identity_once(escrow: &GeneratedEscrow) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "\n==================== ESCROW IDENTITY: SHOWN ONCE, NEVER STORED ====================\n\
+         This instance generated its offline escrow key. Every case is also sealed to it: with\n\
+         it, and only with it, the cases can be read if every reviewer is lost.\n\
+         \n\
+         1. Copy the three lines between the markers into a file on an offline, encrypted medium\n\
+         \x20  (two copies, in two places). It is a standard age identity file.\n\
+         2. Clear this terminal's scrollback.\n\
+         3. For every later start, set APP_ESCROW__RECIPIENT={recipient}\n\
+         \n\
+         ----- begin escrow identity -----\n\
+         # incident-vault escrow identity\n\
+         # public key: {recipient}\n\
+         {identity}\n\
+         ----- end escrow identity -----\n\
+         ====================================================================================\n",
+        recipient = escrow.recipient,
+        identity = escrow.identity.expose_secret(),
+    )?;
+    stdout.flush()?;
+    Ok(())
+}

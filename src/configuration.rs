@@ -1,0 +1,292 @@
+//! Settings: `config/base.toml` (also compiled in, so the binary runs from anywhere), then
+//! `config/{APP_ENVIRONMENT}.toml`, then `APP_SECTION__KEY` environment variables.
+//! [`Settings::validate`] runs before anything is created and names the key that is wrong.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::crypto::kdf::Argon2Params;
+use crate::storage::Backend;
+
+const BASE: &str = include_str!("../config/base.toml");
+
+/// Every setting of the service.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub storage: StorageSettings,
+    pub escrow: EscrowSettings,
+    pub argon2: Argon2Params,
+    pub limits: LimitSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    /// `APP_SERVER__BIND`: address and port; port 0 picks a free one.
+    pub bind: String,
+    /// `APP_SERVER__WORKERS`: HTTP workers; 0 = one per core.
+    pub workers: usize,
+    /// `APP_SERVER__SHUTDOWN_TIMEOUT_SECONDS`
+    pub shutdown_timeout_seconds: u64,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// `APP_DATABASE__URL`: `sqlite://PATH` or `postgres://…`. May hold a password: never logged.
+    pub url: String,
+    /// `APP_DATABASE__MAX_CONNECTIONS`
+    pub max_connections: u32,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct StorageSettings {
+    /// `APP_STORAGE__DATA_DIR`: where files of the service live (the SQLite file by default).
+    pub data_dir: PathBuf,
+}
+
+/// `[escrow]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct EscrowSettings {
+    /// `APP_ESCROW__RECIPIENT`: `age1…`, or empty to generate one on first start.
+    pub recipient: String,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitSettings {
+    /// `APP_LIMITS__JSON_BODY_BYTES`
+    pub json_body_bytes: usize,
+    /// `APP_LIMITS__BODY_TIMEOUT_SECONDS`
+    pub body_timeout_seconds: u64,
+    /// `APP_LIMITS__CRYPTO_CONCURRENCY`: 0 = one per core.
+    pub crypto_concurrency: usize,
+    /// `APP_LIMITS__CRYPTO_QUEUE`
+    pub crypto_queue: usize,
+    /// `APP_LIMITS__IDEMPOTENCY_TTL_HOURS`
+    pub idempotency_ttl_hours: u32,
+}
+
+/// `[telemetry]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    /// `APP_TELEMETRY__FORMAT`: `pretty` or `json`.
+    pub format: LogFormat,
+    /// `APP_TELEMETRY__LEVEL`: a tracing filter directive.
+    pub level: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For a person at a terminal.
+    Pretty,
+    /// One JSON object per line, for a log shipper.
+    Json,
+}
+
+/// The deployment environment: selects `config/{name}.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Local,
+    Production,
+}
+
+impl Environment {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Production => "production",
+        }
+    }
+}
+
+impl FromStr for Environment {
+    type Err = anyhow::Error;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.to_lowercase().as_str() {
+            "local" => Ok(Self::Local),
+            "production" => Ok(Self::Production),
+            other => bail!("APP_ENVIRONMENT is `{other}`; use `local` or `production`"),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the layers from `config_dir` (usually `./config`) and the process environment.
+    pub fn load(config_dir: &Path) -> anyhow::Result<Self> {
+        let environment: Environment = std::env::var("APP_ENVIRONMENT")
+            .unwrap_or_else(|_| "local".into())
+            .parse()?;
+        let settings = config::Config::builder()
+            .add_source(config::File::from_str(BASE, config::FileFormat::Toml))
+            .add_source(config::File::from(config_dir.join("base.toml")).required(false))
+            .add_source(
+                config::File::from(config_dir.join(format!("{}.toml", environment.as_str())))
+                    .required(false),
+            )
+            .add_source(
+                config::Environment::with_prefix("APP")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .context("could not read the configuration")?;
+        let settings: Settings = settings
+            .try_deserialize()
+            .context("the configuration has a missing or mistyped key")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Refuses settings that cannot work, naming the key and its environment variable.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.bind_address()?;
+        if let Err(error) = Backend::of_url(&self.database.url) {
+            bail!("database.url (APP_DATABASE__URL) cannot be used: {error}");
+        }
+        if self.database.max_connections == 0 || self.database.max_connections > 1000 {
+            bail!("database.max_connections (APP_DATABASE__MAX_CONNECTIONS) must be 1 to 1000");
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            bail!("storage.data_dir (APP_STORAGE__DATA_DIR) must not be empty");
+        }
+        if !self.escrow.recipient.trim().is_empty() {
+            self.escrow_recipient()?;
+        }
+        let argon2 = &self.argon2;
+        if !argon2.meets_floor() {
+            bail!(
+                "argon2 (APP_ARGON2__MEMORY_KIB, APP_ARGON2__ITERATIONS, APP_ARGON2__PARALLELISM) \
+                 must be at least m = {} KiB, t = {}, p = 1 (OWASP); got {}",
+                Argon2Params::MIN_MEMORY_KIB,
+                Argon2Params::MIN_ITERATIONS,
+                argon2.encode()
+            );
+        }
+        if argon2.memory_kib > 4 * 1024 * 1024 || argon2.parallelism > 16 || argon2.iterations > 100 {
+            bail!("argon2 parameters are beyond 4 GiB, 100 passes or 16 lanes: refused as a typo");
+        }
+        let limits = &self.limits;
+        if !(16 * 1024..=16 * 1024 * 1024).contains(&limits.json_body_bytes) {
+            bail!("limits.json_body_bytes (APP_LIMITS__JSON_BODY_BYTES) must be 16 KiB to 16 MiB");
+        }
+        if !(1..=3600).contains(&limits.body_timeout_seconds) {
+            bail!("limits.body_timeout_seconds (APP_LIMITS__BODY_TIMEOUT_SECONDS) must be 1 to 3600");
+        }
+        if limits.crypto_concurrency > 256 {
+            bail!("limits.crypto_concurrency (APP_LIMITS__CRYPTO_CONCURRENCY) must be 0 to 256");
+        }
+        if limits.crypto_queue == 0 {
+            bail!("limits.crypto_queue (APP_LIMITS__CRYPTO_QUEUE) must be at least 1");
+        }
+        if !(1..=24 * 7).contains(&limits.idempotency_ttl_hours) {
+            bail!(
+                "limits.idempotency_ttl_hours (APP_LIMITS__IDEMPOTENCY_TTL_HOURS) must be 1 to 168"
+            );
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.level) {
+            bail!("telemetry.level (APP_TELEMETRY__LEVEL) is not a valid filter: {error}");
+        }
+        Ok(())
+    }
+
+    /// `server.bind`, parsed.
+    pub fn bind_address(&self) -> anyhow::Result<SocketAddr> {
+        self.server.bind.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "server.bind (APP_SERVER__BIND) must be an address and port such as 127.0.0.1:8080; got `{}`",
+                self.server.bind
+            )
+        })
+    }
+
+    /// `escrow.recipient`, parsed; `None` when unset.
+    pub fn escrow_recipient(&self) -> anyhow::Result<Option<age::x25519::Recipient>> {
+        let recipient = self.escrow.recipient.trim();
+        if recipient.is_empty() {
+            return Ok(None);
+        }
+        age::x25519::Recipient::from_str(recipient).map(Some).map_err(|_| {
+            anyhow::anyhow!(
+                "escrow.recipient (APP_ESCROW__RECIPIENT) must be an age X25519 recipient (age1…)"
+            )
+        })
+    }
+
+    /// Slow-crypto jobs that may run at once.
+    pub fn crypto_concurrency(&self) -> usize {
+        match self.limits.crypto_concurrency {
+            0 => available_cores(),
+            configured => configured,
+        }
+    }
+}
+
+/// Cores this process may use.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Settings {
+        config::Config::builder()
+            .add_source(config::File::from_str(BASE, config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_compiled_in_defaults_are_valid() {
+        let settings = defaults();
+        settings.validate().unwrap();
+        assert_eq!(settings.server.bind, "127.0.0.1:8080");
+        assert_eq!(settings.database.url, "sqlite://data/incident-vault.db");
+    }
+
+    fn refusal(change: impl FnOnce(&mut Settings)) -> String {
+        let mut settings = defaults();
+        change(&mut settings);
+        settings.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn each_refusal_names_its_environment_variable() {
+        assert!(refusal(|s| s.server.bind = "localhost".into()).contains("APP_SERVER__BIND"));
+        assert!(refusal(|s| s.database.url = "mysql://x/y".into()).contains("APP_DATABASE__URL"));
+        assert!(refusal(|s| s.escrow.recipient = "age1nope".into()).contains("APP_ESCROW__RECIPIENT"));
+        assert!(refusal(|s| s.argon2.memory_kib = 4096).contains("APP_ARGON2__MEMORY_KIB"));
+        assert!(refusal(|s| s.argon2.iterations = 1).contains("APP_ARGON2__ITERATIONS"));
+        assert!(refusal(|s| s.limits.json_body_bytes = 10).contains("APP_LIMITS__JSON_BODY_BYTES"));
+        assert!(refusal(|s| s.telemetry.level = "info,=[".into()).contains("APP_TELEMETRY__LEVEL"));
+    }
+
+    #[test]
+    fn port_zero_is_a_valid_bind_address() {
+        let mut settings = defaults();
+        settings.server.bind = "127.0.0.1:0".into();
+        assert_eq!(settings.bind_address().unwrap().port(), 0);
+    }
+
+    #[test]
+    fn an_unknown_environment_is_refused_by_name() {
+        let error = "staging".parse::<Environment>().unwrap_err().to_string();
+        assert!(error.contains("APP_ENVIRONMENT"));
+    }
+}

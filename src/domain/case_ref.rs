@@ -1,0 +1,125 @@
+//! The public reference of a case, e.g. `K7QM-3XTA-9PWD`.
+
+use std::fmt;
+
+use super::random_id::{normalise_base32, random_base32};
+
+/// A case reference: 12 random Crockford base32 characters (60 bits) in three groups of four.
+/// Random rather than sequential, so that a reference says nothing about how many cases exist.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct CaseRef(String);
+
+/// The input is not a case reference.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a case reference is 12 letters and digits, like K7QM-3XTA-9PWD")]
+pub struct InvalidCaseRef;
+
+impl CaseRef {
+    /// A fresh random reference.
+    pub fn generate() -> Self {
+        Self::from_compact(&random_base32(12))
+    }
+
+    /// Parses a reference as typed by a person: case-insensitive, hyphens optional.
+    pub fn parse(input: &str) -> Result<Self, InvalidCaseRef> {
+        let compact = normalise_base32(input).ok_or(InvalidCaseRef)?;
+        if compact.len() != 12 {
+            return Err(InvalidCaseRef);
+        }
+        Ok(Self::from_compact(&compact))
+    }
+
+    fn from_compact(compact: &str) -> Self {
+        Self(format!(
+            "{}-{}-{}",
+            &compact[0..4],
+            &compact[4..8],
+            &compact[8..12]
+        ))
+    }
+
+    /// The canonical spelling, as stored and shown.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CaseRef {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+/// The id of one entry (report, message, note, attachment) in a case thread.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct EntryId(String);
+
+impl EntryId {
+    /// A fresh random entry id (16 base32 characters, 80 bits).
+    pub fn generate() -> Self {
+        Self(random_base32(16))
+    }
+
+    /// Parses a stored entry id.
+    pub fn parse(input: &str) -> Option<Self> {
+        let compact = normalise_base32(input)?;
+        (compact.len() == 16 && compact == input).then_some(Self(compact))
+    }
+
+    /// The canonical spelling.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_generated_reference_parses_back_to_itself() {
+        let reference = CaseRef::generate();
+        assert_eq!(CaseRef::parse(reference.as_str()), Ok(reference));
+    }
+
+    #[test]
+    fn typing_is_forgiving_about_case_hyphens_and_look_alikes() {
+        let parsed = CaseRef::parse("k7qm 3xta-9pwd").unwrap();
+        assert_eq!(parsed.as_str(), "K7QM-3XTA-9PWD");
+        assert_eq!(CaseRef::parse("O1LI-0000-0000").unwrap().as_str(), "0111-0000-0000");
+    }
+
+    #[test]
+    fn wrong_lengths_and_foreign_characters_are_refused() {
+        assert_eq!(CaseRef::parse("K7QM-3XTA"), Err(InvalidCaseRef));
+        assert_eq!(CaseRef::parse("K7QM-3XTA-9PWDX"), Err(InvalidCaseRef));
+        assert_eq!(CaseRef::parse("K7QM-3XTA-9PWU"), Err(InvalidCaseRef));
+        assert_eq!(CaseRef::parse("K7QM-3XTA-9PL\u{e9}"), Err(InvalidCaseRef));
+    }
+
+    #[test]
+    fn entry_ids_only_accept_the_canonical_spelling() {
+        let id = EntryId::generate();
+        assert_eq!(EntryId::parse(id.as_str()), Some(id.clone()));
+        assert_eq!(EntryId::parse(&id.as_str().to_lowercase()), None);
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics_and_accepts_only_twelve_symbols(input in "\\PC{0,40}") {
+            if let Ok(reference) = CaseRef::parse(&input) {
+                prop_assert_eq!(reference.as_str().len(), 14);
+                prop_assert_eq!(CaseRef::parse(reference.as_str()), Ok(reference.clone()));
+            }
+        }
+    }
+}

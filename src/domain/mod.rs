@@ -1,0 +1,20 @@
+//! Validated domain types. Each is parsed once at the edge; nothing below the routes handles a
+//! raw string that "means" a receipt, a case reference or a desk.
+
+pub mod case_ref;
+pub mod desk;
+pub mod idempotency;
+mod random_id;
+pub mod receipt;
+pub mod report;
+pub mod vocabulary;
+
+pub use case_ref::{CaseRef, EntryId, InvalidCaseRef};
+pub use desk::{DeskSlug, InvalidDeskSlug};
+pub use idempotency::{IdempotencyKey, InvalidIdempotencyKey};
+pub use receipt::{InvalidReceipt, ReceiptCode};
+pub use report::{Report, ReportRejected, ReportWire};
+pub use vocabulary::{
+    CaseStatus, EntryKind, IncidentType, MechanismKind, OccurredAtPrecision, PerpetratorKind,
+    SgReportConsent,
+};

@@ -1,0 +1,117 @@
+//! The reporter's receipt: 16 random digits, written like a phone number so that it looks
+//! harmless in a contact list (DESIGN §3, "Reporter follow-up").
+
+use age::secrecy::{ExposeSecret, SecretString};
+use rand::{Rng, rngs::OsRng};
+use zeroize::Zeroizing;
+
+/// Number of digits in a receipt: 10^16 ≈ 2^53 possibilities, each guess costing one argon2id run.
+pub const RECEIPT_DIGITS: usize = 16;
+
+/// A receipt code. Never `Debug`, `Clone` or `Display`: it is the only key to a reporter's case.
+pub struct ReceiptCode(SecretString);
+
+/// The input is not a receipt code.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a receipt is 16 digits, like 1234-5678-9012-3456")]
+pub struct InvalidReceipt;
+
+impl ReceiptCode {
+    /// A fresh receipt with uniformly random digits from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        let digits: Zeroizing<String> = Zeroizing::new(
+            (0..RECEIPT_DIGITS)
+                .map(|_| char::from(b'0' + OsRng.gen_range(0..10u8)))
+                .collect(),
+        );
+        Self(SecretString::from(digits.as_str()))
+    }
+
+    /// Parses a receipt as typed: 16 digits, with any spaces, hyphens or dots between them.
+    pub fn parse(input: &str) -> Result<Self, InvalidReceipt> {
+        let mut digits = Zeroizing::new(String::with_capacity(RECEIPT_DIGITS));
+        for character in input.chars() {
+            match character {
+                '0'..='9' => digits.push(character),
+                ' ' | '-' | '.' => {}
+                _ => return Err(InvalidReceipt),
+            }
+        }
+        if digits.len() != RECEIPT_DIGITS {
+            return Err(InvalidReceipt);
+        }
+        Ok(Self(SecretString::from(digits.as_str())))
+    }
+
+    /// The bare digits: the input of the receipt KDF.
+    pub fn digits(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The shown form, `1234-5678-9012-3456`.
+    pub fn formatted(&self) -> SecretString {
+        let digits = self.0.expose_secret();
+        let grouped: Zeroizing<String> = Zeroizing::new(
+            digits
+                .as_bytes()
+                .chunks(4)
+                .map(|group| std::str::from_utf8(group).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("-"),
+        );
+        SecretString::from(grouped.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_generated_receipt_is_sixteen_digits_in_four_groups() {
+        let receipt = ReceiptCode::generate();
+        let shown = receipt.formatted();
+        let shown = shown.expose_secret();
+        assert_eq!(shown.len(), 19);
+        assert!(shown.split('-').all(|group| group.len() == 4
+            && group.bytes().all(|byte| byte.is_ascii_digit())));
+    }
+
+    #[test]
+    fn spaces_dots_and_hyphens_are_ignored_when_parsing() {
+        let receipt = ReceiptCode::parse("1234 5678.9012-3456").unwrap();
+        assert_eq!(receipt.digits(), "1234567890123456");
+        assert_eq!(receipt.formatted().expose_secret(), "1234-5678-9012-3456");
+    }
+
+    #[test]
+    fn wrong_lengths_and_letters_are_refused() {
+        assert!(ReceiptCode::parse("1234-5678-9012-345").is_err());
+        assert!(ReceiptCode::parse("1234-5678-9012-34567").is_err());
+        assert!(ReceiptCode::parse("1234-5678-9012-345a").is_err());
+        assert!(ReceiptCode::parse("").is_err());
+    }
+
+    #[test]
+    fn two_receipts_differ() {
+        assert_ne!(
+            ReceiptCode::generate().digits(),
+            ReceiptCode::generate().digits()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn the_shown_form_parses_back_to_the_same_digits(digits in "[0-9]{16}") {
+            let receipt = ReceiptCode::parse(&digits).unwrap();
+            let again = ReceiptCode::parse(receipt.formatted().expose_secret()).unwrap();
+            prop_assert_eq!(again.digits(), digits.as_str());
+        }
+
+        #[test]
+        fn parsing_arbitrary_text_never_panics(input in "\\PC{0,40}") {
+            let _ = ReceiptCode::parse(&input);
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! The report as a phone sends it (DESIGN §4, "The wire shape of a report"), and its validation.
+//!
+//! The wire shape is the contract with phone clients: fields are added, never renamed. A report is
+//! parsed once into [`Report`]; below this module nobody handles an unvalidated report.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::{Date, OffsetDateTime, format_description::well_known::Rfc3339, macros::format_description};
+use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKind};
+
+use super::desk::DeskSlug;
+use super::vocabulary::{
+    IncidentType, MechanismKind, OccurredAtPrecision, PerpetratorKind, SgReportConsent,
+};
+
+/// Maximum lengths, in characters, of the free-text fields. Published by `GET /api/v1/intake`.
+pub mod limits {
+    /// `description`: what happened, in the reporter's language.
+    pub const DESCRIPTION: u64 = 20_000;
+    /// `location`.
+    pub const LOCATION: u64 = 500;
+    /// `perpetrator.description`.
+    pub const PERPETRATOR_DESCRIPTION: u64 = 5_000;
+    /// `mechanism.session`: a short label such as "UPR 45" or "HRC 58".
+    pub const SESSION_LABEL: u64 = 64;
+    /// `mechanism.state_under_review`.
+    pub const STATE_UNDER_REVIEW: u64 = 100;
+    /// `blocked_submission.platform` and `.reference`.
+    pub const SUBMISSION_FIELD: u64 = 200;
+    /// `blocked_submission.what_happened`.
+    pub const SUBMISSION_WHAT_HAPPENED: u64 = 5_000;
+    /// `consent.contact.channel`.
+    pub const CONTACT_CHANNEL: u64 = 40;
+    /// `consent.contact.handle`.
+    pub const CONTACT_HANDLE: u64 = 200;
+    /// `language`: a BCP 47 tag.
+    pub const LANGUAGE: u64 = 35;
+}
+
+/// The UN mechanism and session.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct Mechanism {
+    pub kind: MechanismKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(length(max = limits::SESSION_LABEL), custom(function = "single_line"))]
+    pub session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(length(max = limits::STATE_UNDER_REVIEW), custom(function = "single_line"))]
+    pub state_under_review: Option<String>,
+}
+
+/// The perpetrator, as the reporter describes them.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct Perpetrator {
+    pub kind: PerpetratorKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(length(max = limits::PERPETRATOR_DESCRIPTION), custom(function = "free_text"))]
+    pub description: Option<String>,
+}
+
+/// A submission blocked from, or removed from, a UN platform.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct BlockedSubmission {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(length(max = limits::SUBMISSION_FIELD), custom(function = "single_line"))]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(length(max = limits::SUBMISSION_FIELD), custom(function = "single_line"))]
+    pub reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(custom(function = "calendar_date"))]
+    pub submitted_on: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(length(max = limits::SUBMISSION_WHAT_HAPPENED), custom(function = "free_text"))]
+    pub what_happened: Option<String>,
+}
+
+/// Whether, and how, the desk may contact the reporter.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    pub allowed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(length(max = limits::CONTACT_CHANNEL), custom(function = "single_line"))]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(length(max = limits::CONTACT_HANDLE), custom(function = "single_line"))]
+    pub handle: Option<String>,
+}
+
+/// The reporter's consent. Every flag defaults to the most protective choice.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct Consent {
+    #[serde(default)]
+    pub share_with_ohchr: bool,
+    #[serde(default = "no_sg_report")]
+    pub sg_report: SgReportConsent,
+    #[serde(default)]
+    pub share_with_partners: bool,
+    #[serde(default)]
+    pub aggregate_statistics: bool,
+    #[serde(default)]
+    #[validate(nested)]
+    pub contact: Contact,
+}
+
+fn no_sg_report() -> SgReportConsent {
+    SgReportConsent::No
+}
+
+impl Default for Consent {
+    fn default() -> Self {
+        Self {
+            share_with_ohchr: false,
+            sg_report: SgReportConsent::No,
+            share_with_partners: false,
+            aggregate_statistics: false,
+            contact: Contact::default(),
+        }
+    }
+}
+
+/// The wire shape of a report. Only `incident_type` and `description` are required.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ReportWire {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(custom(function = "desk_slug"))]
+    pub desk: Option<String>,
+    pub incident_type: IncidentType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(nested)]
+    pub mechanism: Option<Mechanism>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(custom(function = "valid_occurred_at"))]
+    pub occurred_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at_precision: Option<OccurredAtPrecision>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(length(max = limits::LOCATION), custom(function = "free_text"))]
+    pub location: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(nested)]
+    pub perpetrator: Option<Perpetrator>,
+    #[validate(
+        length(min = 1, max = limits::DESCRIPTION),
+        custom(function = "free_text"),
+        custom(function = "not_blank")
+    )]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(nested)]
+    pub blocked_submission: Option<BlockedSubmission>,
+    #[serde(default)]
+    #[validate(nested)]
+    pub consent: Consent,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(length(max = limits::LANGUAGE), custom(function = "language_tag"))]
+    pub language: Option<String>,
+}
+
+/// A validated report. Its serialised form is the wire shape, which is what gets sealed.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Report {
+    wire: ReportWire,
+    #[serde(skip)]
+    desk: DeskSlug,
+    #[serde(skip)]
+    incident_month: Option<String>,
+}
+
+/// Why a report was refused: a map from the field's dotted path to a sentence.
+#[derive(Debug, thiserror::Error)]
+#[error("the report has invalid fields")]
+pub struct ReportRejected {
+    /// Field path (`consent.contact.handle`) → what is wrong with it.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Report {
+    /// Validates a wire report. This is the only way to obtain a [`Report`].
+    pub fn parse(wire: ReportWire) -> Result<Self, ReportRejected> {
+        wire.validate().map_err(|errors| ReportRejected {
+            fields: flatten_errors(&errors),
+        })?;
+        let desk = match &wire.desk {
+            Some(slug) => DeskSlug::parse(slug).map_err(|error| single_field("desk", error))?,
+            None => DeskSlug::default_desk(),
+        };
+        let incident_month = wire
+            .occurred_at
+            .as_deref()
+            .map(incident_month)
+            .transpose()
+            .map_err(|_| single_field("occurred_at", "is not a date"))?;
+        Ok(Self {
+            wire,
+            desk,
+            incident_month,
+        })
+    }
+
+    /// The receiving desk (`default` when the report names none).
+    pub fn desk(&self) -> &DeskSlug {
+        &self.desk
+    }
+
+    /// The incident type: an allowlisted plaintext column.
+    pub fn incident_type(&self) -> IncidentType {
+        self.wire.incident_type
+    }
+
+    /// The mechanism kind: an allowlisted plaintext column.
+    pub fn mechanism_kind(&self) -> Option<MechanismKind> {
+        self.wire.mechanism.as_ref().map(|mechanism| mechanism.kind)
+    }
+
+    /// The session label ("UPR 45"): an allowlisted plaintext column, trimmed.
+    pub fn session_label(&self) -> Option<&str> {
+        self.wire
+            .mechanism
+            .as_ref()
+            .and_then(|mechanism| mechanism.session.as_deref())
+            .map(str::trim)
+            .filter(|label| !label.is_empty())
+    }
+
+    /// The perpetrator kind: an allowlisted plaintext column.
+    pub fn perpetrator_kind(&self) -> Option<PerpetratorKind> {
+        self.wire.perpetrator.as_ref().map(|perpetrator| perpetrator.kind)
+    }
+
+    /// The month of the incident, `YYYY-MM`: the only plaintext trace of when it happened.
+    pub fn incident_month(&self) -> Option<&str> {
+        self.incident_month.as_deref()
+    }
+
+    /// The reporter's consent.
+    pub fn consent(&self) -> &Consent {
+        &self.wire.consent
+    }
+
+    /// The wire shape, for sealing.
+    pub fn wire(&self) -> &ReportWire {
+        &self.wire
+    }
+}
+
+fn single_field(path: &str, message: impl ToString) -> ReportRejected {
+    ReportRejected {
+        fields: BTreeMap::from([(path.to_owned(), message.to_string())]),
+    }
+}
+
+/// Flattens validator's nested errors into `dotted.path → sentence`.
+fn flatten_errors(errors: &ValidationErrors) -> BTreeMap<String, String> {
+    let mut fields = BTreeMap::new();
+    collect_errors("", errors, &mut fields);
+    fields
+}
+
+fn collect_errors(prefix: &str, errors: &ValidationErrors, out: &mut BTreeMap<String, String>) {
+    for (field, kind) in errors.errors() {
+        let path = if prefix.is_empty() {
+            field.to_string()
+        } else {
+            format!("{prefix}.{field}")
+        };
+        match kind {
+            ValidationErrorsKind::Field(list) => {
+                if let Some(first) = list.first() {
+                    out.insert(path, describe(first));
+                }
+            }
+            ValidationErrorsKind::Struct(inner) => collect_errors(&path, inner, out),
+            ValidationErrorsKind::List(items) => {
+                for (index, inner) in items {
+                    collect_errors(&format!("{path}[{index}]"), inner, out);
+                }
+            }
+        }
+    }
+}
+
+fn describe(error: &ValidationError) -> String {
+    if let Some(message) = &error.message {
+        return message.to_string();
+    }
+    match error.code.as_ref() {
+        "length" => match (error.params.get("min"), error.params.get("max")) {
+            (Some(min), Some(max)) => format!("must be {min} to {max} characters long"),
+            (_, Some(max)) => format!("must be at most {max} characters long"),
+            (Some(min), _) => format!("must be at least {min} characters long"),
+            _ => "has the wrong length".to_owned(),
+        },
+        other => format!("is invalid ({other})"),
+    }
+}
+
+fn rejection(code: &'static str, message: &'static str) -> ValidationError {
+    ValidationError::new(code).with_message(message.into())
+}
+
+/// One line of text: no control characters at all.
+fn single_line(value: &str) -> Result<(), ValidationError> {
+    if value.chars().any(char::is_control) {
+        return Err(rejection("single_line", "must be one line without control characters"));
+    }
+    Ok(())
+}
+
+/// Free text: line breaks and tabs are fine, other control characters (NUL, escapes) are not.
+fn free_text(value: &str) -> Result<(), ValidationError> {
+    if value
+        .chars()
+        .any(|character| character.is_control() && !matches!(character, '\n' | '\r' | '\t'))
+    {
+        return Err(rejection("free_text", "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn not_blank(value: &str) -> Result<(), ValidationError> {
+    if value.trim().is_empty() {
+        return Err(rejection("blank", "must not be blank"));
+    }
+    Ok(())
+}
+
+fn desk_slug(value: &str) -> Result<(), ValidationError> {
+    DeskSlug::parse(value)
+        .map(|_| ())
+        .map_err(|_| rejection("desk", "must be 1 to 64 lower-case letters, digits and hyphens"))
+}
+
+fn language_tag(value: &str) -> Result<(), ValidationError> {
+    let well_formed = !value.is_empty()
+        && value
+            .split('-')
+            .all(|part| (1..=8).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if well_formed {
+        Ok(())
+    } else {
+        Err(rejection("language", "must be a language tag such as en, fr or zh-Hant"))
+    }
+}
+
+fn calendar_date(value: &str) -> Result<(), ValidationError> {
+    parse_date(value)
+        .map(|_| ())
+        .ok_or_else(|| rejection("date", "must be a date written YYYY-MM-DD"))
+}
+
+/// `occurred_at` may be an RFC 3339 date-time, a date, or a month; never more than a day ahead.
+fn valid_occurred_at(value: &str) -> Result<(), ValidationError> {
+    let date = parse_occurred_at(value).ok_or_else(|| {
+        rejection(
+            "occurred_at",
+            "must be a date-time (2024-01-23T10:30:00Z), a date (2024-01-23) or a month (2024-01)",
+        )
+    })?;
+    let tomorrow = OffsetDateTime::now_utc().date().next_day().unwrap_or(Date::MAX);
+    if date > tomorrow {
+        return Err(rejection("future", "must not be in the future"));
+    }
+    Ok(())
+}
+
+fn parse_date(value: &str) -> Option<Date> {
+    Date::parse(value, format_description!("[year]-[month]-[day]")).ok()
+}
+
+fn parse_occurred_at(value: &str) -> Option<Date> {
+    if let Ok(moment) = OffsetDateTime::parse(value, &Rfc3339) {
+        return Some(moment.to_offset(time::UtcOffset::UTC).date());
+    }
+    if let Some(date) = parse_date(value) {
+        return Some(date);
+    }
+    parse_date(&format!("{value}-01"))
+        .filter(|_| value.len() == 7)
+}
+
+fn incident_month(value: &str) -> Result<String, ()> {
+    let date = parse_occurred_at(value).ok_or(())?;
+    Ok(format!("{:04}-{:02}", date.year(), u8::from(date.month())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn wire(value: serde_json::Value) -> ReportWire {
+        serde_json::from_value(value).expect("the test report has the wire shape")
+    }
+
+    fn design_example() -> serde_json::Value {
+        json!({
+            "desk": "default",
+            "incident_type": "photographing",
+            "mechanism": {"kind": "upr", "session": "UPR 45", "state_under_review": "China"},
+            "occurred_at": "2024-01-23T10:30:00Z",
+            "occurred_at_precision": "hour",
+            "location": "Palais des Nations, Room XX, side event",
+            "perpetrator": {"kind": "gongo_representative", "description": "man with a lanyard"},
+            "description": "While I spoke, he photographed me and my colleague.",
+            "blocked_submission": null,
+            "consent": {
+                "share_with_ohchr": true,
+                "sg_report": "anonymised",
+                "share_with_partners": false,
+                "aggregate_statistics": true,
+                "contact": {"allowed": true, "channel": "signal", "handle": "+41 00 000 00 00"}
+            },
+            "language": "en"
+        })
+    }
+
+    #[test]
+    fn the_design_example_is_a_valid_report() {
+        let report = Report::parse(wire(design_example())).unwrap();
+        assert_eq!(report.desk().as_str(), "default");
+        assert_eq!(report.incident_type(), IncidentType::Photographing);
+        assert_eq!(report.session_label(), Some("UPR 45"));
+        assert_eq!(report.incident_month(), Some("2024-01"));
+        assert!(report.consent().share_with_ohchr);
+    }
+
+    #[test]
+    fn the_minimal_report_has_protective_consent_defaults() {
+        let report = Report::parse(wire(json!({
+            "incident_type": "threat",
+            "description": "x"
+        })))
+        .unwrap();
+        assert_eq!(report.desk().as_str(), "default");
+        assert!(!report.consent().share_with_ohchr);
+        assert_eq!(report.consent().sg_report, SgReportConsent::No);
+        assert!(!report.consent().contact.allowed);
+        assert_eq!(report.incident_month(), None);
+    }
+
+    #[test]
+    fn a_blank_description_is_refused() {
+        let rejected = Report::parse(wire(json!({"incident_type": "threat", "description": " \n "})))
+            .unwrap_err();
+        assert!(rejected.fields.contains_key("description"));
+    }
+
+    #[test]
+    fn an_over_long_description_names_the_field_and_the_limit() {
+        let long = "é".repeat(limits::DESCRIPTION as usize + 1);
+        let rejected = Report::parse(wire(json!({"incident_type": "threat", "description": long})))
+            .unwrap_err();
+        assert_eq!(
+            rejected.fields["description"],
+            "must be 1 to 20000 characters long"
+        );
+    }
+
+    #[test]
+    fn the_limit_counts_characters_not_bytes() {
+        let at_limit = "é".repeat(limits::DESCRIPTION as usize);
+        assert!(Report::parse(wire(json!({"incident_type": "threat", "description": at_limit}))).is_ok());
+    }
+
+    #[test]
+    fn nested_errors_carry_their_dotted_path() {
+        let mut example = design_example();
+        example["consent"]["contact"]["handle"] = json!("a\u{0}b");
+        example["mechanism"]["session"] = json!("x".repeat(65));
+        let rejected = Report::parse(wire(example)).unwrap_err();
+        assert!(rejected.fields.contains_key("consent.contact.handle"), "{:?}", rejected.fields);
+        assert!(rejected.fields.contains_key("mechanism.session"), "{:?}", rejected.fields);
+    }
+
+    #[test]
+    fn dates_in_several_precisions_are_accepted_and_give_the_month() {
+        for (input, month) in [
+            ("2024-01-23T10:30:00+01:00", "2024-01"),
+            ("2024-01-31T23:30:00-02:00", "2024-02"),
+            ("2024-01-23", "2024-01"),
+            ("2024-01", "2024-01"),
+        ] {
+            let report = Report::parse(wire(json!({
+                "incident_type": "threat", "description": "x", "occurred_at": input
+            })))
+            .unwrap();
+            assert_eq!(report.incident_month(), Some(month), "{input}");
+        }
+    }
+
+    #[test]
+    fn future_and_malformed_dates_are_refused() {
+        for input in ["2999-01-01", "yesterday", "2024-13-01", "2024-1", "2024-01-23 10:30"] {
+            let rejected = Report::parse(wire(json!({
+                "incident_type": "threat", "description": "x", "occurred_at": input
+            })))
+            .unwrap_err();
+            assert!(rejected.fields.contains_key("occurred_at"), "{input}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_the_wire_shape() {
+        let result = serde_json::from_value::<ReportWire>(json!({
+            "incident_type": "threat", "description": "x", "descripton": "typo"
+        }));
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn a_report_serialises_back_to_its_wire_shape() {
+        let report = Report::parse(wire(design_example())).unwrap();
+        let again: ReportWire = serde_json::from_value(serde_json::to_value(&report).unwrap()).unwrap();
+        assert_eq!(again.description, report.wire().description);
+        assert_eq!(again.consent.sg_report, SgReportConsent::Anonymised);
+    }
+
+    proptest! {
+        #[test]
+        fn any_printable_description_within_the_limit_is_accepted(text in "[^\\p{Cc}]{1,200}") {
+            prop_assume!(!text.trim().is_empty());
+            let report = Report::parse(wire(json!({"incident_type": "other", "description": text})));
+            prop_assert!(report.is_ok());
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics_the_parser(text in "\\PC{0,200}") {
+            if let Ok(parsed) = serde_json::from_str::<ReportWire>(&text) {
+                let _ = Report::parse(parsed);
+            }
+        }
+    }
+}

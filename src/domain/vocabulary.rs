@@ -1,0 +1,148 @@
+//! The closed vocabularies of the report (DESIGN §4). Each wire value is spelled once, here, so
+//! that the parser, the intake form vocabulary and the plaintext triage columns cannot drift.
+
+/// Declares a closed vocabulary: an enum whose serde names, `as_str`, `parse` and `ALL` agree.
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in the order the intake form should offer them.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stable wire and column spelling.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// Parses the wire spelling; `None` for anything outside the vocabulary.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+
+            /// The wire spellings of every value.
+            pub fn names() -> Vec<&'static str> {
+                Self::ALL.iter().map(|value| value.as_str()).collect()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// What happened to the reporter.
+    IncidentType {
+        Intimidation => "intimidation",
+        Threat => "threat",
+        ReprisalAgainstRelatives => "reprisal_against_relatives",
+        Photographing => "photographing",
+        Surveillance => "surveillance",
+        BlockedSubmission => "blocked_submission",
+        AccessDenied => "access_denied",
+        TravelRestriction => "travel_restriction",
+        OnlineHarassment => "online_harassment",
+        Other => "other",
+    }
+}
+
+vocabulary! {
+    /// The UN mechanism in whose context the incident happened.
+    MechanismKind {
+        Upr => "upr",
+        HrcSession => "hrc_session",
+        TreatyBody => "treaty_body",
+        SpecialProcedure => "special_procedure",
+        Other => "other",
+    }
+}
+
+vocabulary! {
+    /// Who the reporter says the perpetrator was; recorded as claimed, never as verified.
+    PerpetratorKind {
+        StateOfficial => "state_official",
+        GongoRepresentative => "gongo_representative",
+        SecurityOrPolice => "security_or_police",
+        Unknown => "unknown",
+        Other => "other",
+    }
+}
+
+vocabulary! {
+    /// How precise `occurred_at` is.
+    OccurredAtPrecision {
+        Exact => "exact",
+        Hour => "hour",
+        Day => "day",
+        Approximate => "approximate",
+    }
+}
+
+vocabulary! {
+    /// Consent to appear in the Secretary-General's annual report on reprisals.
+    SgReportConsent {
+        Named => "named",
+        Anonymised => "anonymised",
+        No => "no",
+    }
+}
+
+vocabulary! {
+    /// The kind of an item in a case's thread (DESIGN §4, `entries`).
+    EntryKind {
+        Report => "report",
+        ReporterMessage => "reporter_message",
+        MessageToReporter => "message_to_reporter",
+        InternalNote => "internal_note",
+        Attachment => "attachment",
+    }
+}
+
+vocabulary! {
+    /// The triage status of a case. Intake creates cases as `new`.
+    CaseStatus {
+        New => "new",
+        InReview => "in_review",
+        AwaitingReporter => "awaiting_reporter",
+        Referred => "referred",
+        Closed => "closed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_parses_back_from_its_own_spelling() {
+        for value in IncidentType::ALL {
+            assert_eq!(IncidentType::parse(value.as_str()), Some(*value));
+        }
+        for value in EntryKind::ALL {
+            assert_eq!(EntryKind::parse(value.as_str()), Some(*value));
+        }
+    }
+
+    #[test]
+    fn serde_uses_the_same_spelling_as_as_str() {
+        for value in MechanismKind::ALL {
+            let json = serde_json::to_string(value).unwrap();
+            assert_eq!(json, format!("\"{}\"", value.as_str()));
+        }
+    }
+
+    #[test]
+    fn values_outside_the_vocabulary_are_refused() {
+        assert_eq!(IncidentType::parse("Photographing"), None);
+        assert_eq!(PerpetratorKind::parse(""), None);
+        assert!(serde_json::from_str::<SgReportConsent>("\"yes\"").is_err());
+    }
+}

@@ -1,0 +1,128 @@
+//! `ApiError`: what a client sees when something goes wrong. Every error has a stable
+//! snake_case code, a sentence for a person, and, for validation, the fields at fault
+//! (`{"error", "message", "fields"}`). A 500 is opaque to the client; its cause chain goes to
+//! the log, where it carries no secrets and no content (errors below never hold either).
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// An error at the HTTP edge.
+#[derive(thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request cannot be read at all (malformed JSON, bad header).
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// 404
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+    /// 408: the client took too long to send its body.
+    #[error("The request body arrived too slowly. Please try again.")]
+    BodyTimeout,
+    /// 413
+    #[error("The request body is larger than the limit of {limit} bytes.")]
+    PayloadTooLarge { limit: usize },
+    /// 415
+    #[error("{message}")]
+    UnsupportedMediaType { message: String },
+    /// 422: readable, but some fields are wrong; `fields` names them.
+    #[error("{message}")]
+    Unprocessable {
+        code: &'static str,
+        message: String,
+        fields: BTreeMap<String, String>,
+    },
+    /// 503: temporarily overloaded or the database is unreachable; retry later.
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
+    /// 500: our fault. The client learns nothing more; the log gets the cause chain.
+    #[error("Something went wrong on our side and nothing was changed. Please try again.")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl std::fmt::Debug for ApiError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.log_detail())
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    fields: BTreeMap<String, String>,
+}
+
+impl ApiError {
+    /// Wraps an unexpected failure as an opaque 500.
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(error.into())
+    }
+
+    /// A 422 naming one field.
+    pub fn invalid_field(code: &'static str, field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::Unprocessable {
+            code,
+            message: format!("The field `{field}` is invalid: {message}"),
+            fields: BTreeMap::from([(field.to_owned(), message)]),
+        }
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. }
+            | Self::NotFound { code, .. }
+            | Self::Unprocessable { code, .. }
+            | Self::Unavailable { code, .. } => code,
+            Self::BodyTimeout => "body_timeout",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// What the log may say about this error: the code, plus the cause chain of a 500.
+    pub fn log_detail(&self) -> String {
+        match self {
+            Self::Internal(cause) => format!("internal_error: {cause:#}"),
+            other => other.code().to_owned(),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let fields = match self {
+            Self::Unprocessable { fields, .. } => fields.clone(),
+            _ => BTreeMap::new(),
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, Self::Unavailable { .. }) {
+            response.insert_header((header::RETRY_AFTER, "5"));
+        }
+        response.json(ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+            fields,
+        })
+    }
+}

@@ -1,0 +1,38 @@
+//! HTTP resources, one file each: DTO → domain type → service call. No SQL, no crypto here.
+
+mod body;
+mod health;
+mod intake;
+mod reports;
+
+use actix_web::{HttpRequest, web};
+
+use crate::error::ApiError;
+
+/// Request limits the routes enforce, from `[limits]`.
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
+    pub json_body_bytes: usize,
+    pub body_timeout: std::time::Duration,
+    pub idempotency_ttl_hours: u32,
+}
+
+/// Mounts every route.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .service(health::healthz)
+        .service(health::readyz)
+        .service(
+            web::scope("/api/v1")
+                .service(intake::intake_parameters)
+                .service(reports::file_report),
+        )
+        .default_service(web::to(not_found));
+}
+
+async fn not_found(_request: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound {
+        code: "not_found",
+        message: "There is nothing at this address.".into(),
+    })
+}

@@ -1,0 +1,87 @@
+//! `POST /api/v1/reports`: file a report.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use age::secrecy::ExposeSecret;
+use serde_json::json;
+
+use super::RequestLimits;
+use super::body::read_json;
+use crate::domain::{IdempotencyKey, Report, ReportWire};
+use crate::error::ApiError;
+use crate::services::Vault;
+use crate::services::intake::IntakeError;
+
+/// The header a phone sends so that a retry after a lost answer files nothing twice.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+
+/// Files a JSON report → `201 {"case_ref", "receipt"}`. A retry with the same Idempotency-Key
+/// gets the same answer, marked `Idempotent-Replayed: true`.
+#[post("/reports")]
+pub async fn file_report(
+    request: HttpRequest,
+    payload: web::Payload,
+    vault: web::Data<Vault>,
+    limits: web::Data<RequestLimits>,
+) -> Result<HttpResponse, ApiError> {
+    let idempotency_key = idempotency_key(&request)?;
+    let wire: ReportWire = read_json(&request, payload, &limits).await?;
+    let report = Report::parse(wire).map_err(|rejected| ApiError::Unprocessable {
+        code: "invalid_report",
+        message: format!(
+            "Some fields of the report are invalid: {}.",
+            rejected.fields.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+        fields: rejected.fields,
+    })?;
+    let filed = vault
+        .file_report(report, idempotency_key)
+        .await
+        .map_err(|error| match error {
+            IntakeError::UnknownDesk => ApiError::invalid_field(
+                "unknown_desk",
+                "desk",
+                "no such desk; GET /api/v1/intake lists them",
+            ),
+            IntakeError::IdempotencyKeyReused => ApiError::Unprocessable {
+                code: "idempotency_key_reused",
+                message: "This Idempotency-Key was already used for a different report. Use a \
+                          fresh random key for each new report."
+                    .into(),
+                fields: [(IDEMPOTENCY_KEY_HEADER.to_owned(), "used for another report".to_owned())]
+                    .into(),
+            },
+            IntakeError::Saturated => ApiError::Unavailable {
+                code: "intake_saturated",
+                message: "Too many reports are arriving right now. Nothing was stored; please \
+                          retry in a few seconds with the same Idempotency-Key."
+                    .into(),
+            },
+            IntakeError::Internal(cause) => ApiError::Internal(cause),
+        })?;
+    let mut response = HttpResponse::Created();
+    if filed.replayed {
+        response.insert_header(("Idempotent-Replayed", "true"));
+    }
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    Ok(response.json(json!({
+        "case_ref": filed.case_ref,
+        "receipt": filed.receipt.expose_secret(),
+    })))
+}
+
+fn idempotency_key(request: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = request.headers().get(IDEMPOTENCY_KEY_HEADER) else {
+        return Ok(None);
+    };
+    let invalid = |message: String| ApiError::BadRequest {
+        code: "invalid_idempotency_key",
+        message,
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| invalid("Idempotency-Key must be plain ASCII.".into()))?;
+    IdempotencyKey::parse(text)
+        .map(Some)
+        .map_err(|error| invalid(format!("{error}.")))
+}

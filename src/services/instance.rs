@@ -1,0 +1,115 @@
+//! First start: the instance salt, the default desk and the escrow recipient (issue 2, item 5).
+
+use std::str::FromStr;
+
+use age::secrecy::SecretString;
+use anyhow::{Context, bail};
+use rand::{RngCore, rngs::OsRng};
+
+use crate::crypto::receipt::InstanceSalt;
+use crate::domain::desk::DEFAULT_DESK_SLUG;
+use crate::storage::{DeskRecord, InstanceRecord, Store};
+
+/// The instance-wide keys, loaded at start-up.
+#[derive(Clone)]
+pub struct InstanceKeys {
+    /// Salt of the receipt KDF.
+    pub receipt_salt: InstanceSalt,
+    /// The offline escrow key: it receives one grant per case.
+    pub escrow_recipient: age::x25519::Recipient,
+}
+
+/// An escrow identity generated on first start. It exists only in memory until it is shown once;
+/// the caller must display it to the operator and drop it.
+pub struct GeneratedEscrow {
+    pub identity: SecretString,
+    pub recipient: String,
+}
+
+/// Whether first start may generate an escrow identity when none is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EscrowGeneration {
+    /// The caller will show the generated identity to a person (a terminal, or a test).
+    Allowed,
+    /// Nobody would see it (a service manager, a container log): refuse instead.
+    Refused,
+}
+
+/// Loads the instance, creating it on first start. If no escrow recipient is configured on first
+/// start, generates one and returns its identity (it is never stored). Refuses to start when the
+/// configured recipient differs from the recorded one: cases would be sealed to a key the escrow
+/// holder does not have.
+pub async fn open_instance(
+    store: &dyn Store,
+    configured_escrow: Option<age::x25519::Recipient>,
+    generation: EscrowGeneration,
+) -> anyhow::Result<(InstanceKeys, Option<GeneratedEscrow>)> {
+    let existing = store.instance().await.context("could not read the instance row")?;
+    let (record, generated) = match existing {
+        Some(record) => (record, None),
+        None => {
+            let (recipient, generated) = match &configured_escrow {
+                Some(recipient) => (recipient.to_string(), None),
+                None if generation == EscrowGeneration::Refused => bail!(
+                    "escrow.recipient (APP_ESCROW__RECIPIENT) is not set, and there is no terminal \
+                     to show a generated escrow identity on. Generate one offline with \
+                     `age-keygen -o escrow-identity.txt`, keep that file offline, and set \
+                     APP_ESCROW__RECIPIENT to the age1… public key it prints"
+                ),
+                None => {
+                    let identity = age::x25519::Identity::generate();
+                    let recipient = identity.to_public().to_string();
+                    let generated = GeneratedEscrow {
+                        identity: identity.to_string(),
+                        recipient: recipient.clone(),
+                    };
+                    (recipient, Some(generated))
+                }
+            };
+            let mut salt = vec![0u8; 32];
+            OsRng.fill_bytes(&mut salt);
+            let proposal = InstanceRecord {
+                receipt_salt: salt,
+                escrow_recipient: recipient,
+                created_on: super::today(),
+            };
+            let default_desk = DeskRecord {
+                id: crate::domain::EntryId::generate().to_string(),
+                slug: DEFAULT_DESK_SLUG.to_owned(),
+                name: "Default desk".to_owned(),
+            };
+            let winner = store
+                .initialise_instance(&proposal, &default_desk)
+                .await
+                .context("could not initialise the instance")?;
+            // Another node may have initialised the instance at the same moment: then our
+            // freshly generated escrow identity is useless and must not be shown.
+            let generated = generated.filter(|escrow| escrow.recipient == winner.escrow_recipient);
+            (winner, generated)
+        }
+    };
+    if let Some(configured) = &configured_escrow {
+        if configured.to_string() != record.escrow_recipient {
+            bail!(
+                "escrow.recipient (APP_ESCROW__RECIPIENT) is {configured}, but this instance seals \
+                 its cases to {}. Changing the escrow key needs a re-grant of every case; refusing \
+                 to start",
+                record.escrow_recipient
+            );
+        }
+    }
+    let escrow_recipient = age::x25519::Recipient::from_str(&record.escrow_recipient)
+        .map_err(|_| anyhow::anyhow!("the stored escrow recipient is corrupt"))?;
+    let receipt_salt: [u8; 32] = record
+        .receipt_salt
+        .as_slice()
+        .try_into()
+        .context("the stored receipt salt is not 32 bytes")?;
+    Ok((
+        InstanceKeys {
+            receipt_salt: InstanceSalt(receipt_salt),
+            escrow_recipient,
+        },
+        generated,
+    ))
+}

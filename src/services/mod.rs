@@ -1,0 +1,34 @@
+//! The use cases. Each ties storage and crypto together; routes call these and nothing below.
+
+pub mod instance;
+pub mod intake;
+pub mod offline;
+
+use std::sync::Arc;
+
+use crate::crypto::kdf::Argon2Params;
+use crate::crypto::pool::CryptoPool;
+use crate::storage::Store;
+
+pub use instance::InstanceKeys;
+
+/// Everything a use case needs: the store, the crypto gate and the instance keys. Shared by all
+/// HTTP workers.
+pub struct Vault {
+    pub store: Arc<dyn Store>,
+    pub crypto: CryptoPool,
+    pub instance: InstanceKeys,
+    pub argon2: Argon2Params,
+    pub idempotency_ttl_hours: u32,
+}
+
+/// Unix seconds now.
+pub(crate) fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Today's UTC day, `YYYY-MM-DD`: the only time stamp stored beside a case.
+pub(crate) fn today() -> String {
+    let date = time::OffsetDateTime::now_utc().date();
+    format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
+}

@@ -1,0 +1,213 @@
+//! The disaster-recovery path (issue 2, item 8): read a case straight from the database with an
+//! age identity (the escrow key, or later a reviewer's exported identity), or dump its raw age
+//! files so that the reference `age` tool can open them without this software.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::crypto::case_key::{CaseIdentity, open_grant};
+use crate::crypto::envelope::{EnvelopeBinding, open_envelope};
+use crate::crypto::CryptoError;
+use crate::domain::{CaseRef, EntryId, EntryKind};
+use crate::storage::{Store, StoreError};
+
+/// Why a case could not be read offline.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    #[error("no case {0} in this database")]
+    UnknownCase(CaseRef),
+    #[error("none of the given identities holds a grant for case {0}")]
+    NoGrant(CaseRef),
+    #[error("refusing case {case}: {what} was tampered with or moved from another row ({cause})")]
+    Tampered {
+        case: CaseRef,
+        what: String,
+        cause: CryptoError,
+    },
+    #[error("case {case}: no grant opens key epoch {epoch}, needed by entry {entry}")]
+    MissingEpoch { case: CaseRef, epoch: i64, entry: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// A decrypted case, as `incident-vault case decrypt` prints it.
+#[derive(Debug, Serialize)]
+pub struct DecryptedCase {
+    pub case_ref: String,
+    pub status: String,
+    pub priority: String,
+    pub incident_type: String,
+    pub received_on: String,
+    pub key_epoch: i64,
+    /// The report in its wire shape.
+    pub report: serde_json::Value,
+    pub thread: Vec<DecryptedEntry>,
+}
+
+/// One decrypted thread entry.
+#[derive(Debug, Serialize)]
+pub struct DecryptedEntry {
+    pub id: String,
+    pub kind: String,
+    pub author: String,
+    pub created_on: String,
+    pub body: serde_json::Value,
+}
+
+/// Decrypts a whole case with whichever of `identities` holds a grant for it, checking the
+/// binding of every grant and envelope on the way.
+pub async fn decrypt_case(
+    store: &dyn Store,
+    identities: &[&dyn age::Identity],
+    case_ref: &CaseRef,
+) -> Result<DecryptedCase, OfflineError> {
+    let case = store
+        .case_record(case_ref.as_str())
+        .await?
+        .ok_or_else(|| OfflineError::UnknownCase(case_ref.clone()))?;
+    let tampered = |what: String, cause| OfflineError::Tampered {
+        case: case_ref.clone(),
+        what,
+        cause,
+    };
+
+    let mut keys: BTreeMap<i64, CaseIdentity> = BTreeMap::new();
+    for grant in store.grants_of_case(case_ref.as_str()).await? {
+        if keys.contains_key(&grant.epoch) {
+            continue;
+        }
+        let epoch = u32::try_from(grant.epoch).unwrap_or(u32::MAX);
+        match open_grant(&grant.ciphertext, identities, case_ref, epoch) {
+            Ok(identity) => {
+                keys.insert(grant.epoch, identity);
+            }
+            Err(CryptoError::NotForUs) => {}
+            Err(cause) => {
+                let what = format!("the {} grant of epoch {}", grant.grantee_kind, grant.epoch);
+                return Err(tampered(what, cause));
+            }
+        }
+    }
+    if keys.is_empty() {
+        return Err(OfflineError::NoGrant(case_ref.clone()));
+    }
+
+    let mut report = serde_json::Value::Null;
+    let mut thread = Vec::new();
+    for entry in store.entries_of_case(case_ref.as_str()).await? {
+        let what = || format!("entry {}", entry.id);
+        let identity = keys.get(&entry.epoch).ok_or_else(|| OfflineError::MissingEpoch {
+            case: case_ref.clone(),
+            epoch: entry.epoch,
+            entry: entry.id.clone(),
+        })?;
+        let entry_id = EntryId::parse(&entry.id).ok_or_else(|| tampered(what(), CryptoError::Malformed))?;
+        let kind = EntryKind::parse(&entry.kind).ok_or_else(|| tampered(what(), CryptoError::Malformed))?;
+        let binding = EnvelopeBinding { case: case_ref, entry: &entry_id, kind };
+        let body = open_envelope(binding, &entry.ciphertext, &[identity.as_age_identity()])
+            .map_err(|cause| tampered(what(), cause))?;
+        let body: serde_json::Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
+        if kind == EntryKind::Report && report.is_null() {
+            report = body.clone();
+        }
+        thread.push(DecryptedEntry {
+            id: entry.id,
+            kind: entry.kind,
+            author: entry.author,
+            created_on: entry.created_on,
+            body,
+        });
+    }
+    Ok(DecryptedCase {
+        case_ref: case.id,
+        status: case.status,
+        priority: case.priority,
+        incident_type: case.incident_type,
+        received_on: case.received_on,
+        key_epoch: case.key_epoch,
+        report,
+        thread,
+    })
+}
+
+/// Writes every grant and envelope of a case as raw `.age` files into `out`, with a text that
+/// explains how to open them with the reference `age` tool. Needs no key: it copies ciphertext.
+pub async fn dump_case(
+    store: &dyn Store,
+    case_ref: &CaseRef,
+    out: &Path,
+) -> Result<Vec<PathBuf>, OfflineError> {
+    store
+        .case_record(case_ref.as_str())
+        .await?
+        .ok_or_else(|| OfflineError::UnknownCase(case_ref.clone()))?;
+    crate::storage::create_private_dir(out)?;
+    let mut written = Vec::new();
+    let mut write_new = |name: String, bytes: &[u8]| -> std::io::Result<()> {
+        let path = out.join(name);
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        written.push(path);
+        Ok(())
+    };
+    let mut grant_names = Vec::new();
+    for grant in store.grants_of_case(case_ref.as_str()).await? {
+        let name = format!(
+            "grant-epoch{}-{}-{}.age",
+            grant.epoch, grant.grantee_kind, grant.grantee_id
+        );
+        write_new(name.clone(), &grant.ciphertext)?;
+        grant_names.push(name);
+    }
+    let mut entry_names = Vec::new();
+    for (index, entry) in store.entries_of_case(case_ref.as_str()).await?.iter().enumerate() {
+        let name = format!(
+            "entry-{:03}-{}-{}-epoch{}.age",
+            index + 1,
+            entry.kind,
+            entry.id,
+            entry.epoch
+        );
+        write_new(name.clone(), &entry.ciphertext)?;
+        entry_names.push(name);
+    }
+    let escrow_grant = grant_names
+        .iter()
+        .find(|name| name.contains("-escrow-"))
+        .cloned()
+        .unwrap_or_else(|| "grant-epoch1-escrow-escrow.age".into());
+    let first_entry = entry_names.first().cloned().unwrap_or_default();
+    let how_to = format!(
+        "Case {case_ref}: raw age files, as stored.\n\
+         \n\
+         Every file here is a standard age file (https://age-encryption.org/v1).\n\
+         \n\
+         1. Open your grant with your own identity (the offline escrow key, or a reviewer's\n\
+            exported identity). Its plaintext is an age identity file for this case; its comment\n\
+            lines name the case and the key epoch. Keep it on an encrypted disk and delete it after.\n\
+         \n\
+            age -d -i escrow-identity.txt -o case-key.txt {escrow_grant}\n\
+         \n\
+         2. Open each entry with the case key of its epoch:\n\
+         \n\
+            age -d -i case-key.txt {first_entry}\n\
+         \n\
+         An entry's plaintext starts with a header (case, entry, kind, length); check that it\n\
+         names this case and the entry's file name. The report follows as JSON, then padding\n\
+         (newlines) that hides its exact size.\n\
+         \n\
+         Grants: {grants}\n\
+         Entries: {entries}\n",
+        grants = grant_names.join(", "),
+        entries = entry_names.join(", "),
+    );
+    write_new("HOW-TO-OPEN.txt".into(), how_to.as_bytes())?;
+    Ok(written)
+}

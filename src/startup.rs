@@ -1,0 +1,146 @@
+//! `Application::build(settings)`: the one path by which production and tests start the
+//! service. A test changes only the settings (port 0, a fresh database).
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+
+use crate::configuration::{Settings, available_cores};
+use crate::crypto::pool::CryptoPool;
+use crate::routes::{self, RequestLimits};
+use crate::services::Vault;
+use crate::services::instance::{EscrowGeneration, GeneratedEscrow, open_instance};
+use crate::storage::{self, Store};
+use crate::telemetry::request_span;
+
+/// A built, bound, not yet running service.
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Arc<dyn Store>,
+    generated_escrow: Option<GeneratedEscrow>,
+}
+
+impl Application {
+    /// Validates the settings, opens and migrates the database, loads or creates the instance,
+    /// and binds the listener. A generated escrow identity is returned, never stored.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, EscrowGeneration::Allowed).await
+    }
+
+    /// [`Application::build`], saying whether an escrow identity may be generated.
+    pub async fn build_with(settings: Settings, generation: EscrowGeneration) -> anyhow::Result<Self> {
+        settings.validate()?;
+        storage::create_private_dir(&settings.storage.data_dir).with_context(|| {
+            format!(
+                "storage.data_dir (APP_STORAGE__DATA_DIR): could not create {}",
+                settings.storage.data_dir.display()
+            )
+        })?;
+        let store = storage::connect(&settings.database.url, settings.database.max_connections)
+            .await?;
+        let (instance, generated_escrow) =
+            open_instance(store.as_ref(), settings.escrow_recipient()?, generation).await?;
+
+        let vault = web::Data::new(Vault {
+            store: store.clone(),
+            crypto: CryptoPool::new(settings.crypto_concurrency(), settings.limits.crypto_queue),
+            instance,
+            argon2: settings.argon2,
+            idempotency_ttl_hours: settings.limits.idempotency_ttl_hours,
+        });
+        let limits = web::Data::new(RequestLimits {
+            json_body_bytes: settings.limits.json_body_bytes,
+            body_timeout: Duration::from_secs(settings.limits.body_timeout_seconds),
+            idempotency_ttl_hours: settings.limits.idempotency_ttl_hours,
+        });
+
+        let address = settings.bind_address()?;
+        let listener = TcpListener::bind(address)
+            .with_context(|| format!("server.bind (APP_SERVER__BIND): cannot listen on {address}"))?;
+        let port = listener.local_addr()?.port();
+        let workers = match settings.server.workers {
+            0 => available_cores(),
+            configured => configured,
+        };
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(security_headers())
+                .wrap(from_fn(request_span))
+                .app_data(vault.clone())
+                .app_data(limits.clone())
+                .configure(routes::configure)
+        })
+        .listen(listener)?
+        .workers(workers)
+        .client_request_timeout(Duration::from_secs(10))
+        .shutdown_timeout(settings.server.shutdown_timeout_seconds)
+        .run();
+        tracing::info!(port, workers, database = store.backend(), "incident-vault is ready");
+        Ok(Self {
+            port,
+            server,
+            store,
+            generated_escrow,
+        })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The store the service uses.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// The escrow identity generated on first start, once. Show it to a person and drop it.
+    pub fn take_generated_escrow(&mut self) -> Option<GeneratedEscrow> {
+        self.generated_escrow.take()
+    }
+
+    /// Serves until SIGINT or SIGTERM, lets in-flight requests finish, then closes the pool.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let purger = tokio::spawn(purge_expired_idempotency(self.store.clone()));
+        let outcome = self.server.await;
+        purger.abort();
+        self.store.close().await;
+        tracing::info!("incident-vault stopped");
+        outcome
+    }
+}
+
+/// Deletes expired idempotency records hourly, so that none outlives its day.
+async fn purge_expired_idempotency(store: Arc<dyn Store>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        interval.tick().await;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        match store.purge_expired_idempotency(now).await {
+            Ok(purged) => tracing::debug!(purged, "purged expired idempotency records"),
+            Err(error) => tracing::warn!(error = %error, "could not purge idempotency records"),
+        }
+    }
+}
+
+/// Headers on every response: nothing is cached, framed, sniffed or referred.
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add(("Cache-Control", "no-store"))
+        .add(("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"))
+        .add(("Referrer-Policy", "no-referrer"))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Permissions-Policy", "camera=(), microphone=(), geolocation=()"))
+}

@@ -1,0 +1,186 @@
+//! Persistence. One [`Store`] trait, implemented for SQLite (the embedded default) and
+//! PostgreSQL (production). Storage knows nothing about HTTP and never sees plaintext content:
+//! every value it receives is either on the plaintext allowlist of DESIGN §4 or a ciphertext.
+
+mod records;
+mod sql;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use records::*;
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule refused the write; the name says which.
+    #[error("conflict on {0}")]
+    Conflict(&'static str),
+    /// The database could not be reached or refused the operation.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error(transparent)]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The database behind the vault. Every write that must be atomic is one method here, so a
+/// failure half-way leaves nothing behind.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is, for logs and the readiness answer.
+    fn backend(&self) -> &'static str;
+
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Runs a real query, so that readiness means "the database answers".
+    async fn health_check(&self) -> Result<(), StoreError>;
+
+    /// Closes the pool: in-flight queries finish, new ones fail at once.
+    async fn close(&self);
+
+    /// The instance row, if the instance was initialised.
+    async fn instance(&self) -> Result<Option<InstanceRecord>, StoreError>;
+
+    /// Creates the instance row and the default desk unless they exist, then returns the row that
+    /// won: two nodes starting at once on an empty database agree on one instance.
+    async fn initialise_instance(
+        &self,
+        instance: &InstanceRecord,
+        default_desk: &DeskRecord,
+    ) -> Result<InstanceRecord, StoreError>;
+
+    /// Every desk, by slug.
+    async fn desks(&self) -> Result<Vec<DeskRecord>, StoreError>;
+
+    /// One desk by slug.
+    async fn desk_by_slug(&self, slug: &str) -> Result<Option<DeskRecord>, StoreError>;
+
+    /// The age recipients of the active members of a desk: they receive a grant at intake.
+    async fn active_member_recipients(&self, desk_id: &str)
+    -> Result<Vec<MemberRecipient>, StoreError>;
+
+    /// Writes a new case, its grants, its report entry, its reporter access and its idempotency
+    /// record in one transaction. [`StoreError::Conflict`]`("idempotency_key")` when a live record
+    /// with the same key hash already exists.
+    async fn insert_sealed_case(&self, case: &NewSealedCase) -> Result<(), StoreError>;
+
+    /// The idempotency record for a key hash, unless it has expired at `now`.
+    async fn idempotency_record(
+        &self,
+        key_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// Deletes idempotency records that expired before `now`; returns how many.
+    async fn purge_expired_idempotency(&self, now: i64) -> Result<u64, StoreError>;
+
+    /// One case row.
+    async fn case_record(&self, case_id: &str) -> Result<Option<CaseRecord>, StoreError>;
+
+    /// Every grant of a case, all epochs.
+    async fn grants_of_case(&self, case_id: &str) -> Result<Vec<GrantRecord>, StoreError>;
+
+    /// Every entry of a case, oldest first.
+    async fn entries_of_case(&self, case_id: &str) -> Result<Vec<EntryRecord>, StoreError>;
+}
+
+/// Opens the store named by `url` and migrates it. Refuses schemes this binary was built without
+/// before touching anything.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
+    let store = open(url, max_connections).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Opens the store named by `url` without migrating it (offline reading of a restored backup).
+pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = match Backend::of_url(url)? {
+        #[cfg(feature = "sqlite")]
+        Backend::Sqlite => Arc::new(sqlite::SqliteStore::connect(url, max_connections).await?),
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => {
+            Arc::new(postgres::PostgresStore::connect(url, max_connections).await?)
+        }
+    };
+    Ok(store)
+}
+
+/// The database backends this binary knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite://…`
+    #[cfg(feature = "sqlite")]
+    Sqlite,
+    /// `postgres://…` or `postgresql://…`
+    #[cfg(feature = "postgres")]
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL selects, or why it cannot be used by this binary.
+    pub fn of_url(url: &str) -> anyhow::Result<Self> {
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme).unwrap_or("");
+        match scheme {
+            #[cfg(feature = "sqlite")]
+            "sqlite" => Ok(Self::Sqlite),
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            #[allow(unreachable_patterns, reason = "reachable when a backend feature is off")]
+            "sqlite" | "postgres" | "postgresql" => anyhow::bail!(
+                "this binary was built without the `{scheme}` backend; rebuild with the cargo feature"
+            ),
+            "" => anyhow::bail!("it is not a URL; expected sqlite://PATH or postgres://…"),
+            other => anyhow::bail!(
+                "the scheme `{other}` is not supported; expected sqlite:// or postgres://"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_schemes_select_their_backend_and_others_are_refused() {
+        assert_eq!(Backend::of_url("sqlite://data/x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(Backend::of_url("postgres://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(Backend::of_url("postgresql://u@h/db").unwrap(), Backend::Postgres);
+        assert!(Backend::of_url("mysql://u@h/db").is_err());
+        assert!(Backend::of_url("data/x.db").is_err());
+    }
+
+    #[test]
+    fn both_migration_folders_have_the_same_versions() {
+        let versions = |folder: &str| {
+            let mut names: Vec<String> = std::fs::read_dir(folder)
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .map(|name| name.split('_').next().unwrap().to_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let root = env!("CARGO_MANIFEST_DIR");
+        let sqlite = versions(&format!("{root}/migrations/sqlite"));
+        let postgres = versions(&format!("{root}/migrations/postgres"));
+        assert!(!sqlite.is_empty());
+        assert_eq!(sqlite, postgres);
+    }
+}
+
+/// Creates a directory readable by the service's user only (0700 on Unix).
+pub fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
+}

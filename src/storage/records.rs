@@ -1,0 +1,118 @@
+//! Row shapes. Field names are the column names; byte vectors are ciphertexts or hashes.
+
+/// The single `instance` row: created on first start, never changed.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct InstanceRecord {
+    /// Salt of the receipt KDF (32 random bytes; not secret, but instance-specific).
+    pub receipt_salt: Vec<u8>,
+    /// The offline escrow key's `age1…` recipient. Its identity is never stored.
+    pub escrow_recipient: String,
+    /// Day of creation, `YYYY-MM-DD`.
+    pub created_on: String,
+}
+
+/// A desk.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeskRecord {
+    /// Random id.
+    pub id: String,
+    /// URL-safe name used by clients.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// A desk member's age recipient.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct MemberRecipient {
+    /// The reviewer's id.
+    pub reviewer_id: String,
+    /// The reviewer's `age1…` recipient.
+    pub recipient: String,
+}
+
+/// The allowlisted plaintext of a case (DESIGN §4): coarse triage and statistics dimensions only.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CaseRecord {
+    pub id: String,
+    pub desk_id: String,
+    pub key_epoch: i64,
+    pub case_recipient: String,
+    pub status: String,
+    pub priority: String,
+    pub incident_type: String,
+    pub mechanism_kind: Option<String>,
+    pub session_label: Option<String>,
+    pub perpetrator_kind: Option<String>,
+    pub incident_month: Option<String>,
+    pub consent_ohchr: bool,
+    pub consent_sg_report: String,
+    pub consent_partners: bool,
+    pub consent_statistics: bool,
+    pub consent_contact: bool,
+    pub received_on: String,
+    pub updated_on: String,
+}
+
+/// The case key, sealed to one grantee at one epoch.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct GrantRecord {
+    pub case_id: String,
+    /// `escrow` or `reviewer`.
+    pub grantee_kind: String,
+    /// The reviewer id, or `escrow`.
+    pub grantee_id: String,
+    pub epoch: i64,
+    /// age ciphertext of the grant plaintext.
+    pub ciphertext: Vec<u8>,
+}
+
+/// One item of a case thread.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EntryRecord {
+    pub id: String,
+    pub case_id: String,
+    /// An [`crate::domain::EntryKind`] spelling.
+    pub kind: String,
+    /// `reporter`, or a reviewer id.
+    pub author: String,
+    pub epoch: i64,
+    pub created_on: String,
+    /// age ciphertext of the envelope.
+    pub ciphertext: Vec<u8>,
+}
+
+/// The reporter's way back into the case.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ReporterAccessRecord {
+    /// Derived from the receipt; see [`crate::crypto::receipt`].
+    pub lookup_id: Vec<u8>,
+    pub case_id: String,
+    /// The argon2id parameters that derived `lookup_id`.
+    pub kdf_params: String,
+    pub reporter_recipient: String,
+    pub sealed_identity: Vec<u8>,
+    pub failed_attempts: i64,
+}
+
+/// An idempotency record: the first answer, sealed under a key derived from the Idempotency-Key.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct IdempotencyRecord {
+    /// SHA-256 of the key, for lookup.
+    pub key_hash: Vec<u8>,
+    pub sealed_response: Vec<u8>,
+    /// Unix seconds, rounded up to the hour so as not to time-stamp the report.
+    pub expires_at: i64,
+}
+
+/// Everything intake writes for one report, in one transaction.
+#[derive(Debug, Clone)]
+pub struct NewSealedCase {
+    pub case: CaseRecord,
+    pub grants: Vec<GrantRecord>,
+    pub report: EntryRecord,
+    pub reporter_access: ReporterAccessRecord,
+    pub idempotency: Option<IdempotencyRecord>,
+    /// Unix seconds at intake: an idempotency record that expired before it may be replaced.
+    pub now: i64,
+}

@@ -1,0 +1,49 @@
+//! SQLite: the embedded default. WAL, so readers never wait for the writer; `synchronous = FULL`,
+//! so an acknowledged report survives a power cut; a busy timeout, so concurrent writers queue
+//! instead of failing.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a writer waits for the write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The SQLite store.
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file named by a `sqlite://` URL.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .context("database.url is not a valid sqlite:// URL")?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let directory = options.get_filename().parent().map(Path::to_path_buf);
+        if let Some(directory) = directory.filter(|path| !path.as_os_str().is_empty()) {
+            crate::storage::create_private_dir(&directory)
+                .with_context(|| format!("could not create {}", directory.display()))?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(15))
+            .connect_with(options)
+            .await
+            .context("could not open the SQLite database")?;
+        Ok(Self { pool })
+    }
+}
+
+super::sql::impl_store!(SqliteStore, "sqlite", MIGRATOR);

@@ -1,0 +1,113 @@
+//! Logging and request spans.
+//!
+//! Every request gets one span with the method, the route *template* (never the path, which may
+//! carry a case reference), the status, the latency and a random request id. Nothing about the
+//! client is recorded: no address, no User-Agent, no query string, no body. `clippy.toml` bans the
+//! ready-made loggers that would record them.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use tracing::{Instrument, Span, field};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+use crate::configuration::LogFormat;
+use crate::error::ApiError;
+
+/// Installs the global subscriber. `writer` is stdout in production and a buffer in tests.
+pub fn init_subscriber<W>(format: LogFormat, filter: &str, writer: W) -> anyhow::Result<()>
+where
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_new(filter)?;
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(false))
+            .try_init()?,
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_writer(writer),
+            )
+            .try_init()?,
+    }
+    Ok(())
+}
+
+/// `tokio::task::spawn_blocking`, keeping the caller's span so that logs from the blocking
+/// job stay attached to their request.
+pub fn spawn_blocking_with_tracing<F, R>(job: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let span = Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(job))
+}
+
+/// The header that carries the request id back to the client, for support conversations.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Middleware: one span per request, one log line when it ends. Records no client data.
+pub async fn request_span(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = crate::domain::case_ref::EntryId::generate();
+    let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let span = tracing::info_span!(
+        "http_request",
+        http.method = %request.method(),
+        http.route = %route,
+        request_id = %request_id,
+        http.status_code = field::Empty,
+        latency_ms = field::Empty,
+    );
+    let outcome = next.call(request).instrument(span.clone()).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let _entered = span.enter();
+    match outcome {
+        Ok(mut response) => {
+            let status = response.status();
+            span.record("http.status_code", status.as_u16());
+            span.record("latency_ms", latency_ms);
+            if status.is_server_error() {
+                // The cause chain of an opaque 500 goes to the log, never to the client.
+                let cause = response
+                    .response()
+                    .error()
+                    .and_then(|error| error.as_error::<ApiError>())
+                    .map(ApiError::log_detail)
+                    .unwrap_or_default();
+                tracing::error!(status = status.as_u16(), latency_ms, cause = %cause, "request failed");
+            } else {
+                let code = response
+                    .response()
+                    .error()
+                    .and_then(|error| error.as_error::<ApiError>())
+                    .map(ApiError::code);
+                tracing::info!(status = status.as_u16(), latency_ms, error = code, "request finished");
+            }
+            if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
+                response
+                    .headers_mut()
+                    .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+            }
+            Ok(response)
+        }
+        Err(error) => {
+            tracing::error!(latency_ms, "request failed before a response was built");
+            Err(error)
+        }
+    }
+}
