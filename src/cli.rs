@@ -102,8 +102,10 @@ async fn case_command(store: &dyn storage::Store, action: CaseCommand) -> anyhow
         CaseCommand::Decrypt { identity, case_ref } => {
             let case_ref = CaseRef::parse(&case_ref)?;
             let identities = read_identities(&identity)?;
-            let borrowed: Vec<&dyn age::Identity> =
-                identities.iter().map(|identity| identity.as_ref() as &dyn age::Identity).collect();
+            let borrowed: Vec<&dyn age::Identity> = identities
+                .iter()
+                .map(|identity| identity.as_ref() as &dyn age::Identity)
+                .collect();
             let case = offline::decrypt_case(store, &borrowed, &case_ref).await?;
             let mut stdout = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut stdout, &case)?;

@@ -175,7 +175,8 @@ impl Settings {
                 argon2.encode()
             );
         }
-        if argon2.memory_kib > 4 * 1024 * 1024 || argon2.parallelism > 16 || argon2.iterations > 100 {
+        if argon2.memory_kib > 4 * 1024 * 1024 || argon2.parallelism > 16 || argon2.iterations > 100
+        {
             bail!("argon2 parameters are beyond 4 GiB, 100 passes or 16 lanes: refused as a typo");
         }
         let limits = &self.limits;
@@ -183,7 +184,9 @@ impl Settings {
             bail!("limits.json_body_bytes (APP_LIMITS__JSON_BODY_BYTES) must be 16 KiB to 16 MiB");
         }
         if !(1..=3600).contains(&limits.body_timeout_seconds) {
-            bail!("limits.body_timeout_seconds (APP_LIMITS__BODY_TIMEOUT_SECONDS) must be 1 to 3600");
+            bail!(
+                "limits.body_timeout_seconds (APP_LIMITS__BODY_TIMEOUT_SECONDS) must be 1 to 3600"
+            );
         }
         if limits.crypto_concurrency > 256 {
             bail!("limits.crypto_concurrency (APP_LIMITS__CRYPTO_CONCURRENCY) must be 0 to 256");
@@ -270,7 +273,9 @@ mod tests {
     fn each_refusal_names_its_environment_variable() {
         assert!(refusal(|s| s.server.bind = "localhost".into()).contains("APP_SERVER__BIND"));
         assert!(refusal(|s| s.database.url = "mysql://x/y".into()).contains("APP_DATABASE__URL"));
-        assert!(refusal(|s| s.escrow.recipient = "age1nope".into()).contains("APP_ESCROW__RECIPIENT"));
+        assert!(
+            refusal(|s| s.escrow.recipient = "age1nope".into()).contains("APP_ESCROW__RECIPIENT")
+        );
         assert!(refusal(|s| s.argon2.memory_kib = 4096).contains("APP_ARGON2__MEMORY_KIB"));
         assert!(refusal(|s| s.argon2.iterations = 1).contains("APP_ARGON2__ITERATIONS"));
         assert!(refusal(|s| s.limits.json_body_bytes = 10).contains("APP_LIMITS__JSON_BODY_BYTES"));

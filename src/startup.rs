@@ -34,7 +34,10 @@ impl Application {
     }
 
     /// [`Application::build`], saying whether an escrow identity may be generated.
-    pub async fn build_with(settings: Settings, generation: EscrowGeneration) -> anyhow::Result<Self> {
+    pub async fn build_with(
+        settings: Settings,
+        generation: EscrowGeneration,
+    ) -> anyhow::Result<Self> {
         settings.validate()?;
         storage::create_private_dir(&settings.storage.data_dir).with_context(|| {
             format!(
@@ -42,8 +45,8 @@ impl Application {
                 settings.storage.data_dir.display()
             )
         })?;
-        let store = storage::connect(&settings.database.url, settings.database.max_connections)
-            .await?;
+        let store =
+            storage::connect(&settings.database.url, settings.database.max_connections).await?;
         let (instance, generated_escrow) =
             open_instance(store.as_ref(), settings.escrow_recipient()?, generation).await?;
 
@@ -61,8 +64,9 @@ impl Application {
         });
 
         let address = settings.bind_address()?;
-        let listener = TcpListener::bind(address)
-            .with_context(|| format!("server.bind (APP_SERVER__BIND): cannot listen on {address}"))?;
+        let listener = TcpListener::bind(address).with_context(|| {
+            format!("server.bind (APP_SERVER__BIND): cannot listen on {address}")
+        })?;
         let port = listener.local_addr()?.port();
         let workers = match settings.server.workers {
             0 => available_cores(),
@@ -81,7 +85,12 @@ impl Application {
         .client_request_timeout(Duration::from_secs(10))
         .shutdown_timeout(settings.server.shutdown_timeout_seconds)
         .run();
-        tracing::info!(port, workers, database = store.backend(), "incident-vault is ready");
+        tracing::info!(
+            port,
+            workers,
+            database = store.backend(),
+            "incident-vault is ready"
+        );
         Ok(Self {
             port,
             server,
@@ -138,9 +147,15 @@ async fn purge_expired_idempotency(store: Arc<dyn Store>) {
 fn security_headers() -> DefaultHeaders {
     DefaultHeaders::new()
         .add(("Cache-Control", "no-store"))
-        .add(("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"))
+        .add((
+            "Content-Security-Policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ))
         .add(("Referrer-Policy", "no-referrer"))
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("X-Frame-Options", "DENY"))
-        .add(("Permissions-Policy", "camera=(), microphone=(), geolocation=()"))
+        .add((
+            "Permissions-Policy",
+            "camera=(), microphone=(), geolocation=()",
+        ))
 }

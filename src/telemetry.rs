@@ -12,10 +12,10 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::{Instrument, Span, field};
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
 
 use crate::configuration::LogFormat;
 use crate::error::ApiError;
@@ -29,7 +29,11 @@ where
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(writer)
+                    .with_ansi(false),
+            )
             .try_init()?,
         LogFormat::Json => registry
             .with(
@@ -64,7 +68,9 @@ pub async fn request_span(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let request_id = crate::domain::case_ref::EntryId::generate();
-    let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::info_span!(
         "http_request",
         http.method = %request.method(),
@@ -96,7 +102,12 @@ pub async fn request_span(
                     .error()
                     .and_then(|error| error.as_error::<ApiError>())
                     .map(ApiError::code);
-                tracing::info!(status = status.as_u16(), latency_ms, error = code, "request finished");
+                tracing::info!(
+                    status = status.as_u16(),
+                    latency_ms,
+                    error = code,
+                    "request finished"
+                );
             }
             if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
                 response

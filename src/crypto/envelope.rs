@@ -17,8 +17,6 @@
 //! The padded size is at least 1 KiB, then Padmé (Nikitin et al., PETS 2019), so that
 //! the stored size leaks at most O(log log n) bits about the body's length.
 
-
-
 use zeroize::Zeroizing;
 
 use super::{CryptoError, encrypt_to};
@@ -87,7 +85,8 @@ pub fn decode_envelope_plaintext(
         .windows(2)
         .position(|window| window == b"\n\n")
         .ok_or(CryptoError::Malformed)?;
-    let header = std::str::from_utf8(&plaintext[..header_end]).map_err(|_| CryptoError::Malformed)?;
+    let header =
+        std::str::from_utf8(&plaintext[..header_end]).map_err(|_| CryptoError::Malformed)?;
     let mut lines = header.split('\n');
     if lines.next() != Some(MAGIC) {
         return Err(CryptoError::Malformed);
@@ -101,7 +100,9 @@ pub fn decode_envelope_plaintext(
     let case = field("case: ")?;
     let entry = field("entry: ")?;
     let kind = field("kind: ")?;
-    let length: usize = field("length: ")?.parse().map_err(|_| CryptoError::Malformed)?;
+    let length: usize = field("length: ")?
+        .parse()
+        .map_err(|_| CryptoError::Malformed)?;
     if lines.next().is_some() {
         return Err(CryptoError::Malformed);
     }
@@ -112,7 +113,9 @@ pub fn decode_envelope_plaintext(
         return Err(CryptoError::BindingMismatch);
     }
     let body_start = header_end + 2;
-    let body_end = body_start.checked_add(length).ok_or(CryptoError::Malformed)?;
+    let body_end = body_start
+        .checked_add(length)
+        .ok_or(CryptoError::Malformed)?;
     if body_end > plaintext.len() || plaintext[body_end..].iter().any(|byte| *byte != b'\n') {
         return Err(CryptoError::Malformed);
     }
@@ -137,7 +140,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn binding<'a>(case: &'a CaseRef, entry: &'a EntryId) -> EnvelopeBinding<'a> {
-        EnvelopeBinding { case, entry, kind: EntryKind::Report }
+        EnvelopeBinding {
+            case,
+            entry,
+            kind: EntryKind::Report,
+        }
     }
 
     fn round_trip(body: &[u8]) {
@@ -160,13 +167,17 @@ mod tests {
     fn an_envelope_of_another_entry_case_or_kind_is_refused() {
         let identity = x25519::Identity::generate();
         let (case, entry) = (CaseRef::generate(), EntryId::generate());
-        let sealed = seal_envelope(binding(&case, &entry), b"body", &[&identity.to_public()]).unwrap();
+        let sealed =
+            seal_envelope(binding(&case, &entry), b"body", &[&identity.to_public()]).unwrap();
         let other_entry = EntryId::generate();
         let other_case = CaseRef::generate();
         for wrong in [
             binding(&case, &other_entry),
             binding(&other_case, &entry),
-            EnvelopeBinding { kind: EntryKind::InternalNote, ..binding(&case, &entry) },
+            EnvelopeBinding {
+                kind: EntryKind::InternalNote,
+                ..binding(&case, &entry)
+            },
         ] {
             assert!(matches!(
                 open_envelope(wrong, &sealed, &[&identity]),

@@ -92,7 +92,11 @@ mod tests {
 
     #[test]
     fn the_encoding_round_trips() {
-        let params = Argon2Params { memory_kib: 131_072, iterations: 3, parallelism: 2 };
+        let params = Argon2Params {
+            memory_kib: 131_072,
+            iterations: 3,
+            parallelism: 2,
+        };
         assert_eq!(Argon2Params::decode(&params.encode()), Some(params));
         assert_eq!(Argon2Params::decode("argon2i$v=19$m=1,t=1,p=1"), None);
         assert_eq!(Argon2Params::decode("argon2id$v=19$m=1,t=1"), None);
@@ -101,13 +105,20 @@ mod tests {
     #[test]
     fn the_default_is_the_owasp_floor() {
         assert!(Argon2Params::default().meets_floor());
-        let weaker = Argon2Params { memory_kib: 19 * 1024 - 1, ..Argon2Params::default() };
+        let weaker = Argon2Params {
+            memory_kib: 19 * 1024 - 1,
+            ..Argon2Params::default()
+        };
         assert!(!weaker.meets_floor());
     }
 
     #[test]
     fn derivation_is_deterministic_and_salt_dependent() {
-        let cheap = Argon2Params { memory_kib: 64, iterations: 1, parallelism: 1 };
+        let cheap = Argon2Params {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
         let one = cheap.derive(b"secret", b"salt-salt-salt-1").unwrap();
         let again = cheap.derive(b"secret", b"salt-salt-salt-1").unwrap();
         let other = cheap.derive(b"secret", b"salt-salt-salt-2").unwrap();

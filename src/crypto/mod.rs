@@ -59,13 +59,15 @@ pub(crate) fn decrypt_with(
     ciphertext: &[u8],
     identities: &[&dyn age::Identity],
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    let decryptor = age::Decryptor::new_buffered(ciphertext).map_err(|_| CryptoError::Undecryptable)?;
-    let mut reader = decryptor
-        .decrypt(identities.iter().copied())
-        .map_err(|error| match error {
-            age::DecryptError::NoMatchingKeys => CryptoError::NotForUs,
-            _ => CryptoError::Undecryptable,
-        })?;
+    let decryptor =
+        age::Decryptor::new_buffered(ciphertext).map_err(|_| CryptoError::Undecryptable)?;
+    let mut reader =
+        decryptor
+            .decrypt(identities.iter().copied())
+            .map_err(|error| match error {
+                age::DecryptError::NoMatchingKeys => CryptoError::NotForUs,
+                _ => CryptoError::Undecryptable,
+            })?;
     let mut plaintext = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
     reader
         .read_to_end(&mut plaintext)

@@ -84,7 +84,10 @@ mod tests {
         let pool = CryptoPool::new(1, 1);
         let slow = tokio::spawn({
             let pool = pool.clone();
-            async move { pool.run(|| std::thread::sleep(Duration::from_millis(200))).await }
+            async move {
+                pool.run(|| std::thread::sleep(Duration::from_millis(200)))
+                    .await
+            }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         let queued = tokio::spawn({
@@ -102,7 +105,10 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_job_is_reported_and_frees_its_permit() {
         let pool = CryptoPool::new(1, 4);
-        assert!(matches!(pool.run(|| panic!("boom")).await, Err(PoolError::Aborted)));
+        assert!(matches!(
+            pool.run(|| panic!("boom")).await,
+            Err(PoolError::Aborted)
+        ));
         assert_eq!(pool.run(|| 1).await.unwrap(), 1);
     }
 }

@@ -7,9 +7,9 @@ use std::str::FromStr;
 use age::secrecy::ExposeSecret;
 use age::x25519;
 
+use super::CryptoError;
 use super::kdf::Argon2Params;
 use super::symmetric::SymmetricKey;
-use super::CryptoError;
 use crate::domain::ReceiptCode;
 
 const LOOKUP_PURPOSE: &str = "incident-vault/receipt/lookup/v1";
@@ -75,7 +75,11 @@ pub fn open_reporter_identity(
 mod tests {
     use super::*;
 
-    const CHEAP: Argon2Params = Argon2Params { memory_kib: 64, iterations: 1, parallelism: 1 };
+    const CHEAP: Argon2Params = Argon2Params {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
 
     #[test]
     fn the_same_receipt_finds_and_opens_the_same_identity() {
@@ -106,8 +110,8 @@ mod tests {
 
     #[test]
     fn the_lookup_id_is_not_the_wrap_key() {
-        let keys = derive_receipt_keys(&ReceiptCode::generate(), &InstanceSalt([1; 32]), &CHEAP)
-            .unwrap();
+        let keys =
+            derive_receipt_keys(&ReceiptCode::generate(), &InstanceSalt([1; 32]), &CHEAP).unwrap();
         assert_ne!(keys.lookup_id, keys.wrap_key.expose_bytes());
     }
 }

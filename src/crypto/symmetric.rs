@@ -36,7 +36,10 @@ impl SymmetricKey {
             .cipher()
             .encrypt(
                 &XNonce::from(nonce),
-                Payload { msg: plaintext, aad: associated_data },
+                Payload {
+                    msg: plaintext,
+                    aad: associated_data,
+                },
             )
             .expect("XChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
         let mut sealed = Vec::with_capacity(1 + NONCE_LENGTH + ciphertext.len());
@@ -61,7 +64,10 @@ impl SymmetricKey {
         self.cipher()
             .decrypt(
                 &XNonce::from(nonce),
-                Payload { msg: ciphertext, aad: associated_data },
+                Payload {
+                    msg: ciphertext,
+                    aad: associated_data,
+                },
             )
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Undecryptable)
@@ -89,16 +95,28 @@ mod tests {
         let other = SymmetricKey::derive(b"input", b"salt", "purpose/b");
         let sealed = key.seal(b"row-1", b"secret");
         assert_eq!(&**key.open(b"row-1", &sealed).unwrap(), b"secret");
-        assert!(matches!(other.open(b"row-1", &sealed), Err(CryptoError::Undecryptable)));
-        assert!(matches!(key.open(b"row-2", &sealed), Err(CryptoError::Undecryptable)));
+        assert!(matches!(
+            other.open(b"row-1", &sealed),
+            Err(CryptoError::Undecryptable)
+        ));
+        assert!(matches!(
+            key.open(b"row-2", &sealed),
+            Err(CryptoError::Undecryptable)
+        ));
     }
 
     #[test]
     fn truncated_or_versionless_input_is_malformed() {
         let key = SymmetricKey::derive(b"input", b"salt", "purpose");
         assert!(matches!(key.open(b"", &[]), Err(CryptoError::Malformed)));
-        assert!(matches!(key.open(b"", &[2; 60]), Err(CryptoError::Malformed)));
-        assert!(matches!(key.open(b"", &[1; 10]), Err(CryptoError::Malformed)));
+        assert!(matches!(
+            key.open(b"", &[2; 60]),
+            Err(CryptoError::Malformed)
+        ));
+        assert!(matches!(
+            key.open(b"", &[1; 10]),
+            Err(CryptoError::Malformed)
+        ));
     }
 
     proptest! {

@@ -95,7 +95,10 @@ mod tests {
     fn typing_is_forgiving_about_case_hyphens_and_look_alikes() {
         let parsed = CaseRef::parse("k7qm 3xta-9pwd").unwrap();
         assert_eq!(parsed.as_str(), "K7QM-3XTA-9PWD");
-        assert_eq!(CaseRef::parse("O1LI-0000-0000").unwrap().as_str(), "0111-0000-0000");
+        assert_eq!(
+            CaseRef::parse("O1LI-0000-0000").unwrap().as_str(),
+            "0111-0000-0000"
+        );
     }
 
     #[test]

@@ -61,7 +61,16 @@ mod tests {
 
     #[test]
     fn odd_slugs_are_refused() {
-        for bad in ["", "Default", "-a", "a-", "a--b", "a b", "\u{e9}", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "Default",
+            "-a",
+            "a-",
+            "a--b",
+            "a b",
+            "\u{e9}",
+            &"a".repeat(65),
+        ] {
             assert_eq!(DeskSlug::parse(bad), Err(InvalidDeskSlug), "{bad:?}");
         }
     }

@@ -74,8 +74,11 @@ mod tests {
         let shown = receipt.formatted();
         let shown = shown.expose_secret();
         assert_eq!(shown.len(), 19);
-        assert!(shown.split('-').all(|group| group.len() == 4
-            && group.bytes().all(|byte| byte.is_ascii_digit())));
+        assert!(
+            shown
+                .split('-')
+                .all(|group| group.len() == 4 && group.bytes().all(|byte| byte.is_ascii_digit()))
+        );
     }
 
     #[test]

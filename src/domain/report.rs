@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use time::{Date, OffsetDateTime, format_description::well_known::Rfc3339, macros::format_description};
+use time::{
+    Date, OffsetDateTime, format_description::well_known::Rfc3339, macros::format_description,
+};
 use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKind};
 
 use super::desk::DeskSlug;
@@ -233,7 +235,10 @@ impl Report {
 
     /// The perpetrator kind: an allowlisted plaintext column.
     pub fn perpetrator_kind(&self) -> Option<PerpetratorKind> {
-        self.wire.perpetrator.as_ref().map(|perpetrator| perpetrator.kind)
+        self.wire
+            .perpetrator
+            .as_ref()
+            .map(|perpetrator| perpetrator.kind)
     }
 
     /// The month of the incident, `YYYY-MM`: the only plaintext trace of when it happened.
@@ -310,7 +315,10 @@ fn rejection(code: &'static str, message: &'static str) -> ValidationError {
 /// One line of text: no control characters at all.
 fn single_line(value: &str) -> Result<(), ValidationError> {
     if value.chars().any(char::is_control) {
-        return Err(rejection("single_line", "must be one line without control characters"));
+        return Err(rejection(
+            "single_line",
+            "must be one line without control characters",
+        ));
     }
     Ok(())
 }
@@ -321,7 +329,10 @@ fn free_text(value: &str) -> Result<(), ValidationError> {
         .chars()
         .any(|character| character.is_control() && !matches!(character, '\n' | '\r' | '\t'))
     {
-        return Err(rejection("free_text", "must not contain control characters"));
+        return Err(rejection(
+            "free_text",
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -334,20 +345,26 @@ fn not_blank(value: &str) -> Result<(), ValidationError> {
 }
 
 fn desk_slug(value: &str) -> Result<(), ValidationError> {
-    DeskSlug::parse(value)
-        .map(|_| ())
-        .map_err(|_| rejection("desk", "must be 1 to 64 lower-case letters, digits and hyphens"))
+    DeskSlug::parse(value).map(|_| ()).map_err(|_| {
+        rejection(
+            "desk",
+            "must be 1 to 64 lower-case letters, digits and hyphens",
+        )
+    })
 }
 
 fn language_tag(value: &str) -> Result<(), ValidationError> {
     let well_formed = !value.is_empty()
-        && value
-            .split('-')
-            .all(|part| (1..=8).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric()));
+        && value.split('-').all(|part| {
+            (1..=8).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
     if well_formed {
         Ok(())
     } else {
-        Err(rejection("language", "must be a language tag such as en, fr or zh-Hant"))
+        Err(rejection(
+            "language",
+            "must be a language tag such as en, fr or zh-Hant",
+        ))
     }
 }
 
@@ -365,7 +382,10 @@ fn valid_occurred_at(value: &str) -> Result<(), ValidationError> {
             "must be a date-time (2024-01-23T10:30:00Z), a date (2024-01-23) or a month (2024-01)",
         )
     })?;
-    let tomorrow = OffsetDateTime::now_utc().date().next_day().unwrap_or(Date::MAX);
+    let tomorrow = OffsetDateTime::now_utc()
+        .date()
+        .next_day()
+        .unwrap_or(Date::MAX);
     if date > tomorrow {
         return Err(rejection("future", "must not be in the future"));
     }
@@ -383,8 +403,7 @@ fn parse_occurred_at(value: &str) -> Option<Date> {
     if let Some(date) = parse_date(value) {
         return Some(date);
     }
-    parse_date(&format!("{value}-01"))
-        .filter(|_| value.len() == 7)
+    parse_date(&format!("{value}-01")).filter(|_| value.len() == 7)
 }
 
 fn incident_month(value: &str) -> Result<String, ()> {
@@ -450,16 +469,20 @@ mod tests {
 
     #[test]
     fn a_blank_description_is_refused() {
-        let rejected = Report::parse(wire(json!({"incident_type": "threat", "description": " \n "})))
-            .unwrap_err();
+        let rejected = Report::parse(wire(
+            json!({"incident_type": "threat", "description": " \n "}),
+        ))
+        .unwrap_err();
         assert!(rejected.fields.contains_key("description"));
     }
 
     #[test]
     fn an_over_long_description_names_the_field_and_the_limit() {
         let long = "é".repeat(limits::DESCRIPTION as usize + 1);
-        let rejected = Report::parse(wire(json!({"incident_type": "threat", "description": long})))
-            .unwrap_err();
+        let rejected = Report::parse(wire(
+            json!({"incident_type": "threat", "description": long}),
+        ))
+        .unwrap_err();
         assert_eq!(
             rejected.fields["description"],
             "must be 1 to 20000 characters long"
@@ -469,7 +492,12 @@ mod tests {
     #[test]
     fn the_limit_counts_characters_not_bytes() {
         let at_limit = "é".repeat(limits::DESCRIPTION as usize);
-        assert!(Report::parse(wire(json!({"incident_type": "threat", "description": at_limit}))).is_ok());
+        assert!(
+            Report::parse(wire(
+                json!({"incident_type": "threat", "description": at_limit})
+            ))
+            .is_ok()
+        );
     }
 
     #[test]
@@ -478,8 +506,16 @@ mod tests {
         example["consent"]["contact"]["handle"] = json!("a\u{0}b");
         example["mechanism"]["session"] = json!("x".repeat(65));
         let rejected = Report::parse(wire(example)).unwrap_err();
-        assert!(rejected.fields.contains_key("consent.contact.handle"), "{:?}", rejected.fields);
-        assert!(rejected.fields.contains_key("mechanism.session"), "{:?}", rejected.fields);
+        assert!(
+            rejected.fields.contains_key("consent.contact.handle"),
+            "{:?}",
+            rejected.fields
+        );
+        assert!(
+            rejected.fields.contains_key("mechanism.session"),
+            "{:?}",
+            rejected.fields
+        );
     }
 
     #[test]
@@ -500,7 +536,13 @@ mod tests {
 
     #[test]
     fn future_and_malformed_dates_are_refused() {
-        for input in ["2999-01-01", "yesterday", "2024-13-01", "2024-1", "2024-01-23 10:30"] {
+        for input in [
+            "2999-01-01",
+            "yesterday",
+            "2024-13-01",
+            "2024-1",
+            "2024-01-23 10:30",
+        ] {
             let rejected = Report::parse(wire(json!({
                 "incident_type": "threat", "description": "x", "occurred_at": input
             })))
@@ -520,7 +562,8 @@ mod tests {
     #[test]
     fn a_report_serialises_back_to_its_wire_shape() {
         let report = Report::parse(wire(design_example())).unwrap();
-        let again: ReportWire = serde_json::from_value(serde_json::to_value(&report).unwrap()).unwrap();
+        let again: ReportWire =
+            serde_json::from_value(serde_json::to_value(&report).unwrap()).unwrap();
         assert_eq!(again.description, report.wire().description);
         assert_eq!(again.consent.sg_report, SgReportConsent::Anonymised);
     }

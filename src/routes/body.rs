@@ -66,16 +66,15 @@ fn require_json(request: &HttpRequest) -> Result<(), ApiError> {
 /// Syntax errors are a 400; a well-formed document of the wrong shape is a 422 that names the
 /// field by its dotted path.
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|error| {
-        ApiError::BadRequest {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|error| ApiError::BadRequest {
             code: "malformed_json",
             message: format!(
                 "The body is not valid JSON (line {}, column {}).",
                 error.line(),
                 error.column()
             ),
-        }
-    })?;
+        })?;
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         let reason = error.into_inner().to_string();

@@ -30,7 +30,12 @@ pub async fn file_report(
         code: "invalid_report",
         message: format!(
             "Some fields of the report are invalid: {}.",
-            rejected.fields.keys().cloned().collect::<Vec<_>>().join(", ")
+            rejected
+                .fields
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         fields: rejected.fields,
     })?;
@@ -48,8 +53,11 @@ pub async fn file_report(
                 message: "This Idempotency-Key was already used for a different report. Use a \
                           fresh random key for each new report."
                     .into(),
-                fields: [(IDEMPOTENCY_KEY_HEADER.to_owned(), "used for another report".to_owned())]
-                    .into(),
+                fields: [(
+                    IDEMPOTENCY_KEY_HEADER.to_owned(),
+                    "used for another report".to_owned(),
+                )]
+                .into(),
             },
             IntakeError::Saturated => ApiError::Unavailable {
                 code: "intake_saturated",

@@ -44,7 +44,10 @@ pub async fn open_instance(
     configured_escrow: Option<age::x25519::Recipient>,
     generation: EscrowGeneration,
 ) -> anyhow::Result<(InstanceKeys, Option<GeneratedEscrow>)> {
-    let existing = store.instance().await.context("could not read the instance row")?;
+    let existing = store
+        .instance()
+        .await
+        .context("could not read the instance row")?;
     let (record, generated) = match existing {
         Some(record) => (record, None),
         None => {
@@ -88,16 +91,17 @@ pub async fn open_instance(
             (winner, generated)
         }
     };
-    if let Some(configured) = &configured_escrow {
-        if configured.to_string() != record.escrow_recipient {
-            bail!(
-                "escrow.recipient (APP_ESCROW__RECIPIENT) is {configured}, but this instance seals \
-                 its cases to {}. Changing the escrow key needs a re-grant of every case; refusing \
-                 to start",
-                record.escrow_recipient
-            );
-        }
+    if let Some(configured) = &configured_escrow
+        && configured.to_string() != record.escrow_recipient
+    {
+        bail!(
+            "escrow.recipient (APP_ESCROW__RECIPIENT) is {configured}, but this instance seals \
+             its cases to {}. Changing the escrow key needs a re-grant of every case; refusing \
+             to start",
+            record.escrow_recipient
+        );
     }
+
     let escrow_recipient = age::x25519::Recipient::from_str(&record.escrow_recipient)
         .map_err(|_| anyhow::anyhow!("the stored escrow recipient is corrupt"))?;
     let receipt_salt: [u8; 32] = record

@@ -66,17 +66,16 @@ impl Vault {
         report: Report,
         idempotency_key: Option<IdempotencyKey>,
     ) -> Result<FiledReport, IntakeError> {
-        let report_json = Zeroizing::new(
-            serde_json::to_vec(&report).context("could not serialise the report")?,
-        );
+        let report_json =
+            Zeroizing::new(serde_json::to_vec(&report).context("could not serialise the report")?);
         let report_digest: [u8; 32] = Sha256::digest(report_json.as_slice()).into();
         let now = super::unix_now();
         let idempotency = idempotency_key
             .map(|key| Arc::new(IdempotencySeal::derive(&key, &self.instance.receipt_salt)));
-        if let Some(seal) = &idempotency {
-            if let Some(record) = self.store.idempotency_record(&seal.key_hash, now).await? {
-                return seal.replay(&record, &report_digest);
-            }
+        if let Some(seal) = &idempotency
+            && let Some(record) = self.store.idempotency_record(&seal.key_hash, now).await?
+        {
+            return seal.replay(&record, &report_digest);
         }
         let desk = self
             .store
@@ -97,14 +96,14 @@ impl Vault {
             now,
             expires_at: expiry(now, self.idempotency_ttl_hours),
         };
-        let sealed = self
-            .crypto
-            .run(move || seal_intake(job))
-            .await
-            .map_err(|error| match error {
-                PoolError::Saturated => IntakeError::Saturated,
-                PoolError::Aborted => IntakeError::Internal(error.into()),
-            })??;
+        let sealed =
+            self.crypto
+                .run(move || seal_intake(job))
+                .await
+                .map_err(|error| match error {
+                    PoolError::Saturated => IntakeError::Saturated,
+                    PoolError::Aborted => IntakeError::Internal(error.into()),
+                })??;
         match self.store.insert_sealed_case(&sealed.rows).await {
             Ok(()) => Ok(FiledReport {
                 case_ref: sealed.case_ref,
@@ -149,7 +148,11 @@ impl IdempotencySeal {
         hasher.update(key.as_bytes());
         Self {
             key_hash: hasher.finalize().into(),
-            key: SymmetricKey::derive(key.as_bytes(), &salt.0, "incident-vault/idempotency/seal/v1"),
+            key: SymmetricKey::derive(
+                key.as_bytes(),
+                &salt.0,
+                "incident-vault/idempotency/seal/v1",
+            ),
         }
     }
 
@@ -172,7 +175,8 @@ impl IdempotencySeal {
             .key
             .open(&self.key_hash, &record.sealed_response)
             .context("could not open a stored idempotent answer")?;
-        let text = std::str::from_utf8(&plaintext).context("a stored idempotent answer is not text")?;
+        let text =
+            std::str::from_utf8(&plaintext).context("a stored idempotent answer is not text")?;
         let mut lines = text.split('\n');
         let (Some(case_ref), Some(digits), Some(digest), None) =
             (lines.next(), lines.next(), lines.next(), lines.next())
@@ -221,22 +225,36 @@ struct SealedIntake {
 fn seal_intake(job: IntakeJob) -> Result<SealedIntake, IntakeError> {
     const EPOCH: u32 = 1;
     let receipt = ReceiptCode::generate();
-    let receipt_keys = derive_receipt_keys(&receipt, &job.salt, &job.argon2)
-        .context("the receipt KDF failed")?;
+    let receipt_keys =
+        derive_receipt_keys(&receipt, &job.salt, &job.argon2).context("the receipt KDF failed")?;
     let reporter = seal_new_reporter_identity(&receipt_keys);
 
     let case_ref = CaseRef::generate();
     let entry_id = EntryId::generate();
     let case_identity = CaseIdentity::generate();
     let case_recipient = case_identity.recipient();
-    let binding = EnvelopeBinding { case: &case_ref, entry: &entry_id, kind: EntryKind::Report };
-    let envelope = seal_envelope(binding, &job.report_json, &[case_recipient.as_age_recipient()])
-        .context("could not seal the report")?;
+    let binding = EnvelopeBinding {
+        case: &case_ref,
+        entry: &entry_id,
+        kind: EntryKind::Report,
+    };
+    let envelope = seal_envelope(
+        binding,
+        &job.report_json,
+        &[case_recipient.as_age_recipient()],
+    )
+    .context("could not seal the report")?;
 
     let mut grants = Vec::with_capacity(job.members.len() + 1);
     let escrow_grant = seal_grant(&case_identity, &case_ref, EPOCH, &job.escrow)
         .context("could not seal the escrow grant")?;
-    grants.push(grant_row(&case_ref, "escrow", ESCROW_GRANTEE, EPOCH, escrow_grant));
+    grants.push(grant_row(
+        &case_ref,
+        "escrow",
+        ESCROW_GRANTEE,
+        EPOCH,
+        escrow_grant,
+    ));
     for member in &job.members {
         let Ok(recipient) = member.recipient.parse::<age::x25519::Recipient>() else {
             tracing::error!(reviewer = %member.reviewer_id, "skipping a desk member whose stored recipient is corrupt");
@@ -244,7 +262,13 @@ fn seal_intake(job: IntakeJob) -> Result<SealedIntake, IntakeError> {
         };
         let grant = seal_grant(&case_identity, &case_ref, EPOCH, &recipient)
             .context("could not seal a member grant")?;
-        grants.push(grant_row(&case_ref, "reviewer", &member.reviewer_id, EPOCH, grant));
+        grants.push(grant_row(
+            &case_ref,
+            "reviewer",
+            &member.reviewer_id,
+            EPOCH,
+            grant,
+        ));
     }
     drop(case_identity);
 
@@ -267,7 +291,9 @@ fn seal_intake(job: IntakeJob) -> Result<SealedIntake, IntakeError> {
             incident_type: report.incident_type().as_str().to_owned(),
             mechanism_kind: report.mechanism_kind().map(|kind| kind.as_str().to_owned()),
             session_label: report.session_label().map(str::to_owned),
-            perpetrator_kind: report.perpetrator_kind().map(|kind| kind.as_str().to_owned()),
+            perpetrator_kind: report
+                .perpetrator_kind()
+                .map(|kind| kind.as_str().to_owned()),
             incident_month: report.incident_month().map(str::to_owned),
             consent_ohchr: consent.share_with_ohchr,
             consent_sg_report: consent.sg_report.as_str().to_owned(),
@@ -298,10 +324,20 @@ fn seal_intake(job: IntakeJob) -> Result<SealedIntake, IntakeError> {
         idempotency,
         now: job.now,
     };
-    Ok(SealedIntake { case_ref, receipt, rows })
+    Ok(SealedIntake {
+        case_ref,
+        receipt,
+        rows,
+    })
 }
 
-fn grant_row(case_ref: &CaseRef, kind: &str, grantee: &str, epoch: u32, ciphertext: Vec<u8>) -> GrantRecord {
+fn grant_row(
+    case_ref: &CaseRef,
+    kind: &str,
+    grantee: &str,
+    epoch: u32,
+    ciphertext: Vec<u8>,
+) -> GrantRecord {
     GrantRecord {
         case_id: case_ref.to_string(),
         grantee_kind: kind.to_owned(),
@@ -334,7 +370,13 @@ mod tests {
         };
         let replayed = seal.replay(&record, &[9; 32]).unwrap();
         assert_eq!(replayed.case_ref, case_ref);
-        assert_eq!(replayed.receipt.expose_secret(), receipt.formatted().expose_secret());
-        assert!(matches!(seal.replay(&record, &[8; 32]), Err(IntakeError::IdempotencyKeyReused)));
+        assert_eq!(
+            replayed.receipt.expose_secret(),
+            receipt.formatted().expose_secret()
+        );
+        assert!(matches!(
+            seal.replay(&record, &[8; 32]),
+            Err(IntakeError::IdempotencyKeyReused)
+        ));
     }
 }

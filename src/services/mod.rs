@@ -30,5 +30,10 @@ pub(crate) fn unix_now() -> i64 {
 /// Today's UTC day, `YYYY-MM-DD`: the only time stamp stored beside a case.
 pub(crate) fn today() -> String {
     let date = time::OffsetDateTime::now_utc().date();
-    format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
 }

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::crypto::CryptoError;
 use crate::crypto::case_key::{CaseIdentity, open_grant};
 use crate::crypto::envelope::{EnvelopeBinding, open_envelope};
-use crate::crypto::CryptoError;
 use crate::domain::{CaseRef, EntryId, EntryKind};
 use crate::storage::{Store, StoreError};
 
@@ -28,7 +28,11 @@ pub enum OfflineError {
         cause: CryptoError,
     },
     #[error("case {case}: no grant opens key epoch {epoch}, needed by entry {entry}")]
-    MissingEpoch { case: CaseRef, epoch: i64, entry: String },
+    MissingEpoch {
+        case: CaseRef,
+        epoch: i64,
+        entry: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -101,18 +105,27 @@ pub async fn decrypt_case(
     let mut thread = Vec::new();
     for entry in store.entries_of_case(case_ref.as_str()).await? {
         let what = || format!("entry {}", entry.id);
-        let identity = keys.get(&entry.epoch).ok_or_else(|| OfflineError::MissingEpoch {
-            case: case_ref.clone(),
-            epoch: entry.epoch,
-            entry: entry.id.clone(),
-        })?;
-        let entry_id = EntryId::parse(&entry.id).ok_or_else(|| tampered(what(), CryptoError::Malformed))?;
-        let kind = EntryKind::parse(&entry.kind).ok_or_else(|| tampered(what(), CryptoError::Malformed))?;
-        let binding = EnvelopeBinding { case: case_ref, entry: &entry_id, kind };
+        let identity = keys
+            .get(&entry.epoch)
+            .ok_or_else(|| OfflineError::MissingEpoch {
+                case: case_ref.clone(),
+                epoch: entry.epoch,
+                entry: entry.id.clone(),
+            })?;
+        let entry_id =
+            EntryId::parse(&entry.id).ok_or_else(|| tampered(what(), CryptoError::Malformed))?;
+        let kind = EntryKind::parse(&entry.kind)
+            .ok_or_else(|| tampered(what(), CryptoError::Malformed))?;
+        let binding = EnvelopeBinding {
+            case: case_ref,
+            entry: &entry_id,
+            kind,
+        };
         let body = open_envelope(binding, &entry.ciphertext, &[identity.as_age_identity()])
             .map_err(|cause| tampered(what(), cause))?;
-        let body: serde_json::Value = serde_json::from_slice(&body)
-            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
+        });
         if kind == EntryKind::Report && report.is_null() {
             report = body.clone();
         }
@@ -151,7 +164,10 @@ pub async fn dump_case(
     let mut written = Vec::new();
     let mut write_new = |name: String, bytes: &[u8]| -> std::io::Result<()> {
         let path = out.join(name);
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         written.push(path);
@@ -167,7 +183,12 @@ pub async fn dump_case(
         grant_names.push(name);
     }
     let mut entry_names = Vec::new();
-    for (index, entry) in store.entries_of_case(case_ref.as_str()).await?.iter().enumerate() {
+    for (index, entry) in store
+        .entries_of_case(case_ref.as_str())
+        .await?
+        .iter()
+        .enumerate()
+    {
         let name = format!(
             "entry-{:03}-{}-{}-epoch{}.age",
             index + 1,

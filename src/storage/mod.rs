@@ -2,10 +2,10 @@
 //! PostgreSQL (production). Storage knows nothing about HTTP and never sees plaintext content:
 //! every value it receives is either on the plaintext allowlist of DESIGN §4 or a ciphertext.
 
-mod records;
-mod sql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod records;
+mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
@@ -63,8 +63,10 @@ pub trait Store: Send + Sync + 'static {
     async fn desk_by_slug(&self, slug: &str) -> Result<Option<DeskRecord>, StoreError>;
 
     /// The age recipients of the active members of a desk: they receive a grant at intake.
-    async fn active_member_recipients(&self, desk_id: &str)
-    -> Result<Vec<MemberRecipient>, StoreError>;
+    async fn active_member_recipients(
+        &self,
+        desk_id: &str,
+    ) -> Result<Vec<MemberRecipient>, StoreError>;
 
     /// Writes a new case, its grants, its report entry, its reporter access and its idempotency
     /// record in one transaction. [`StoreError::Conflict`]`("idempotency_key")` when a live record
@@ -126,13 +128,19 @@ pub enum Backend {
 impl Backend {
     /// The backend a database URL selects, or why it cannot be used by this binary.
     pub fn of_url(url: &str) -> anyhow::Result<Self> {
-        let scheme = url.split_once("://").map(|(scheme, _)| scheme).unwrap_or("");
+        let scheme = url
+            .split_once("://")
+            .map(|(scheme, _)| scheme)
+            .unwrap_or("");
         match scheme {
             #[cfg(feature = "sqlite")]
             "sqlite" => Ok(Self::Sqlite),
             #[cfg(feature = "postgres")]
             "postgres" | "postgresql" => Ok(Self::Postgres),
-            #[allow(unreachable_patterns, reason = "reachable when a backend feature is off")]
+            #[allow(
+                unreachable_patterns,
+                reason = "reachable when a backend feature is off"
+            )]
             "sqlite" | "postgres" | "postgresql" => anyhow::bail!(
                 "this binary was built without the `{scheme}` backend; rebuild with the cargo feature"
             ),
@@ -144,15 +152,33 @@ impl Backend {
     }
 }
 
+/// Creates a directory readable by the service's user only (0700 on Unix).
+pub fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn known_schemes_select_their_backend_and_others_are_refused() {
-        assert_eq!(Backend::of_url("sqlite://data/x.db").unwrap(), Backend::Sqlite);
-        assert_eq!(Backend::of_url("postgres://u@h/db").unwrap(), Backend::Postgres);
-        assert_eq!(Backend::of_url("postgresql://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(
+            Backend::of_url("sqlite://data/x.db").unwrap(),
+            Backend::Sqlite
+        );
+        assert_eq!(
+            Backend::of_url("postgres://u@h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            Backend::of_url("postgresql://u@h/db").unwrap(),
+            Backend::Postgres
+        );
         assert!(Backend::of_url("mysql://u@h/db").is_err());
         assert!(Backend::of_url("data/x.db").is_err());
     }
@@ -174,13 +200,4 @@ mod tests {
         assert!(!sqlite.is_empty());
         assert_eq!(sqlite, postgres);
     }
-}
-
-/// Creates a directory readable by the service's user only (0700 on Unix).
-pub fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(path)
 }

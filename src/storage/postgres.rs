@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 

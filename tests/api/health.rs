@@ -1,0 +1,80 @@
+//! Liveness, readiness, unknown routes and the headers on every response.
+
+use serde_json::Value;
+
+use crate::helpers::{Backend, spawn_app};
+
+async fn healthz_answers_ok(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+
+    let response = app.get("/healthz").await;
+
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().contains_key("x-request-id"));
+}
+
+async fn readyz_reports_the_database_that_answers(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+
+    let response = app.get("/readyz").await;
+
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let expected = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(body["database"], expected);
+}
+
+async fn readyz_is_503_when_the_database_cannot_be_reached(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.store.close().await;
+
+    let response = app.get("/readyz").await;
+
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "database_unavailable");
+    assert_eq!(
+        app.get("/healthz").await.status(),
+        200,
+        "liveness does not depend on the database"
+    );
+}
+
+async fn an_unknown_route_is_a_json_404_with_security_headers(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+
+    let response = app.get("/api/v1/nothing-here").await;
+
+    assert_eq!(response.status(), 404);
+    let headers = response.headers().clone();
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "not_found");
+}
+
+crate::on_both_backends!(
+    healthz_answers_ok,
+    readyz_reports_the_database_that_answers,
+    readyz_is_503_when_the_database_cannot_be_reached,
+    an_unknown_route_is_a_json_404_with_security_headers,
+);

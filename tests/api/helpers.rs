@@ -1,0 +1,498 @@
+//! `spawn_app`: the real service, built through `Application::build` like production, on a
+//! fresh database per test (a temporary SQLite file, or a fresh PostgreSQL database).
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use age::secrecy::ExposeSecret;
+use incident_vault::configuration::{LogFormat, Settings};
+use incident_vault::startup::Application;
+use incident_vault::storage::Store;
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The source address of every test client: distinctive, so the log test can look for it.
+pub const CLIENT_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 77);
+
+/// Every log line the service writes during the test run (all tests, one process).
+pub static LOGS: LazyLock<LogCapture> = LazyLock::new(|| {
+    let capture = LogCapture::default();
+    incident_vault::telemetry::init_subscriber(
+        LogFormat::Json,
+        "trace,hyper=off,hyper_util=off,reqwest=off,h2=off,rustls=off,tokio_util=off",
+        capture.clone(),
+    )
+    .expect("the test subscriber installs once");
+    capture
+});
+
+/// A cloneable in-memory log sink.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Everything captured so far.
+    pub fn contents(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for LogCapture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'writer> tracing_subscriber::fmt::MakeWriter<'writer> for LogCapture {
+    type Writer = LogCapture;
+
+    fn make_writer(&'writer self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Whether the CI runner asked that missing outside programs fail instead of skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
+}
+
+/// Skips (or, in CI, fails) a test that needs an outside program.
+pub fn skip_or_fail(what: &str) {
+    if in_ci() {
+        panic!("CI=true and {what} is missing: this test must run in CI");
+    }
+    eprintln!("\n!!!!!!!! SKIPPED: {what} is missing; this test did not run !!!!!!!!\n");
+}
+
+fn postgres_server_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A database created for one test, dropped when the test ends.
+pub enum TestDatabase {
+    Sqlite { url: String, file: PathBuf },
+    Postgres { url: String, name: String },
+}
+
+impl TestDatabase {
+    /// A fresh database for one test; `None` when the backend is unavailable outside CI.
+    pub async fn create_for_test(backend: Backend, dir: &Path) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let file = dir.join("db").join("incident-vault.db");
+                Some(Self::Sqlite {
+                    url: format!("sqlite://{}", file.display()),
+                    file,
+                })
+            }
+            Backend::Postgres => {
+                let server = postgres_server_url();
+                let admin = format!("{server}/postgres");
+                let connection = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    sqlx::PgConnection::connect(&admin),
+                )
+                .await;
+                let mut connection = match connection {
+                    Ok(Ok(connection)) => connection,
+                    _ => {
+                        skip_or_fail(&format!("PostgreSQL at {server}"));
+                        return None;
+                    }
+                };
+                let name = format!("iv_test_{}", random_suffix());
+                connection
+                    .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .await
+                    .expect("the test database can be created");
+                Some(Self::Postgres {
+                    url: format!("{server}/{name}"),
+                    name,
+                })
+            }
+        }
+    }
+
+    /// The URL the service uses.
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Sqlite { url, .. } | Self::Postgres { url, .. } => url,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Self::Postgres { name, .. } = self {
+            let name = name.clone();
+            let admin = format!("{}/postgres", postgres_server_url());
+            // Drop needs its own runtime: the test's may be shutting down.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                if let Ok(runtime) = runtime {
+                    runtime.block_on(async move {
+                        if let Ok(mut connection) = sqlx::PgConnection::connect(&admin).await {
+                            let _ = connection
+                                .execute(sqlx::AssertSqlSafe(format!(
+                                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                                )))
+                                .await;
+                        }
+                    });
+                }
+            })
+            .join();
+        }
+    }
+}
+
+fn random_suffix() -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    (0..12)
+        .map(|_| char::from(b'a' + rng.gen_range(0..26u8)))
+        .collect()
+}
+
+/// A running service and what a test needs to look inside it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    pub escrow: age::x25519::Identity,
+    pub settings: Settings,
+    pub dir: tempfile::TempDir,
+    handle: ServerHandle,
+    // Declared last: dropped after the server handle.
+    pub database: TestDatabase,
+}
+
+/// Settings for a test: the repository's config, then a free port and a private directory.
+pub fn test_settings(
+    database_url: &str,
+    dir: &Path,
+    escrow: Option<&age::x25519::Identity>,
+) -> Settings {
+    let mut settings = Settings::load(Path::new("config")).expect("the repository config loads");
+    settings.server.bind = "127.0.0.1:0".into();
+    settings.server.workers = 2;
+    settings.server.shutdown_timeout_seconds = 1;
+    settings.database.url = database_url.to_owned();
+    settings.storage.data_dir = dir.join("data");
+    settings.escrow.recipient = escrow
+        .map(|identity| identity.to_public().to_string())
+        .unwrap_or_default();
+    settings
+}
+
+/// Starts the service on a fresh database. `None` when the backend is unavailable outside CI.
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    LazyLock::force(&LOGS);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let database = TestDatabase::create_for_test(backend, dir.path()).await?;
+    let escrow = age::x25519::Identity::generate();
+    let settings = test_settings(database.url(), dir.path(), Some(&escrow));
+    let application = Application::build(settings.clone())
+        .await
+        .expect("the application builds");
+    Some(start(application, settings, escrow, database, dir))
+}
+
+/// Runs a built application in the background and wraps it for the test.
+pub fn start(
+    application: Application,
+    settings: Settings,
+    escrow: age::x25519::Identity,
+    database: TestDatabase,
+    dir: tempfile::TempDir,
+) -> TestApp {
+    let address = format!("http://127.0.0.1:{}", application.port());
+    let store = application.store();
+    let handle = application.handle();
+    tokio::spawn(application.run_until_stopped());
+    TestApp {
+        address,
+        client: test_client(),
+        store,
+        escrow,
+        settings,
+        dir,
+        handle,
+        database,
+    }
+}
+
+/// A client that connects from [`CLIENT_ADDRESS`] and sends a distinctive User-Agent.
+pub fn test_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(IpAddr::V4(CLIENT_ADDRESS))
+        .user_agent(TEST_USER_AGENT)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("the test client builds")
+}
+
+/// The User-Agent every test client sends; it must never reach a log.
+pub const TEST_USER_AGENT: &str = "IncidentVaultTestPhone/9.9 (ua-canary-5e1d)";
+
+/// The smallest valid report.
+pub fn minimal_report(description: &str) -> Value {
+    json!({"incident_type": "intimidation", "description": description})
+}
+
+/// The example of DESIGN §4, with `secret` in every sealed free-text field.
+pub fn full_report(secret: &str) -> Value {
+    json!({
+        "desk": "default",
+        "incident_type": "photographing",
+        "mechanism": {"kind": "upr", "session": "UPR 45", "state_under_review": format!("State {secret}")},
+        "occurred_at": "2024-01-23T10:30:00Z",
+        "occurred_at_precision": "hour",
+        "location": format!("Palais des Nations, Room XX, side event {secret}"),
+        "perpetrator": {"kind": "gongo_representative", "description": format!("man with a lanyard {secret}")},
+        "description": format!("While I spoke, he photographed me and my colleague. {secret}"),
+        "blocked_submission": {
+            "platform": format!("HRC extranet {secret}"),
+            "reference": format!("ref-{secret}"),
+            "submitted_on": "2024-01-10",
+            "what_happened": format!("removed without notice {secret}")
+        },
+        "consent": {
+            "share_with_ohchr": true,
+            "sg_report": "anonymised",
+            "share_with_partners": false,
+            "aggregate_statistics": true,
+            "contact": {"allowed": true, "channel": "signal", "handle": format!("+41 {secret}")}
+        },
+        "language": "en"
+    })
+}
+
+/// A random string that cannot occur by chance.
+pub fn canary() -> String {
+    format!("CANARY{}", random_suffix().to_uppercase())
+}
+
+/// The tables intake writes to.
+pub const INTAKE_TABLES: [&str; 5] = [
+    "cases",
+    "grants",
+    "entries",
+    "reporter_access",
+    "idempotency_records",
+];
+
+impl TestApp {
+    /// POSTs a JSON report.
+    pub async fn post_report(
+        &self,
+        report: &Value,
+        idempotency_key: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("{}/api/v1/reports", self.address))
+            .json(report);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.expect("the request is sent")
+    }
+
+    /// GETs a path.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("the request is sent")
+    }
+
+    /// Files a report and returns `(case_ref, receipt)`.
+    pub async fn file(&self, report: &Value) -> (String, String) {
+        let response = self.post_report(report, None).await;
+        assert_eq!(
+            response.status(),
+            201,
+            "filing failed: {:?}",
+            response.text().await
+        );
+        let body: Value = response.json().await.unwrap();
+        (
+            body["case_ref"].as_str().unwrap().to_owned(),
+            body["receipt"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Runs SQL against the test database, outside the service.
+    pub async fn execute(&self, sql: &str) {
+        match &self.database {
+            TestDatabase::Sqlite { url, .. } => {
+                let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+                connection
+                    .execute(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .await
+                    .unwrap();
+            }
+            TestDatabase::Postgres { url, .. } => {
+                let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+                connection
+                    .execute(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Counts the rows of a table.
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
+        match &self.database {
+            TestDatabase::Sqlite { url, .. } => {
+                let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut connection)
+                    .await
+                    .unwrap()
+            }
+            TestDatabase::Postgres { url, .. } => {
+                let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut connection)
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+
+    /// Asserts that intake left no row anywhere.
+    pub async fn assert_nothing_stored(&self) {
+        for table in INTAKE_TABLES {
+            assert_eq!(self.count(table).await, 0, "{table} is not empty");
+        }
+    }
+
+    /// Every byte the database holds at rest, as text: the SQLite files, or a dump of every
+    /// PostgreSQL table with `bytea` shown in hex.
+    pub async fn database_at_rest(&self) -> Vec<u8> {
+        match &self.database {
+            TestDatabase::Sqlite { file, .. } => {
+                let mut bytes = Vec::new();
+                for suffix in ["", "-wal", "-shm", "-journal"] {
+                    let path = PathBuf::from(format!("{}{suffix}", file.display()));
+                    if let Ok(content) = std::fs::read(&path) {
+                        bytes.extend_from_slice(&content);
+                    }
+                }
+                bytes
+            }
+            TestDatabase::Postgres { url, .. } => {
+                let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+                )
+                .fetch_all(&mut connection)
+                .await
+                .unwrap();
+                let mut dump = String::new();
+                for table in tables {
+                    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT t::text FROM {table} t"
+                    )))
+                    .fetch_all(&mut connection)
+                    .await
+                    .unwrap();
+                    dump.push_str(&rows.join("\n"));
+                }
+                dump.into_bytes()
+            }
+        }
+    }
+
+    /// Writes the escrow identity to a file, as the escrow holder would hold it.
+    pub fn escrow_identity_file(&self) -> PathBuf {
+        let path = self.dir.path().join("escrow-identity.txt");
+        std::fs::write(
+            &path,
+            format!("{}\n", self.escrow.to_string().expose_secret()),
+        )
+        .unwrap();
+        path
+    }
+
+    /// Stops the server gracefully.
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+}
+
+/// Whether `needle` occurs in `haystack`, as bytes or hex-encoded bytes.
+pub fn contains_in_any_encoding(haystack: &[u8], needle: &str) -> bool {
+    let hex: String = needle.bytes().map(|byte| format!("{byte:02x}")).collect();
+    let contains = |pattern: &[u8]| {
+        haystack
+            .windows(pattern.len())
+            .any(|window| window == pattern)
+    };
+    contains(needle.as_bytes())
+        || contains(hex.as_bytes())
+        || contains(hex.to_uppercase().as_bytes())
+}
+
+/// Every file below `dir`, read.
+pub fn read_tree(dir: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                bytes.extend(read_tree(&path));
+            } else if let Ok(content) = std::fs::read(&path) {
+                bytes.extend(content);
+            }
+        }
+    }
+    bytes
+}
+
+/// Declares each listed `async fn name(backend: Backend)` as a test on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )+
+        }
+    };
+}

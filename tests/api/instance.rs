@@ -1,0 +1,129 @@
+//! First start, restarts, and settings that must be refused.
+
+use age::secrecy::ExposeSecret;
+use incident_vault::domain::CaseRef;
+use incident_vault::services::offline::decrypt_case;
+use incident_vault::startup::Application;
+
+use crate::helpers::{
+    Backend, TestDatabase, contains_in_any_encoding, full_report, read_tree, start, test_settings,
+};
+
+async fn fresh(backend: Backend) -> Option<(TestDatabase, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let database = crate::helpers::TestDatabase::create_for_test(backend, dir.path()).await?;
+    Some((database, dir))
+}
+
+async fn first_start_without_escrow_generates_one_that_is_shown_once_and_never_stored(
+    backend: Backend,
+) {
+    let Some((database, dir)) = fresh(backend).await else {
+        return;
+    };
+    let settings = test_settings(database.url(), dir.path(), None);
+
+    let mut application = Application::build(settings.clone()).await.unwrap();
+
+    let generated = application
+        .take_generated_escrow()
+        .expect("an escrow identity on first start");
+    assert!(
+        application.take_generated_escrow().is_none(),
+        "it is handed out once"
+    );
+    let identity: age::x25519::Identity = generated.identity.expose_secret().parse().unwrap();
+    assert_eq!(identity.to_public().to_string(), generated.recipient);
+    let app = start(application, settings, identity, database, dir);
+    let (case_ref, _) = app.file(&full_report("sealed to the generated key")).await;
+    let secret_key = generated.identity.expose_secret().to_owned();
+    let at_rest = app.database_at_rest().await;
+    assert!(
+        !contains_in_any_encoding(&at_rest, &secret_key),
+        "the escrow identity was stored"
+    );
+    assert!(!contains_in_any_encoding(
+        &read_tree(app.dir.path()),
+        &secret_key
+    ));
+    assert!(!contains_in_any_encoding(
+        crate::helpers::LOGS.contents().as_bytes(),
+        &secret_key
+    ));
+    let case = decrypt_case(
+        app.store.as_ref(),
+        &[&app.escrow],
+        &CaseRef::parse(&case_ref).unwrap(),
+    )
+    .await;
+    assert!(case.is_ok(), "{case:?}");
+}
+
+async fn a_restart_keeps_the_instance_and_its_cases(backend: Backend) {
+    let Some((database, dir)) = fresh(backend).await else {
+        return;
+    };
+    let escrow = age::x25519::Identity::generate();
+    let settings = test_settings(database.url(), dir.path(), Some(&escrow));
+    let first = start(
+        Application::build(settings.clone()).await.unwrap(),
+        settings.clone(),
+        escrow,
+        database,
+        dir,
+    );
+    let (case_ref, receipt) = first.file(&full_report("before the restart")).await;
+    first.stop().await;
+    first.store.close().await;
+
+    let mut again = Application::build(settings.clone()).await.unwrap();
+
+    assert!(again.take_generated_escrow().is_none());
+    let case = decrypt_case(
+        again.store().as_ref(),
+        &[&first.escrow],
+        &CaseRef::parse(&case_ref).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(case.case_ref, case_ref);
+    assert_eq!(receipt.len(), 19);
+}
+
+async fn a_different_escrow_recipient_on_restart_is_refused(backend: Backend) {
+    let Some((database, dir)) = fresh(backend).await else {
+        return;
+    };
+    let escrow = age::x25519::Identity::generate();
+    let settings = test_settings(database.url(), dir.path(), Some(&escrow));
+    let first = Application::build(settings.clone()).await.unwrap();
+    first.store().close().await;
+    let other = age::x25519::Identity::generate();
+
+    let refused = Application::build(test_settings(database.url(), dir.path(), Some(&other))).await;
+
+    let message = format!(
+        "{:#}",
+        refused.err().expect("a different escrow key is refused")
+    );
+    assert!(message.contains("APP_ESCROW__RECIPIENT"), "{message}");
+}
+
+async fn an_unknown_database_scheme_is_refused_before_anything_is_created(backend: Backend) {
+    let _ = backend;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = test_settings("mysql://root@127.0.0.1/test", dir.path(), None);
+
+    let refused = Application::build(settings).await;
+
+    let message = format!("{:#}", refused.err().expect("mysql:// is refused"));
+    assert!(message.contains("APP_DATABASE__URL"), "{message}");
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+}
+
+crate::on_both_backends!(
+    first_start_without_escrow_generates_one_that_is_shown_once_and_never_stored,
+    a_restart_keeps_the_instance_and_its_cases,
+    a_different_escrow_recipient_on_restart_is_refused,
+    an_unknown_database_scheme_is_refused_before_anything_is_created,
+);

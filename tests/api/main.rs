@@ -1,0 +1,11 @@
+//! The integration suite: the real service over real HTTP, each test on SQLite and on
+//! PostgreSQL, each with its own fresh database.
+
+mod helpers;
+
+mod health;
+mod instance;
+mod intake;
+mod offline;
+mod privacy;
+mod reports;

@@ -1,0 +1,287 @@
+//! The disaster-recovery path: `case decrypt`, `case dump` and the reference `age` tool.
+
+use std::path::Path;
+use std::process::Command;
+
+use incident_vault::crypto::CryptoError;
+use incident_vault::domain::CaseRef;
+use incident_vault::services::offline::{OfflineError, decrypt_case};
+
+use crate::helpers::{Backend, TestApp, canary, full_report, skip_or_fail, spawn_app};
+
+fn cli(app: &TestApp, arguments: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_incident-vault"))
+        .args(arguments)
+        .env("APP_DATABASE__URL", app.database.url())
+        .env("APP_STORAGE__DATA_DIR", app.dir.path().join("data"))
+        .env("APP_TELEMETRY__LEVEL", "warn")
+        .output()
+        .expect("the incident-vault binary runs")
+}
+
+async fn the_escrow_identity_decrypts_the_report_with_case_decrypt(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let secret = canary();
+    let (case_ref, _) = app.file(&full_report(&secret)).await;
+    let identity = app.escrow_identity_file();
+
+    let output = cli(
+        &app,
+        &[
+            "case",
+            "decrypt",
+            "--identity",
+            identity.to_str().unwrap(),
+            &case_ref,
+        ],
+    );
+
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let case: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(case["case_ref"], case_ref);
+    assert_eq!(case["status"], "new");
+    assert_eq!(
+        case["report"]["description"],
+        format!("While I spoke, he photographed me and my colleague. {secret}")
+    );
+    assert_eq!(
+        case["report"]["consent"]["contact"]["handle"],
+        format!("+41 {secret}")
+    );
+    assert_eq!(case["thread"][0]["kind"], "report");
+}
+
+async fn a_stranger_identity_decrypts_nothing(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (case_ref, _) = app.file(&full_report("x")).await;
+    let stranger = age::x25519::Identity::generate();
+
+    let outcome = decrypt_case(
+        app.store.as_ref(),
+        &[&stranger],
+        &CaseRef::parse(&case_ref).unwrap(),
+    )
+    .await;
+
+    assert!(
+        matches!(outcome, Err(OfflineError::NoGrant(_))),
+        "{outcome:?}"
+    );
+}
+
+fn age_tool() -> Option<&'static str> {
+    let present = Command::new("age")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if present {
+        Some("age")
+    } else {
+        skip_or_fail("the reference `age` tool (apt-get install age)");
+        None
+    }
+}
+
+fn run_age(age: &str, arguments: &[&str], directory: &Path) -> Vec<u8> {
+    let output = Command::new(age)
+        .args(arguments)
+        .current_dir(directory)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "age {arguments:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+async fn the_reference_age_tool_opens_the_files_of_case_dump(backend: Backend) {
+    let Some(age) = age_tool() else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let secret = canary();
+    let (case_ref, _) = app.file(&full_report(&secret)).await;
+    let identity = app.escrow_identity_file();
+    let out = app.dir.path().join("dump");
+
+    let output = cli(
+        &app,
+        &["case", "dump", &case_ref, "--out", out.to_str().unwrap()],
+    );
+
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let grant = names
+        .iter()
+        .find(|name| name.starts_with("grant-epoch1-escrow"))
+        .expect("an escrow grant");
+    let entry = names
+        .iter()
+        .find(|name| name.starts_with("entry-001-report-"))
+        .expect("the report entry");
+    assert!(names.iter().any(|name| name == "HOW-TO-OPEN.txt"));
+    let how_to = std::fs::read_to_string(out.join("HOW-TO-OPEN.txt")).unwrap();
+    assert!(how_to.contains(grant.as_str()) && how_to.contains(entry.as_str()));
+
+    // Step 1 of HOW-TO-OPEN: the grant opens to an age identity file for the case.
+    let case_key = run_age(age, &["-d", "-i", identity.to_str().unwrap(), grant], &out);
+    let case_key_text = String::from_utf8(case_key.clone()).unwrap();
+    assert!(case_key_text.contains(&format!("# case: {case_ref}")));
+    std::fs::write(out.join("case-key.txt"), &case_key).unwrap();
+    // Step 2: the case key opens the report envelope.
+    let plaintext =
+        String::from_utf8(run_age(age, &["-d", "-i", "case-key.txt", entry], &out)).unwrap();
+    assert!(plaintext.starts_with(&format!("incident-vault envelope v1\ncase: {case_ref}\n")));
+    assert!(plaintext.contains(&format!("he photographed me and my colleague. {secret}")));
+}
+
+async fn the_reference_age_tool_can_write_what_we_read(backend: Backend) {
+    let Some(age) = age_tool() else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (case_ref, _) = app.file(&full_report("x")).await;
+    let case_ref = CaseRef::parse(&case_ref).unwrap();
+    let grant = &app.store.grants_of_case(case_ref.as_str()).await.unwrap()[0];
+    let case_identity = incident_vault::crypto::case_key::open_grant(
+        &grant.ciphertext,
+        &[&app.escrow],
+        &case_ref,
+        1,
+    )
+    .unwrap();
+    // An envelope written by Go age, for the case recipient, opens with our code.
+    let entry = incident_vault::domain::EntryId::generate();
+    let binding = incident_vault::crypto::envelope::EnvelopeBinding {
+        case: &case_ref,
+        entry: &entry,
+        kind: incident_vault::domain::EntryKind::InternalNote,
+    };
+    let plaintext = incident_vault::crypto::envelope::encode_envelope_plaintext(
+        binding,
+        b"note from the field",
+    );
+    let directory = app.dir.path();
+    std::fs::write(directory.join("note.txt"), &*plaintext).unwrap();
+    let case_recipient = case_identity.recipient().to_string();
+    run_age(
+        age,
+        &["-r", &case_recipient, "-o", "note.age", "note.txt"],
+        directory,
+    );
+    let sealed = std::fs::read(directory.join("note.age")).unwrap();
+
+    let body = incident_vault::crypto::envelope::open_envelope(
+        binding,
+        &sealed,
+        &[case_identity.as_age_identity()],
+    )
+    .unwrap();
+
+    assert_eq!(&**body, b"note from the field");
+}
+
+async fn a_ciphertext_swapped_between_cases_is_detected_and_refused(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (first, _) = app.file(&full_report("first case")).await;
+    let (second, _) = app.file(&full_report("second case")).await;
+    let second_ref = CaseRef::parse(&second).unwrap();
+    let identities: [&dyn age::Identity; 1] = [&app.escrow];
+    let open_second = || decrypt_case(app.store.as_ref(), &identities, &second_ref);
+    assert!(open_second().await.is_ok());
+
+    // The envelope of the first case in the second case's row: the second key cannot open it.
+    app.execute(&format!(
+        "UPDATE entries SET ciphertext = (SELECT ciphertext FROM entries WHERE case_id = '{first}') \
+         WHERE case_id = '{second}'"
+    ))
+    .await;
+    let outcome = open_second().await;
+    assert!(
+        matches!(
+            &outcome,
+            Err(OfflineError::Tampered {
+                cause: CryptoError::NotForUs | CryptoError::Undecryptable,
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
+
+    // And the first case's grant with it: the key opens the envelope, but the binding inside the
+    // grant names the first case, so the swap is refused rather than read as the second case.
+    app.execute(&format!(
+        "UPDATE grants SET ciphertext = (SELECT ciphertext FROM grants WHERE case_id = '{first}') \
+         WHERE case_id = '{second}'"
+    ))
+    .await;
+    let outcome = open_second().await;
+    assert!(
+        matches!(
+            &outcome,
+            Err(OfflineError::Tampered {
+                cause: CryptoError::BindingMismatch,
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
+}
+
+async fn an_envelope_moved_to_another_entry_of_the_same_case_is_refused(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (case_ref, _) = app.file(&full_report("x")).await;
+    // Re-label the report row as another entry id: same key, wrong binding.
+    app.execute(&format!(
+        "UPDATE entries SET id = 'ZZZZZZZZZZZZZZZZ' WHERE case_id = '{case_ref}'"
+    ))
+    .await;
+
+    let outcome = decrypt_case(
+        app.store.as_ref(),
+        &[&app.escrow],
+        &CaseRef::parse(&case_ref).unwrap(),
+    )
+    .await;
+
+    assert!(
+        matches!(
+            &outcome,
+            Err(OfflineError::Tampered {
+                cause: CryptoError::BindingMismatch,
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
+}
+
+crate::on_both_backends!(
+    the_escrow_identity_decrypts_the_report_with_case_decrypt,
+    a_stranger_identity_decrypts_nothing,
+    the_reference_age_tool_opens_the_files_of_case_dump,
+    the_reference_age_tool_can_write_what_we_read,
+    a_ciphertext_swapped_between_cases_is_detected_and_refused,
+    an_envelope_moved_to_another_entry_of_the_same_case_is_refused,
+);

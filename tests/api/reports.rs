@@ -1,0 +1,384 @@
+//! `POST /api/v1/reports`.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, full_report, minimal_report, spawn_app};
+
+async fn a_valid_report_gets_201_with_a_case_ref_and_a_receipt(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+
+    let response = app
+        .post_report(&minimal_report("They photographed us."), None)
+        .await;
+
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.unwrap();
+    let case_ref = body["case_ref"].as_str().unwrap();
+    let receipt = body["receipt"].as_str().unwrap();
+    assert_eq!(case_ref.len(), 14);
+    assert_eq!(receipt.len(), 19);
+    assert!(
+        receipt
+            .split('-')
+            .all(|group| group.len() == 4 && group.bytes().all(|b| b.is_ascii_digit()))
+    );
+    assert_eq!(app.count("cases").await, 1);
+    assert_eq!(app.count("grants").await, 1, "one grant: the escrow key");
+    assert_eq!(app.count("entries").await, 1);
+    assert_eq!(app.count("reporter_access").await, 1);
+    assert_eq!(app.count("idempotency_records").await, 0);
+}
+
+async fn the_full_wire_shape_of_the_design_is_accepted(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+
+    let (case_ref, _) = app.file(&full_report("nothing secret")).await;
+
+    let case = app.store.case_record(&case_ref).await.unwrap().unwrap();
+    assert_eq!(case.incident_type, "photographing");
+    assert_eq!(case.mechanism_kind.as_deref(), Some("upr"));
+    assert_eq!(case.session_label.as_deref(), Some("UPR 45"));
+    assert_eq!(
+        case.perpetrator_kind.as_deref(),
+        Some("gongo_representative")
+    );
+    assert_eq!(case.incident_month.as_deref(), Some("2024-01"));
+    assert!(case.consent_ohchr && case.consent_statistics && case.consent_contact);
+    assert!(!case.consent_partners);
+    assert_eq!(case.consent_sg_report, "anonymised");
+    assert_eq!(case.status, "new");
+}
+
+async fn the_same_idempotency_key_gives_one_case_and_the_same_receipt(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let report = minimal_report("A retry after the answer was lost.");
+    let key = "0b6f3c2e-4a8d-4f7e-9c1a-2d3e4f5a6b7c";
+
+    let first = app.post_report(&report, Some(key)).await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let second = app.post_report(&report, Some(key)).await;
+
+    assert_eq!(second.status(), 201);
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(first, second);
+    assert_eq!(app.count("cases").await, 1);
+    assert_eq!(app.count("idempotency_records").await, 1);
+}
+
+async fn concurrent_retries_with_one_key_still_give_one_case(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let report = minimal_report("Sent from a phone that retried eagerly.");
+    let key = "7Qm2vX9kLp4RtY8sWz3nBc6HdJf";
+
+    let attempts = (0..6).map(|_| app.post_report(&report, Some(key)));
+    let responses = futures_util::future::join_all(attempts).await;
+
+    let mut answers = Vec::new();
+    for response in responses {
+        assert_eq!(response.status(), 201);
+        answers.push(response.json::<Value>().await.unwrap());
+    }
+    assert!(
+        answers.windows(2).all(|pair| pair[0] == pair[1]),
+        "{answers:?}"
+    );
+    assert_eq!(app.count("cases").await, 1);
+}
+
+async fn one_key_reused_for_another_report_is_refused(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let key = "0b6f3c2e-4a8d-4f7e-9c1a-2d3e4f5a6b7c";
+    assert_eq!(
+        app.post_report(&minimal_report("first"), Some(key))
+            .await
+            .status(),
+        201
+    );
+
+    let response = app
+        .post_report(&minimal_report("second, different"), Some(key))
+        .await;
+
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "idempotency_key_reused");
+    assert_eq!(app.count("cases").await, 1);
+}
+
+/// One class of bad input: what is sent, and the status, code and field it must get.
+struct BadInput {
+    name: &'static str,
+    body: Vec<u8>,
+    content_type: &'static str,
+    idempotency_key: Option<&'static str>,
+    status: u16,
+    code: &'static str,
+    field: Option<&'static str>,
+}
+
+fn json_bytes(value: Value) -> Vec<u8> {
+    serde_json::to_vec(&value).unwrap()
+}
+
+fn bad_inputs() -> Vec<BadInput> {
+    let json = "application/json";
+    let case = |name, body, status, code, field| BadInput {
+        name,
+        body,
+        content_type: json,
+        idempotency_key: None,
+        status,
+        code,
+        field,
+    };
+    vec![
+        case(
+            "malformed JSON",
+            b"{\"incident_type\": \"threat\", ".to_vec(),
+            400,
+            "malformed_json",
+            None,
+        ),
+        case(
+            "a body over the limit",
+            vec![b' '; 300 * 1024],
+            413,
+            "payload_too_large",
+            None,
+        ),
+        case(
+            "an unknown incident type",
+            json_bytes(json!({"incident_type": "kidnapping", "description": "x"})),
+            422,
+            "unknown_value",
+            Some("incident_type"),
+        ),
+        case(
+            "an unknown nested enum value",
+            json_bytes(
+                json!({"incident_type": "threat", "description": "x", "perpetrator": {"kind": "alien"}}),
+            ),
+            422,
+            "unknown_value",
+            Some("perpetrator.kind"),
+        ),
+        case(
+            "an unknown consent value",
+            json_bytes(
+                json!({"incident_type": "threat", "description": "x", "consent": {"sg_report": "maybe"}}),
+            ),
+            422,
+            "unknown_value",
+            Some("consent.sg_report"),
+        ),
+        case(
+            "a missing description",
+            json_bytes(json!({"incident_type": "threat"})),
+            422,
+            "missing_field",
+            Some("description"),
+        ),
+        case(
+            "a mistyped field",
+            json_bytes(json!({"incident_type": "threat", "description": ["x"]})),
+            422,
+            "invalid_type",
+            Some("description"),
+        ),
+        case(
+            "an unknown field",
+            json_bytes(json!({"incident_type": "threat", "description": "x", "gps": "46.22,6.14"})),
+            422,
+            "unknown_field",
+            None,
+        ),
+        case(
+            "an over-long description",
+            json_bytes(json!({"incident_type": "threat", "description": "x".repeat(20_001)})),
+            422,
+            "invalid_report",
+            Some("description"),
+        ),
+        case(
+            "a blank description",
+            json_bytes(json!({"incident_type": "threat", "description": "   "})),
+            422,
+            "invalid_report",
+            Some("description"),
+        ),
+        case(
+            "a control character in a one-line field",
+            json_bytes(
+                json!({"incident_type": "threat", "description": "x", "consent": {"contact": {"allowed": true, "handle": "a\u{1b}[31m"}}}),
+            ),
+            422,
+            "invalid_report",
+            Some("consent.contact.handle"),
+        ),
+        case(
+            "a date in the future",
+            json_bytes(
+                json!({"incident_type": "threat", "description": "x", "occurred_at": "2999-01-01"}),
+            ),
+            422,
+            "invalid_report",
+            Some("occurred_at"),
+        ),
+        case(
+            "an unknown desk",
+            json_bytes(
+                json!({"incident_type": "threat", "description": "x", "desk": "no-such-desk"}),
+            ),
+            422,
+            "unknown_desk",
+            Some("desk"),
+        ),
+        BadInput {
+            content_type: "text/plain",
+            ..case(
+                "a body that is not JSON",
+                json_bytes(minimal_report("x")),
+                415,
+                "unsupported_media_type",
+                None,
+            )
+        },
+        BadInput {
+            idempotency_key: Some("short"),
+            ..case(
+                "a weak Idempotency-Key",
+                json_bytes(minimal_report("x")),
+                400,
+                "invalid_idempotency_key",
+                None,
+            )
+        },
+    ]
+}
+
+async fn each_class_of_bad_input_gets_its_code_and_stores_nothing(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+
+    for bad in bad_inputs() {
+        let mut request = app
+            .client
+            .post(format!("{}/api/v1/reports", app.address))
+            .header("Content-Type", bad.content_type)
+            .body(bad.body);
+        if let Some(key) = bad.idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.unwrap();
+
+        assert_eq!(response.status().as_u16(), bad.status, "{}", bad.name);
+        let body: Value = response
+            .json()
+            .await
+            .unwrap_or_else(|_| panic!("{}: not JSON", bad.name));
+        assert_eq!(body["error"], bad.code, "{}: {body}", bad.name);
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}",
+            bad.name
+        );
+        if let Some(field) = bad.field {
+            assert!(body["fields"][field].is_string(), "{}: {body}", bad.name);
+        }
+        app.assert_nothing_stored().await;
+    }
+}
+
+async fn a_desk_member_gets_a_grant_that_opens_the_report(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let member = age::x25519::Identity::generate();
+    let desk = app.store.desk_by_slug("default").await.unwrap().unwrap();
+    app.execute(&format!(
+        "INSERT INTO reviewers (id, username, role, status, recipient, created_on) \
+         VALUES ('R1', 'coordinator', 'coordinator', 'active', '{}', '2026-01-01')",
+        member.to_public()
+    ))
+    .await;
+    app.execute(&format!(
+        "INSERT INTO desk_members (desk_id, reviewer_id, role) VALUES ('{}', 'R1', 'coordinator')",
+        desk.id
+    ))
+    .await;
+
+    let (case_ref, _) = app
+        .file(&minimal_report("Only the desk should read this."))
+        .await;
+
+    assert_eq!(app.count("grants").await, 2);
+    let case_ref = incident_vault::domain::CaseRef::parse(&case_ref).unwrap();
+    let case =
+        incident_vault::services::offline::decrypt_case(app.store.as_ref(), &[&member], &case_ref)
+            .await
+            .unwrap();
+    assert_eq!(
+        case.report["description"],
+        "Only the desk should read this."
+    );
+}
+
+async fn a_database_failure_midway_gives_an_opaque_500_and_leaves_nothing(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    // Sabotage: the last table intake writes to disappears, after the case, grants and entry.
+    app.execute("ALTER TABLE reporter_access RENAME TO reporter_access_gone")
+        .await;
+
+    let response = app
+        .post_report(
+            &minimal_report("This must not half-exist."),
+            Some("0b6f3c2e-4a8d-4f7e-9c1a-2d3e4f5a6b7c"),
+        )
+        .await;
+
+    assert_eq!(response.status(), 500);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "internal_error");
+    let text = body.to_string().to_lowercase();
+    assert!(
+        !text.contains("reporter_access") && !text.contains("sql"),
+        "{body}"
+    );
+    for table in [
+        "cases",
+        "grants",
+        "entries",
+        "idempotency_records",
+        "reporter_access_gone",
+    ] {
+        assert_eq!(app.count(table).await, 0, "{table}");
+    }
+}
+
+crate::on_both_backends!(
+    a_valid_report_gets_201_with_a_case_ref_and_a_receipt,
+    the_full_wire_shape_of_the_design_is_accepted,
+    the_same_idempotency_key_gives_one_case_and_the_same_receipt,
+    concurrent_retries_with_one_key_still_give_one_case,
+    one_key_reused_for_another_report_is_refused,
+    each_class_of_bad_input_gets_its_code_and_stores_nothing,
+    a_desk_member_gets_a_grant_that_opens_the_report,
+    a_database_failure_midway_gives_an_opaque_500_and_leaves_nothing,
+);
