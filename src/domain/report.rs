@@ -10,6 +10,7 @@ use time::{
     Date, OffsetDateTime, format_description::well_known::Rfc3339, macros::format_description,
 };
 use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKind};
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::desk::DeskSlug;
 use super::vocabulary::{
@@ -41,9 +42,10 @@ pub mod limits {
 }
 
 /// The UN mechanism and session.
-#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct Mechanism {
+    #[zeroize(skip)]
     pub kind: MechanismKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(length(max = limits::SESSION_LABEL), custom(function = "single_line"))]
@@ -54,9 +56,10 @@ pub struct Mechanism {
 }
 
 /// The perpetrator, as the reporter describes them.
-#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct Perpetrator {
+    #[zeroize(skip)]
     pub kind: PerpetratorKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(length(max = limits::PERPETRATOR_DESCRIPTION), custom(function = "free_text"))]
@@ -64,7 +67,7 @@ pub struct Perpetrator {
 }
 
 /// A submission blocked from, or removed from, a UN platform.
-#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct BlockedSubmission {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,7 +85,7 @@ pub struct BlockedSubmission {
 }
 
 /// Whether, and how, the desk may contact the reporter.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, Validate)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
     pub allowed: bool,
@@ -95,12 +98,13 @@ pub struct Contact {
 }
 
 /// The reporter's consent. Every flag defaults to the most protective choice.
-#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct Consent {
     #[serde(default)]
     pub share_with_ohchr: bool,
     #[serde(default = "no_sg_report")]
+    #[zeroize(skip)]
     pub sg_report: SgReportConsent,
     #[serde(default)]
     pub share_with_partners: bool,
@@ -128,12 +132,13 @@ impl Default for Consent {
 }
 
 /// The wire shape of a report. Only `incident_type` and `description` are required.
-#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct ReportWire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(custom(function = "desk_slug"))]
     pub desk: Option<String>,
+    #[zeroize(skip)]
     pub incident_type: IncidentType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(nested)]
@@ -142,6 +147,7 @@ pub struct ReportWire {
     #[validate(custom(function = "valid_occurred_at"))]
     pub occurred_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[zeroize(skip)]
     pub occurred_at_precision: Option<OccurredAtPrecision>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(length(max = limits::LOCATION), custom(function = "free_text"))]
@@ -166,7 +172,7 @@ pub struct ReportWire {
     pub language: Option<String>,
 }
 
-/// A validated report. Its serialised form is the wire shape, which is what gets sealed.
+/// A validated report; its text is wiped from memory when it is dropped. Its serialised form is the wire shape, which is what gets sealed.
 #[derive(Debug, Clone, Serialize)]
 #[serde(transparent)]
 pub struct Report {
