@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod cli;
 mod health;
 mod instance;
 mod intake;

@@ -1,0 +1,108 @@
+//! The binary itself: `migrate`, and `serve` as an operator starts it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{Backend, TestDatabase};
+
+fn binary(database: &TestDatabase, dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_incident-vault"));
+    command
+        .env("APP_DATABASE__URL", database.url())
+        .env("APP_STORAGE__DATA_DIR", dir.join("data"))
+        .env("APP_SERVER__BIND", "127.0.0.1:0")
+        .env("APP_TELEMETRY__FORMAT", "json")
+        .env_remove("APP_ESCROW__RECIPIENT");
+    command
+}
+
+async fn migrate_prepares_an_empty_database_and_exits(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(database) = TestDatabase::create_for_test(backend, dir.path()).await else {
+        return;
+    };
+
+    let output = binary(&database, dir.path())
+        .arg("migrate")
+        .output()
+        .unwrap();
+
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let again = binary(&database, dir.path())
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "migrating twice is harmless");
+}
+
+async fn serve_without_a_terminal_or_an_escrow_recipient_refuses_to_start(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(database) = TestDatabase::create_for_test(backend, dir.path()).await else {
+        return;
+    };
+
+    let output = binary(&database, dir.path())
+        .arg("serve")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("APP_ESCROW__RECIPIENT") && stderr.contains("age-keygen"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("AGE-SECRET-KEY"));
+}
+
+async fn serve_stops_cleanly_on_sigterm(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(database) = TestDatabase::create_for_test(backend, dir.path()).await else {
+        return;
+    };
+    let escrow = age::x25519::Identity::generate();
+    let mut child = binary(&database, dir.path())
+        .arg("serve")
+        .env("APP_ESCROW__RECIPIENT", escrow.to_public().to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let ready = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find(|line| line.contains("incident-vault is ready"));
+    assert!(ready.is_some(), "the service never said it was ready");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service did not stop within 20 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+crate::on_both_backends!(
+    migrate_prepares_an_empty_database_and_exits,
+    serve_without_a_terminal_or_an_escrow_recipient_refuses_to_start,
+    serve_stops_cleanly_on_sigterm,
+);
