@@ -10,9 +10,10 @@ use clap::{Parser, Subcommand};
 use crate::configuration::Settings;
 use crate::domain::CaseRef;
 use crate::services::instance::{EscrowGeneration, GeneratedEscrow};
-use crate::services::offline;
+use crate::services::{audit, offline};
 use crate::startup::Application;
 use crate::storage;
+use crate::storage::NewAuditEvent;
 
 /// A sealed intake for reprisal reports.
 #[derive(Debug, Parser)]
@@ -37,6 +38,18 @@ pub enum Command {
         #[command(subcommand)]
         action: CaseCommand,
     },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
+}
+
+/// `incident-vault audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain; name the first broken link and exit 1 if there is one.
+    Verify,
 }
 
 /// `incident-vault case …`
@@ -73,10 +86,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Case { action } => {
             init_telemetry(&settings, std::io::stderr)?;
-            let store = storage::open(&settings.database.url, 1).await?;
+            let store = storage::connect(&settings.database.url, 1).await?;
             let outcome = case_command(store.as_ref(), action).await;
             store.close().await;
             outcome
+        }
+        Command::Audit {
+            action: AuditCommand::Verify,
+        } => {
+            init_telemetry(&settings, std::io::stderr)?;
+            let store = storage::open(&settings.database.url, 1).await?;
+            let outcome = audit::verify(store.as_ref()).await;
+            store.close().await;
+            let verified = outcome?;
+            writeln!(
+                std::io::stdout().lock(),
+                "audit chain intact: {verified} events"
+            )?;
+            Ok(())
         }
     }
 }
@@ -106,7 +133,23 @@ async fn case_command(store: &dyn storage::Store, action: CaseCommand) -> anyhow
                 .iter()
                 .map(|identity| identity.as_ref() as &dyn age::Identity)
                 .collect();
-            let case = offline::decrypt_case(store, &borrowed, &case_ref).await?;
+            let outcome = offline::decrypt_case(store, &borrowed, &case_ref).await;
+            let event = NewAuditEvent {
+                occurred_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+                actor: "cli".into(),
+                action: "case.read.offline".into(),
+                target: Some(case_ref.to_string()),
+                outcome: if outcome.is_ok() {
+                    "success"
+                } else {
+                    "refused"
+                }
+                .into(),
+            };
+            audit::record(store, event)
+                .await
+                .context("could not write the audit event; nothing was shown")?;
+            let case = outcome?;
             let mut stdout = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut stdout, &case)?;
             writeln!(stdout)?;

@@ -15,6 +15,9 @@ use async_trait::async_trait;
 
 pub use records::*;
 
+/// Computes an audit event's hash from its sequence, the previous hash and its content.
+pub type AuditChain = dyn for<'a, 'b> Fn(i64, &'a [u8], &'b NewAuditEvent) -> Vec<u8> + Send + Sync;
+
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -91,6 +94,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every entry of a case, oldest first.
     async fn entries_of_case(&self, case_id: &str) -> Result<Vec<EntryRecord>, StoreError>;
+
+    /// Appends an audit event in one transaction: takes the next sequence and the previous hash
+    /// from the chain head, lets `chain` compute the event's hash from them, stores the event and
+    /// moves the head. Concurrent appends serialise on the head row.
+    async fn append_audit_event(
+        &self,
+        event: &NewAuditEvent,
+        chain: &AuditChain,
+    ) -> Result<i64, StoreError>;
+
+    /// Up to `limit` audit events with a sequence above `after`, in order.
+    async fn audit_events(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEventRecord>, StoreError>;
 }
 
 /// Opens the store named by `url` and migrates it. Refuses schemes this binary was built without

@@ -116,3 +116,31 @@ pub struct NewSealedCase {
     /// Unix seconds at intake: an idempotency record that expired before it may be replaced.
     pub now: i64,
 }
+
+/// What an audit event says. No content, no address: who did what to which case, and how it went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditEvent {
+    /// Unix seconds.
+    pub occurred_at: i64,
+    /// A reviewer id, `cli`, `system` …
+    pub actor: String,
+    /// A stable dotted name, e.g. `case.read.offline`.
+    pub action: String,
+    /// The case reference or account the action was about, if any.
+    pub target: Option<String>,
+    /// `success`, `refused`, `failure`.
+    pub outcome: String,
+}
+
+/// A stored audit event with its place in the hash chain.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuditEventRecord {
+    pub sequence: i64,
+    pub occurred_at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: String,
+    pub previous_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}

@@ -271,6 +271,58 @@ macro_rules! impl_store {
                 .fetch_all(&self.pool)
                 .await?)
             }
+
+            async fn append_audit_event(
+                &self,
+                event: &$crate::storage::NewAuditEvent,
+                chain: &$crate::storage::AuditChain,
+            ) -> Result<i64, $crate::storage::StoreError> {
+                let mut transaction = self.pool.begin().await?;
+                // A write first: it takes the lock, and returns the new sequence with the hash
+                // of the previous event (the hash column is not changed by this statement).
+                let (sequence, previous_hash): (i64, Vec<u8>) = sqlx::query_as(
+                    "UPDATE audit_head SET sequence = sequence + 1 WHERE id = 1 \
+                     RETURNING sequence, hash",
+                )
+                .fetch_one(&mut *transaction)
+                .await?;
+                let hash = chain(sequence, &previous_hash, event);
+                sqlx::query(
+                    "INSERT INTO audit_events (sequence, occurred_at, actor, action, target, \
+                     outcome, previous_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(sequence)
+                .bind(event.occurred_at)
+                .bind(&event.actor)
+                .bind(&event.action)
+                .bind(&event.target)
+                .bind(&event.outcome)
+                .bind(&previous_hash)
+                .bind(&hash)
+                .execute(&mut *transaction)
+                .await?;
+                sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+                    .bind(&hash)
+                    .execute(&mut *transaction)
+                    .await?;
+                transaction.commit().await?;
+                Ok(sequence)
+            }
+
+            async fn audit_events(
+                &self,
+                after: i64,
+                limit: i64,
+            ) -> Result<Vec<$crate::storage::AuditEventRecord>, $crate::storage::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT sequence, occurred_at, actor, action, target, outcome, previous_hash, \
+                     hash FROM audit_events WHERE sequence > $1 ORDER BY sequence LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
         }
     };
 }

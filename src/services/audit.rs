@@ -1,0 +1,209 @@
+//! The audit log (issue 3, item 8): append-only and hash-chained, so that removing, reordering or
+//! editing any event breaks the chain at that event. Events carry no content and no address.
+//!
+//! hash(n) = SHA-256("incident-vault/audit/v1" ‖ previous_hash ‖ each field, length-prefixed),
+//! where the previous_hash of the first event is 32 zero bytes.
+
+use sha2::{Digest, Sha256};
+
+use crate::storage::{AuditEventRecord, NewAuditEvent, Store, StoreError};
+
+/// Events read per page while verifying.
+const VERIFY_PAGE: i64 = 1000;
+
+/// Appends one event to the chain; returns its sequence number.
+pub async fn record(store: &dyn Store, event: NewAuditEvent) -> Result<i64, StoreError> {
+    store.append_audit_event(&event, &chain_hash).await
+}
+
+/// The hash of the event at `sequence` that follows an event whose hash is `previous_hash`.
+pub fn chain_hash(sequence: i64, previous_hash: &[u8], event: &NewAuditEvent) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(b"incident-vault/audit/v1");
+    hasher.update(previous_hash);
+    let sequence = sequence.to_string();
+    let occurred_at = event.occurred_at.to_string();
+    let target = event
+        .target
+        .as_deref()
+        .map_or(b"\x00none".as_slice(), str::as_bytes);
+    let fields: [&[u8]; 6] = [
+        sequence.as_bytes(),
+        occurred_at.as_bytes(),
+        event.actor.as_bytes(),
+        event.action.as_bytes(),
+        target,
+        event.outcome.as_bytes(),
+    ];
+    for field in fields {
+        hasher.update((field.len() as u64).to_be_bytes());
+        hasher.update(field);
+    }
+    hasher.finalize().to_vec()
+}
+
+/// The first link of the chain that does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the audit chain is broken at event #{sequence}: {reason}")]
+pub struct BrokenLink {
+    /// The sequence number of the first event that fails.
+    pub sequence: i64,
+    /// What fails there.
+    pub reason: &'static str,
+}
+
+/// Why verification could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Broken(#[from] BrokenLink),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Recomputes the whole chain; returns how many events hold, or the first broken link.
+pub async fn verify(store: &dyn Store) -> Result<u64, VerifyError> {
+    let mut previous_hash = vec![0u8; 32];
+    let mut expected_sequence = 1;
+    let mut verified = 0;
+    loop {
+        let page = store
+            .audit_events(expected_sequence - 1, VERIFY_PAGE)
+            .await?;
+        if page.is_empty() {
+            return Ok(verified);
+        }
+        for event in &page {
+            check_link(event, expected_sequence, &previous_hash)?;
+            previous_hash.clone_from(&event.hash);
+            expected_sequence += 1;
+            verified += 1;
+        }
+    }
+}
+
+fn check_link(
+    event: &AuditEventRecord,
+    expected_sequence: i64,
+    previous_hash: &[u8],
+) -> Result<(), BrokenLink> {
+    let broken = |reason| BrokenLink {
+        sequence: event.sequence.min(expected_sequence),
+        reason,
+    };
+    if event.sequence != expected_sequence {
+        return Err(broken("an event is missing before it"));
+    }
+    if event.previous_hash != previous_hash {
+        return Err(broken(
+            "it does not point to the hash of the event before it",
+        ));
+    }
+    let content = NewAuditEvent {
+        occurred_at: event.occurred_at,
+        actor: event.actor.clone(),
+        action: event.action.clone(),
+        target: event.target.clone(),
+        outcome: event.outcome.clone(),
+    };
+    if chain_hash(event.sequence, previous_hash, &content) != event.hash {
+        return Err(broken("its content does not match its hash"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(action: &str) -> NewAuditEvent {
+        NewAuditEvent {
+            occurred_at: 1_700_000_000,
+            actor: "cli".into(),
+            action: action.into(),
+            target: Some("K7QM-3XTA-9PWD".into()),
+            outcome: "success".into(),
+        }
+    }
+
+    fn chain(actions: &[&str]) -> Vec<AuditEventRecord> {
+        let mut previous = vec![0u8; 32];
+        let mut records = Vec::new();
+        for (index, action) in actions.iter().enumerate() {
+            let content = event(action);
+            let sequence = index as i64 + 1;
+            let hash = chain_hash(sequence, &previous, &content);
+            records.push(AuditEventRecord {
+                sequence,
+                occurred_at: content.occurred_at,
+                actor: content.actor,
+                action: content.action,
+                target: content.target,
+                outcome: content.outcome,
+                previous_hash: previous.clone(),
+                hash: hash.clone(),
+            });
+            previous = hash;
+        }
+        records
+    }
+
+    fn first_break(records: &[AuditEventRecord]) -> Option<BrokenLink> {
+        let mut previous = vec![0u8; 32];
+        for (index, record) in records.iter().enumerate() {
+            if let Err(broken) = check_link(record, index as i64 + 1, &previous) {
+                return Some(broken);
+            }
+            previous.clone_from(&record.hash);
+        }
+        None
+    }
+
+    #[test]
+    fn an_untouched_chain_holds() {
+        assert_eq!(first_break(&chain(&["a", "b", "c"])), None);
+    }
+
+    #[test]
+    fn an_edited_event_is_named() {
+        let mut records = chain(&["a", "b", "c"]);
+        records[1].outcome = "failure".into();
+        assert_eq!(first_break(&records).unwrap().sequence, 2);
+    }
+
+    #[test]
+    fn a_removed_event_is_named() {
+        let mut records = chain(&["a", "b", "c"]);
+        records.remove(1);
+        assert_eq!(first_break(&records).unwrap().sequence, 2);
+    }
+
+    #[test]
+    fn a_recomputed_hash_breaks_the_next_link() {
+        let mut records = chain(&["a", "b", "c"]);
+        records[1].outcome = "failure".into();
+        let content = event("b");
+        let content = NewAuditEvent {
+            outcome: "failure".into(),
+            ..content
+        };
+        records[1].hash = chain_hash(2, &records[0].hash, &content);
+        assert_eq!(first_break(&records).unwrap().sequence, 3);
+    }
+
+    #[test]
+    fn a_missing_target_differs_from_an_empty_one() {
+        let without = NewAuditEvent {
+            target: None,
+            ..event("a")
+        };
+        let empty = NewAuditEvent {
+            target: Some(String::new()),
+            ..event("a")
+        };
+        assert_ne!(
+            chain_hash(1, &[0; 32], &without),
+            chain_hash(1, &[0; 32], &empty)
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! The hash-chained audit log and `incident-vault audit verify`.
+
+use std::process::Command;
+
+use incident_vault::services::audit;
+use incident_vault::storage::NewAuditEvent;
+
+use crate::helpers::{Backend, TestApp, full_report, spawn_app};
+
+fn cli(app: &TestApp, arguments: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_incident-vault"))
+        .args(arguments)
+        .env("APP_DATABASE__URL", app.database.url())
+        .env("APP_STORAGE__DATA_DIR", app.dir.path().join("data"))
+        .env("APP_TELEMETRY__LEVEL", "warn")
+        .output()
+        .expect("the incident-vault binary runs")
+}
+
+fn event(number: usize) -> NewAuditEvent {
+    NewAuditEvent {
+        occurred_at: 1_700_000_000 + number as i64,
+        actor: format!("reviewer-{number}"),
+        action: "case.read".into(),
+        target: None,
+        outcome: "success".into(),
+    }
+}
+
+async fn an_offline_case_read_is_audited_and_the_chain_verifies(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (case_ref, _) = app.file(&full_report("x")).await;
+    let identity = app.escrow_identity_file();
+
+    let read = cli(
+        &app,
+        &[
+            "case",
+            "decrypt",
+            "--identity",
+            identity.to_str().unwrap(),
+            &case_ref,
+        ],
+    );
+    let verified = cli(&app, &["audit", "verify"]);
+
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&verified.stdout).trim(),
+        "audit chain intact: 1 events"
+    );
+    let events = app.store.audit_events(0, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].action, "case.read.offline");
+    assert_eq!(events[0].target.as_deref(), Some(case_ref.as_str()));
+}
+
+async fn concurrent_appends_form_one_unbroken_chain(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+
+    let appends = (0..24).map(|number| audit::record(app.store.as_ref(), event(number)));
+    let sequences = futures_util::future::join_all(appends).await;
+
+    let mut sequences: Vec<i64> = sequences.into_iter().map(Result::unwrap).collect();
+    sequences.sort_unstable();
+    assert_eq!(sequences, (1..=24).collect::<Vec<_>>());
+    assert_eq!(audit::verify(app.store.as_ref()).await.unwrap(), 24);
+}
+
+async fn tampering_with_one_audit_row_makes_verify_fail_and_name_it(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    for number in 0..5 {
+        audit::record(app.store.as_ref(), event(number))
+            .await
+            .unwrap();
+    }
+    assert!(cli(&app, &["audit", "verify"]).status.success());
+
+    app.execute("UPDATE audit_events SET outcome = 'failure' WHERE sequence = 3")
+        .await;
+    let output = cli(&app, &["audit", "verify"]);
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("broken at event #3"), "{stderr}");
+}
+
+async fn deleting_an_audit_row_makes_verify_name_the_gap(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    for number in 0..5 {
+        audit::record(app.store.as_ref(), event(number))
+            .await
+            .unwrap();
+    }
+
+    app.execute("DELETE FROM audit_events WHERE sequence = 2")
+        .await;
+    let outcome = audit::verify(app.store.as_ref()).await;
+
+    match outcome {
+        Err(audit::VerifyError::Broken(link)) => assert_eq!(link.sequence, 2),
+        other => panic!("expected a broken link at #2, got {other:?}"),
+    }
+}
+
+crate::on_both_backends!(
+    an_offline_case_read_is_audited_and_the_chain_verifies,
+    concurrent_appends_form_one_unbroken_chain,
+    tampering_with_one_audit_row_makes_verify_fail_and_name_it,
+    deleting_an_audit_row_makes_verify_name_the_gap,
+);
