@@ -7,7 +7,7 @@ use age::secrecy::ExposeSecret;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::configuration::Settings;
+use crate::configuration::{Environment, Settings};
 use crate::domain::CaseRef;
 use crate::services::instance::{EscrowGeneration, GeneratedEscrow};
 use crate::services::{audit, offline};
@@ -86,7 +86,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Case { action } => {
             init_telemetry(&settings, std::io::stderr)?;
-            let store = storage::connect(&settings.database.url, 1).await?;
+            // A restored backup is read as it is: not migrated, and not created when the path
+            // is wrong. Its audit table must exist, since every read is audited first.
+            let store = storage::open(&settings.database.url, 1).await?;
             let outcome = case_command(store.as_ref(), action).await;
             store.close().await;
             outcome
@@ -110,8 +112,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     init_telemetry(&settings, std::io::stdout)?;
-    let terminal = std::io::stdout().is_terminal();
-    let generation = if terminal {
+    // Shown only to a person at an interactive terminal on a local instance: in production
+    // (containers, service managers) the terminal may itself be a log.
+    let interactive = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    let generation = if interactive && settings.environment == Environment::Local {
         EscrowGeneration::Allowed
     } else {
         EscrowGeneration::Refused
@@ -146,9 +150,10 @@ async fn case_command(store: &dyn storage::Store, action: CaseCommand) -> anyhow
                 }
                 .into(),
             };
-            audit::record(store, event)
-                .await
-                .context("could not write the audit event; nothing was shown")?;
+            audit::record(store, event).await.context(
+                "could not write the audit event, so nothing was shown (an older backup may \
+                     need `incident-vault migrate` first)",
+            )?;
             let case = outcome?;
             let mut stdout = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut stdout, &case)?;

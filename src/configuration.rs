@@ -24,6 +24,9 @@ pub struct Settings {
     pub argon2: Argon2Params,
     pub limits: LimitSettings,
     pub telemetry: TelemetrySettings,
+    /// Which `config/{environment}.toml` was layered in (`APP_ENVIRONMENT`).
+    #[serde(skip)]
+    pub environment: Environment,
 }
 
 /// `[server]`
@@ -38,12 +41,24 @@ pub struct ServerSettings {
 }
 
 /// `[database]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct DatabaseSettings {
     /// `APP_DATABASE__URL`: `sqlite://PATH` or `postgres://…`. May hold a password: never logged.
     pub url: String,
     /// `APP_DATABASE__MAX_CONNECTIONS`
     pub max_connections: u32,
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    /// The URL may carry a password: only its scheme is shown.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = self.url.split_once("://").map_or("?", |(scheme, _)| scheme);
+        formatter
+            .debug_struct("DatabaseSettings")
+            .field("url", &format_args!("{scheme}://…"))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 /// `[storage]`
@@ -95,8 +110,9 @@ pub enum LogFormat {
 }
 
 /// The deployment environment: selects `config/{name}.toml`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Environment {
+    #[default]
     Local,
     Production,
 }
@@ -143,9 +159,10 @@ impl Settings {
             )
             .build()
             .context("could not read the configuration")?;
-        let settings: Settings = settings
+        let mut settings: Settings = settings
             .try_deserialize()
             .context("the configuration has a missing or mistyped key")?;
+        settings.environment = environment;
         settings.validate()?;
         Ok(settings)
     }
@@ -280,6 +297,17 @@ mod tests {
         assert!(refusal(|s| s.argon2.iterations = 1).contains("APP_ARGON2__ITERATIONS"));
         assert!(refusal(|s| s.limits.json_body_bytes = 10).contains("APP_LIMITS__JSON_BODY_BYTES"));
         assert!(refusal(|s| s.telemetry.level = "info,=[".into()).contains("APP_TELEMETRY__LEVEL"));
+    }
+
+    #[test]
+    fn the_debug_form_hides_the_database_password() {
+        let mut settings = defaults();
+        settings.database.url = "postgres://vault:hunter2@db/vault".into();
+        let shown = format!("{settings:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("postgres://…"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -101,20 +101,30 @@ pub fn parse_grant_plaintext(
     case: &CaseRef,
     epoch: u32,
 ) -> Result<CaseIdentity, CryptoError> {
+    let mut lines = text.lines();
+    if lines.next() != Some(GRANT_HEADER) {
+        return Err(CryptoError::Malformed);
+    }
     let mut named_case = None;
     let mut named_epoch = None;
     let mut secret_line = None;
-    for line in text.lines() {
-        if let Some(value) = line.strip_prefix("# case: ") {
-            named_case = Some(value);
+    for line in lines {
+        // Each binding line and the key may appear once: a repeated line could otherwise
+        // override the one that was checked.
+        let slot_taken = if let Some(value) = line.strip_prefix("# case: ") {
+            named_case.replace(value).is_some()
         } else if let Some(value) = line.strip_prefix("# epoch: ") {
-            named_epoch = value.parse::<u32>().ok();
+            named_epoch
+                .replace(value.parse::<u32>().map_err(|_| CryptoError::Malformed)?)
+                .is_some()
         } else if line.starts_with("AGE-SECRET-KEY-1") {
-            if secret_line.is_some() {
-                return Err(CryptoError::Malformed);
-            }
-            secret_line = Some(line);
-        } else if !(line.starts_with('#') || line.is_empty()) {
+            secret_line.replace(line).is_some()
+        } else if line.starts_with('#') || line.is_empty() {
+            false
+        } else {
+            return Err(CryptoError::Malformed);
+        };
+        if slot_taken {
             return Err(CryptoError::Malformed);
         }
     }
@@ -189,7 +199,7 @@ mod tests {
         let case = CaseRef::generate();
         let secret = x25519::Identity::generate().to_string();
         let key = secret.expose_secret();
-        let header = format!("# case: {case}\n# epoch: 1\n");
+        let header = format!("{GRANT_HEADER}\n# case: {case}\n# epoch: 1\n");
         assert!(matches!(
             parse_grant_plaintext(&format!("{header}{key}\n{key}\n"), &case, 1),
             Err(CryptoError::Malformed)
@@ -199,5 +209,16 @@ mod tests {
             Err(CryptoError::Malformed)
         ));
         assert!(parse_grant_plaintext(&format!("{header}\n{key}\n"), &case, 1).is_ok());
+        let other = CaseRef::generate();
+        let repeated = format!("{header}# case: {other}\n{key}\n");
+        assert!(matches!(
+            parse_grant_plaintext(&repeated, &other, 1),
+            Err(CryptoError::Malformed)
+        ));
+        let headless = format!("# case: {case}\n# epoch: 1\n{key}\n");
+        assert!(matches!(
+            parse_grant_plaintext(&headless, &case, 1),
+            Err(CryptoError::Malformed)
+        ));
     }
 }

@@ -42,7 +42,7 @@ pub mod limits {
 }
 
 /// The UN mechanism and session.
-#[derive(Debug, Clone, Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
+#[derive(Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct Mechanism {
     #[zeroize(skip)]
@@ -56,7 +56,7 @@ pub struct Mechanism {
 }
 
 /// The perpetrator, as the reporter describes them.
-#[derive(Debug, Clone, Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
+#[derive(Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct Perpetrator {
     #[zeroize(skip)]
@@ -67,7 +67,7 @@ pub struct Perpetrator {
 }
 
 /// A submission blocked from, or removed from, a UN platform.
-#[derive(Debug, Clone, Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
+#[derive(Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct BlockedSubmission {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,7 +85,7 @@ pub struct BlockedSubmission {
 }
 
 /// Whether, and how, the desk may contact the reporter.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
+#[derive(Default, Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
     pub allowed: bool,
@@ -98,7 +98,7 @@ pub struct Contact {
 }
 
 /// The reporter's consent. Every flag defaults to the most protective choice.
-#[derive(Debug, Clone, Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
+#[derive(Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct Consent {
     #[serde(default)]
@@ -132,7 +132,7 @@ impl Default for Consent {
 }
 
 /// The wire shape of a report. Only `incident_type` and `description` are required.
-#[derive(Debug, Clone, Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
+#[derive(Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct ReportWire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,8 +172,10 @@ pub struct ReportWire {
     pub language: Option<String>,
 }
 
-/// A validated report; its text is wiped from memory when it is dropped. Its serialised form is the wire shape, which is what gets sealed.
-#[derive(Debug, Clone, Serialize)]
+/// A validated report; its text is wiped from memory when it is dropped. Its serialised form
+/// is the wire shape, which is what gets sealed. Neither `Clone` (no unwiped copies) nor a
+/// `Debug` that shows text: the report types print only their incident type.
+#[derive(Serialize)]
 #[serde(transparent)]
 pub struct Report {
     wire: ReportWire,
@@ -181,6 +183,25 @@ pub struct Report {
     desk: DeskSlug,
     #[serde(skip)]
     incident_month: Option<String>,
+}
+
+impl std::fmt::Debug for ReportWire {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ReportWire")
+            .field("incident_type", &self.incident_type)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Report {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Report")
+            .field("incident_type", &self.wire.incident_type)
+            .field("desk", &self.desk)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a report was refused: a map from the field's dotted path to a sentence.
@@ -229,14 +250,12 @@ impl Report {
         self.wire.mechanism.as_ref().map(|mechanism| mechanism.kind)
     }
 
-    /// The session label ("UPR 45"): an allowlisted plaintext column, trimmed.
-    pub fn session_label(&self) -> Option<&str> {
-        self.wire
-            .mechanism
-            .as_ref()
-            .and_then(|mechanism| mechanism.session.as_deref())
-            .map(str::trim)
-            .filter(|label| !label.is_empty())
+    /// The session label for the plaintext column, normalised ("UPR 45", "HRC 58"), only when it
+    /// has the shape of a session label: letters then a number. Anything else a reporter typed
+    /// there stays in the sealed report only, so free text never reaches a plaintext column.
+    pub fn session_label(&self) -> Option<String> {
+        let typed = self.wire.mechanism.as_ref()?.session.as_deref()?.trim();
+        normalised_session_label(typed)
     }
 
     /// The perpetrator kind: an allowlisted plaintext column.
@@ -261,6 +280,27 @@ impl Report {
     pub fn wire(&self) -> &ReportWire {
         &self.wire
     }
+}
+
+/// Acronyms of UN human-rights bodies whose sessions are numbered: only these may start a
+/// plaintext session label, so that "Room 12" or a name never lands in clear.
+const SESSION_BODIES: [&str; 15] = [
+    "UPR", "HRC", "CAT", "CCPR", "CESCR", "CEDAW", "CERD", "CRC", "CRPD", "CMW", "CED", "SPT",
+    "EMRIP", "FMI", "FMBHR",
+];
+
+/// `UPR 45`, `hrc58`, `CEDAW-89` → `UPR 45`, `HRC 58`, `CEDAW 89`; anything else → `None`.
+fn normalised_session_label(typed: &str) -> Option<String> {
+    let letters: String = typed
+        .chars()
+        .take_while(char::is_ascii_alphabetic)
+        .collect();
+    let body = letters.to_ascii_uppercase();
+    let rest = typed[letters.len()..].trim_start_matches([' ', '-']);
+    let shaped = SESSION_BODIES.contains(&body.as_str())
+        && (1..=3).contains(&rest.len())
+        && rest.bytes().all(|byte| byte.is_ascii_digit());
+    shaped.then(|| format!("{body} {rest}"))
 }
 
 fn single_field(path: &str, message: impl ToString) -> ReportRejected {
@@ -318,9 +358,15 @@ fn rejection(code: &'static str, message: &'static str) -> ValidationError {
     ValidationError::new(code).with_message(message.into())
 }
 
-/// One line of text: no control characters at all.
+/// One line of text: no control characters, and no bidirectional overrides or isolates
+/// (U+202A–U+202E, U+2066–U+2069), which can make a short label read differently than it is.
 fn single_line(value: &str) -> Result<(), ValidationError> {
-    if value.chars().any(char::is_control) {
+    let spoofing =
+        |character: char| matches!(character, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if value
+        .chars()
+        .any(|character| character.is_control() || spoofing(character))
+    {
         return Err(rejection(
             "single_line",
             "must be one line without control characters",
@@ -454,7 +500,7 @@ mod tests {
         let report = Report::parse(wire(design_example())).unwrap();
         assert_eq!(report.desk().as_str(), "default");
         assert_eq!(report.incident_type(), IncidentType::Photographing);
-        assert_eq!(report.session_label(), Some("UPR 45"));
+        assert_eq!(report.session_label().as_deref(), Some("UPR 45"));
         assert_eq!(report.incident_month(), Some("2024-01"));
         assert!(report.consent().share_with_ohchr);
     }
@@ -471,6 +517,44 @@ mod tests {
         assert_eq!(report.consent().sg_report, SgReportConsent::No);
         assert!(!report.consent().contact.allowed);
         assert_eq!(report.incident_month(), None);
+    }
+
+    #[test]
+    fn only_label_shaped_sessions_reach_the_plaintext_column() {
+        for (typed, column) in [
+            ("UPR 45", Some("UPR 45")),
+            ("hrc58", Some("HRC 58")),
+            ("CEDAW-89", Some("CEDAW 89")),
+            (" UPR 4 ", Some("UPR 4")),
+            ("Room 12", None),
+            ("Li 12", None),
+            ("UPR 45 with Mr Li", None),
+            ("45", None),
+            ("UPR 4567", None),
+            ("", None),
+        ] {
+            let mut example = design_example();
+            example["mechanism"]["session"] = json!(typed);
+            let report = Report::parse(wire(example)).unwrap();
+            assert_eq!(report.session_label().as_deref(), column, "{typed:?}");
+        }
+    }
+
+    #[test]
+    fn the_debug_form_shows_no_text() {
+        let report = Report::parse(wire(design_example())).unwrap();
+        let shown = format!("{report:?} {:?}", report.wire());
+        assert!(
+            !shown.contains("photographed") && !shown.contains("lanyard"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn bidirectional_overrides_are_refused_in_one_line_fields() {
+        let mut example = design_example();
+        example["consent"]["contact"]["handle"] = json!("+41\u{202E}00");
+        assert!(Report::parse(wire(example)).is_err());
     }
 
     #[test]

@@ -27,7 +27,8 @@ pub async fn read_json<T: DeserializeOwned>(
     if declared.is_some_and(|length| length > limit) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let mut body = Zeroizing::new(Vec::with_capacity(declared.unwrap_or(4096).min(limit)));
+    // Sized once up front: a growing buffer would leave unwiped copies of the text behind.
+    let mut body = Zeroizing::new(Vec::with_capacity(declared.unwrap_or(limit).min(limit)));
     let read = async {
         while let Some(chunk) = payload.next().await {
             let chunk = chunk.map_err(|_| ApiError::BadRequest {
@@ -64,40 +65,75 @@ fn require_json(request: &HttpRequest) -> Result<(), ApiError> {
 }
 
 /// Syntax errors are a 400; a well-formed document of the wrong shape is a 422 that names the
-/// field by its dotted path.
+/// field by its dotted path. Parsed straight from the bytes (no intermediate copy of the text),
+/// and no message repeats what the client sent: serde's own messages quote the input.
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|error| ApiError::BadRequest {
-            code: "malformed_json",
-            message: format!(
-                "The body is not valid JSON (line {}, column {}).",
-                error.line(),
-                error.column()
-            ),
-        })?;
-    serde_path_to_error::deserialize(value).map_err(|error| {
+    let malformed = |error: &serde_json::Error| ApiError::BadRequest {
+        code: "malformed_json",
+        message: format!(
+            "The body is not valid JSON (line {}, column {}).",
+            error.line(),
+            error.column()
+        ),
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
-        let reason = error.into_inner().to_string();
-        let missing = reason
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split('`').next());
-        let field = match (path.as_str(), missing) {
-            (".", Some(name)) => name.to_owned(),
-            (_, Some(name)) => format!("{path}.{name}"),
-            (".", None) => "body".to_owned(),
-            _ => path,
+        let inner = error.into_inner();
+        if !inner.is_data() {
+            return malformed(&inner);
+        }
+        shape_error(&path, &inner.to_string())
+    })?;
+    deserializer.end().map_err(|error| malformed(&error))?;
+    Ok(parsed)
+}
+
+/// A 422 for a document of the wrong shape. `reason` is serde's message, which may quote the
+/// input: only the parts that come from our own types (field names, expectations) are kept.
+fn shape_error(path: &str, reason: &str) -> ApiError {
+    let expected = reason
+        .rsplit_once(", expected ")
+        .map(|(_, expected)| expected);
+    let (code, field, message) = if reason.starts_with("unknown variant") {
+        let message = match expected {
+            Some(expected) => format!("is not an allowed value; expected {expected}"),
+            None => "is not an allowed value".to_owned(),
         };
-        let code = if reason.starts_with("unknown variant") {
-            "unknown_value"
-        } else if reason.starts_with("unknown field") {
-            "unknown_field"
-        } else if reason.starts_with("missing field") {
-            "missing_field"
+        ("unknown_value", path.to_owned(), message)
+    } else if reason.starts_with("unknown field") {
+        // The path ends with the client's key: name the object that holds it instead.
+        let parent = path.rsplit_once('.').map_or("body", |(parent, _)| parent);
+        let message = match expected {
+            Some(expected) => {
+                format!("holds a field that is not part of the report; expected {expected}")
+            }
+            None => "holds a field that is not part of the report".to_owned(),
+        };
+        ("unknown_field", parent.to_owned(), message)
+    } else if let Some(name) = reason
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        let field = if path == "." {
+            name.to_owned()
         } else {
-            "invalid_type"
+            format!("{path}.{name}")
         };
-        ApiError::invalid_field(code, &field, reason)
-    })
+        ("missing_field", field, "is required".to_owned())
+    } else {
+        let message = match expected {
+            Some(expected) => format!("has the wrong type; expected {expected}"),
+            None => "has the wrong type".to_owned(),
+        };
+        let field = if path == "." {
+            "body".to_owned()
+        } else {
+            path.to_owned()
+        };
+        ("invalid_type", field, message)
+    };
+    ApiError::invalid_field(code, &field, message)
 }
 
 #[cfg(test)]
@@ -137,14 +173,49 @@ mod tests {
     }
 
     #[test]
+    fn no_message_repeats_what_the_client_sent() {
+        for body in [
+            r#"{"incident_type": "Colonel Secret", "description": "x"}"#,
+            r#"{"incident_type": "threat", "description": "x", "perpetrator": "Colonel Secret"}"#,
+            r#"{"incident_type": "threat", "description": "x", "Colonel Secret": 1}"#,
+            r#"{"incident_type": "threat", "description": "x"} Colonel Secret"#,
+        ] {
+            let error = parse_json::<ReportWire>(body.as_bytes()).err().unwrap();
+            let shown = format!("{error} {:?}", error.log_detail());
+            let fields = match &error {
+                ApiError::Unprocessable { fields, .. } => format!("{fields:?}"),
+                _ => String::new(),
+            };
+            assert!(
+                !shown.contains("Colonel") && !fields.contains("Colonel"),
+                "{shown} {fields}"
+            );
+        }
+    }
+
+    #[test]
+    fn trailing_garbage_is_malformed_json() {
+        assert_eq!(
+            code_and_fields(r#"{"incident_type": "threat", "description": "x"} {"#).0,
+            "malformed_json"
+        );
+    }
+
+    #[test]
     fn wrong_types_and_unknown_fields_are_named() {
         assert_eq!(
             code_and_fields(r#"{"incident_type": "threat", "description": 5}"#),
             ("invalid_type".to_owned(), vec!["description".to_owned()])
         );
         assert_eq!(
-            code_and_fields(r#"{"incident_type": "threat", "description": "x", "extra": 1}"#).0,
-            "unknown_field"
+            code_and_fields(r#"{"incident_type": "threat", "description": "x", "extra": 1}"#),
+            ("unknown_field".to_owned(), vec!["body".to_owned()])
+        );
+        assert_eq!(
+            code_and_fields(
+                r#"{"incident_type": "threat", "description": "x", "consent": {"gps": 1}}"#
+            ),
+            ("unknown_field".to_owned(), vec!["consent".to_owned()])
         );
     }
 }

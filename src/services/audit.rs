@@ -61,17 +61,24 @@ pub enum VerifyError {
     Store(#[from] StoreError),
 }
 
-/// Recomputes the whole chain; returns how many events hold, or the first broken link.
+/// Recomputes the whole chain and checks that it ends at the head; returns how many events
+/// hold, or the first broken link. The head is read first: events appended meanwhile lie beyond
+/// it and are left for the next run.
 pub async fn verify(store: &dyn Store) -> Result<u64, VerifyError> {
+    let (head_sequence, head_hash) = store.audit_head().await?;
     let mut previous_hash = vec![0u8; 32];
     let mut expected_sequence = 1;
     let mut verified = 0;
-    loop {
+    while expected_sequence <= head_sequence {
         let page = store
             .audit_events(expected_sequence - 1, VERIFY_PAGE)
             .await?;
+        let page: Vec<_> = page
+            .into_iter()
+            .filter(|event| event.sequence <= head_sequence)
+            .collect();
         if page.is_empty() {
-            return Ok(verified);
+            break;
         }
         for event in &page {
             check_link(event, expected_sequence, &previous_hash)?;
@@ -80,6 +87,14 @@ pub async fn verify(store: &dyn Store) -> Result<u64, VerifyError> {
             verified += 1;
         }
     }
+    if expected_sequence - 1 != head_sequence || previous_hash != head_hash {
+        return Err(BrokenLink {
+            sequence: expected_sequence,
+            reason: "events up to the head of the chain were removed",
+        }
+        .into());
+    }
+    Ok(verified)
 }
 
 fn check_link(

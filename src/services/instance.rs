@@ -54,8 +54,9 @@ pub async fn open_instance(
             let (recipient, generated) = match &configured_escrow {
                 Some(recipient) => (recipient.to_string(), None),
                 None if generation == EscrowGeneration::Refused => bail!(
-                    "escrow.recipient (APP_ESCROW__RECIPIENT) is not set, and there is no terminal \
-                     to show a generated escrow identity on. Generate one offline with \
+                    "escrow.recipient (APP_ESCROW__RECIPIENT) is not set, and this is not a local \
+                     instance at an interactive terminal, where a generated escrow identity could \
+                     be shown safely. Generate one offline with \
                      `age-keygen -o escrow-identity.txt`, keep that file offline, and set \
                      APP_ESCROW__RECIPIENT to the age1… public key it prints"
                 ),

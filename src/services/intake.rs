@@ -66,8 +66,7 @@ impl Vault {
         report: Report,
         idempotency_key: Option<IdempotencyKey>,
     ) -> Result<FiledReport, IntakeError> {
-        let report_json =
-            Zeroizing::new(serde_json::to_vec(&report).context("could not serialise the report")?);
+        let report_json = serialise_exactly(&report)?;
         let report_digest: [u8; 32] = Sha256::digest(report_json.as_slice()).into();
         let now = super::unix_now();
         let idempotency = idempotency_key
@@ -127,11 +126,32 @@ impl Vault {
     }
 }
 
-/// Expiry of an idempotency record, rounded up to the hour so that it does not time-stamp the
-/// report more precisely than the day it was received.
+/// Serialises the report into a buffer of exactly the right size: a growing buffer would leave
+/// unwiped copies of the text behind.
+fn serialise_exactly(report: &Report) -> Result<Zeroizing<Vec<u8>>, IntakeError> {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, report).context("could not serialise the report")?;
+    let mut json = Zeroizing::new(Vec::with_capacity(counter.0));
+    serde_json::to_writer(&mut *json, report).context("could not serialise the report")?;
+    Ok(json)
+}
+
+/// Expiry of an idempotency record, rounded up to the next UTC midnight so that it does not
+/// time-stamp the report more precisely than `received_on` (a record lives one to two days).
 fn expiry(now: i64, ttl_hours: u32) -> i64 {
+    const DAY: i64 = 86_400;
     let expires = now + i64::from(ttl_hours) * 3600;
-    (expires + 3599) / 3600 * 3600
+    (expires + DAY - 1) / DAY * DAY
 }
 
 /// The lookup hash and the sealing key of one Idempotency-Key (DESIGN §3, "Idempotent intake
@@ -290,7 +310,7 @@ fn seal_intake(job: IntakeJob) -> Result<SealedIntake, IntakeError> {
             priority: "normal".to_owned(),
             incident_type: report.incident_type().as_str().to_owned(),
             mechanism_kind: report.mechanism_kind().map(|kind| kind.as_str().to_owned()),
-            session_label: report.session_label().map(str::to_owned),
+            session_label: report.session_label(),
             perpetrator_kind: report
                 .perpetrator_kind()
                 .map(|kind| kind.as_str().to_owned()),
@@ -353,9 +373,9 @@ mod tests {
     use age::secrecy::ExposeSecret;
 
     #[test]
-    fn expiry_is_rounded_up_to_the_hour() {
-        assert_eq!(expiry(3600 * 10 + 1, 24), 3600 * 35);
-        assert_eq!(expiry(3600 * 10, 24), 3600 * 34);
+    fn expiry_is_rounded_up_to_midnight() {
+        assert_eq!(expiry(86_400 * 10 + 1, 24), 86_400 * 12);
+        assert_eq!(expiry(86_400 * 10, 24), 86_400 * 11);
     }
 
     #[test]

@@ -88,6 +88,13 @@ pub async fn decrypt_case(
         let epoch = u32::try_from(grant.epoch).unwrap_or(u32::MAX);
         match open_grant(&grant.ciphertext, identities, case_ref, epoch) {
             Ok(identity) => {
+                // The current epoch's key must be the one the case row seals new content to.
+                if grant.epoch == case.key_epoch
+                    && identity.recipient().to_string() != case.case_recipient
+                {
+                    let what = format!("the {} grant of epoch {}", grant.grantee_kind, grant.epoch);
+                    return Err(tampered(what, CryptoError::BindingMismatch));
+                }
                 keys.insert(grant.epoch, identity);
             }
             Err(CryptoError::NotForUs) => {}
@@ -161,13 +168,16 @@ pub async fn dump_case(
         .await?
         .ok_or_else(|| OfflineError::UnknownCase(case_ref.clone()))?;
     crate::storage::create_private_dir(out)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(out, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     let mut written = Vec::new();
     let mut write_new = |name: String, bytes: &[u8]| -> std::io::Result<()> {
         let path = out.join(name);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&path)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         written.push(path);

@@ -110,21 +110,122 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: i64,
     ) -> Result<Vec<AuditEventRecord>, StoreError>;
+
+    /// The chain head: the last sequence handed out and the hash of that event.
+    async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
+
+    /// How many reviewer accounts exist, in any status.
+    async fn reviewer_count(&self) -> Result<i64, StoreError>;
+
+    /// Stores a new enrolment token (by hash).
+    async fn insert_enrolment(&self, enrolment: &EnrolmentRecord) -> Result<(), StoreError>;
+
+    /// An enrolment by token hash.
+    async fn enrolment(&self, token_hash: &[u8]) -> Result<Option<EnrolmentRecord>, StoreError>;
+
+    /// Redeems an unspent, unexpired, unredeemed enrolment: creates the pending account, its
+    /// secrets and its desk memberships in one transaction. [`StoreError::Conflict`] when the
+    /// token was redeemed meanwhile (`enrolment`) or the username is taken (`username`).
+    async fn redeem_enrolment(
+        &self,
+        token_hash: &[u8],
+        now: i64,
+        reviewer: &ReviewerRecord,
+        secrets: &ReviewerSecretsRecord,
+        memberships: &[(String, String)],
+    ) -> Result<(), StoreError>;
+
+    /// Activates the account of a redeemed enrolment and spends the token, recording the TOTP
+    /// step used. [`StoreError::Conflict`] when it was confirmed already.
+    async fn confirm_enrolment(
+        &self,
+        token_hash: &[u8],
+        reviewer_id: &str,
+        totp_step: i64,
+    ) -> Result<(), StoreError>;
+
+    /// A reviewer and their login material, by username.
+    async fn reviewer_by_username(
+        &self,
+        username: &str,
+    ) -> Result<Option<(ReviewerRecord, ReviewerSecretsRecord)>, StoreError>;
+
+    /// A reviewer by id.
+    async fn reviewer(&self, reviewer_id: &str) -> Result<Option<ReviewerRecord>, StoreError>;
+
+    /// Counts a failed login and sets the lock-out deadline.
+    async fn record_login_failure(
+        &self,
+        reviewer_id: &str,
+        locked_until: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Records a successful login with the TOTP step it used, unless that step (or a later one)
+    /// was used already: then [`StoreError::Conflict`]`("totp_replay")`.
+    async fn record_login_success(
+        &self,
+        reviewer_id: &str,
+        totp_step: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a new session.
+    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+
+    /// A live session (not expired at `now`, account active) by token hash, with its reviewer.
+    async fn live_session(
+        &self,
+        token_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<(SessionRecord, ReviewerRecord)>, StoreError>;
+
+    /// Moves a session's idle clock.
+    async fn touch_session(&self, token_hash: &[u8], now: i64) -> Result<(), StoreError>;
+
+    /// Deletes one session (logout).
+    async fn delete_session(&self, token_hash: &[u8]) -> Result<(), StoreError>;
+
+    /// Deletes every session of a reviewer (password change, disabling).
+    async fn delete_sessions_of(&self, reviewer_id: &str) -> Result<u64, StoreError>;
+
+    /// Cases a reviewer holds a grant for, newest first, filtered.
+    async fn cases_granted_to(
+        &self,
+        reviewer_id: &str,
+        filter: &CaseFilter,
+    ) -> Result<Vec<CaseRecord>, StoreError>;
+
+    /// The grants a reviewer holds for one case (every epoch).
+    async fn grants_of_reviewer_for_case(
+        &self,
+        reviewer_id: &str,
+        case_id: &str,
+    ) -> Result<Vec<GrantRecord>, StoreError>;
 }
 
 /// Opens the store named by `url` and migrates it. Refuses schemes this binary was built without
 /// before touching anything.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
-    let store = open(url, max_connections).await?;
+    let store = open_with(url, max_connections, true).await?;
     store.migrate().await?;
     Ok(store)
 }
 
-/// Opens the store named by `url` without migrating it (offline reading of a restored backup).
+/// Opens an existing store named by `url`, without migrating it or creating a SQLite file
+/// (offline reading of a restored backup).
 pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
+    open_with(url, max_connections, false).await
+}
+
+async fn open_with(
+    url: &str,
+    max_connections: u32,
+    create_if_missing: bool,
+) -> anyhow::Result<Arc<dyn Store>> {
     let store: Arc<dyn Store> = match Backend::of_url(url)? {
         #[cfg(feature = "sqlite")]
-        Backend::Sqlite => Arc::new(sqlite::SqliteStore::connect(url, max_connections).await?),
+        Backend::Sqlite => {
+            Arc::new(sqlite::SqliteStore::connect(url, max_connections, create_if_missing).await?)
+        }
         #[cfg(feature = "postgres")]
         Backend::Postgres => {
             Arc::new(postgres::PostgresStore::connect(url, max_connections).await?)

@@ -144,3 +144,97 @@ pub struct AuditEventRecord {
     pub previous_hash: Vec<u8>,
     pub hash: Vec<u8>,
 }
+
+/// A reviewer account (allowlisted plaintext: DESIGN §4).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ReviewerRecord {
+    pub id: String,
+    pub username: String,
+    /// `admin`, `coordinator`, `reviewer` or `auditor`.
+    pub role: String,
+    /// `pending` (enrolled, TOTP not confirmed), `active` or `disabled`.
+    pub status: String,
+    /// The reviewer's `age1…` recipient: grants are sealed to it.
+    pub recipient: String,
+    pub created_on: String,
+}
+
+/// A reviewer's login material: nothing here opens anything without the password, the recovery
+/// code or a session token.
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ReviewerSecretsRecord {
+    pub reviewer_id: String,
+    pub kdf_params: String,
+    pub password_salt: Vec<u8>,
+    pub login_verifier: Vec<u8>,
+    pub sealed_identity: Vec<u8>,
+    pub sealed_totp: Vec<u8>,
+    pub totp_last_step: Option<i64>,
+    pub recovery_salt: Vec<u8>,
+    pub recovery_sealed_identity: Option<Vec<u8>>,
+    pub must_change_password: bool,
+    pub failed_logins: i64,
+    pub locked_until: i64,
+}
+
+impl std::fmt::Debug for ReviewerSecretsRecord {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ReviewerSecretsRecord")
+            .field("reviewer_id", &self.reviewer_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A single-use enrolment token: the first-start setup code, or an admin's invitation.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EnrolmentRecord {
+    /// SHA-256 of the token; the token itself is never stored.
+    pub token_hash: Vec<u8>,
+    /// `setup` or `invitation`.
+    pub kind: String,
+    /// The role the new account gets.
+    pub role: String,
+    /// Space-separated `desk_id:desk_role` pairs the account joins.
+    pub desk_ids: String,
+    /// Set once the token was redeemed with a password, before TOTP is confirmed.
+    pub reviewer_id: Option<String>,
+    pub expires_at: i64,
+    pub spent: bool,
+}
+
+/// A reviewer session: found by the token's hash; its identity copy opens only with the token.
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SessionRecord {
+    pub token_hash: Vec<u8>,
+    pub reviewer_id: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub sealed_identity: Vec<u8>,
+}
+
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SessionRecord")
+            .field("reviewer_id", &self.reviewer_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Filters and paging of the triage list. `None` means "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaseFilter {
+    pub status: Option<String>,
+    pub incident_type: Option<String>,
+    pub mechanism_kind: Option<String>,
+    pub desk_id: Option<String>,
+    /// Inclusive `YYYY-MM-DD` bounds on the day received.
+    pub received_from: Option<String>,
+    pub received_until: Option<String>,
+    /// Keyset paging: only cases strictly after this (received_on, id) in newest-first order.
+    pub after: Option<(String, String)>,
+    pub limit: i64,
+}

@@ -3,6 +3,23 @@
 //! onto each backend's store, and the integration suite runs on both to check it at run time
 //! (`query!` could check only one database at compile time).
 
+/// The columns of [`crate::storage::CaseRecord`], qualified by the alias `c`.
+macro_rules! case_columns {
+    () => {
+        "c.id, c.desk_id, c.key_epoch, c.case_recipient, c.status, c.priority, c.incident_type, \
+         c.mechanism_kind, c.session_label, c.perpetrator_kind, c.incident_month, c.consent_ohchr, \
+         c.consent_sg_report, c.consent_partners, c.consent_statistics, c.consent_contact, \
+         c.received_on, c.updated_on"
+    };
+}
+
+/// The columns of [`crate::storage::ReviewerRecord`], qualified by the alias `r`.
+macro_rules! reviewer_columns {
+    () => {
+        "r.id, r.username, r.role, r.status, r.recipient, r.created_on"
+    };
+}
+
 /// Implements [`crate::storage::Store`] for a type with a `pool: sqlx::Pool<DB>` field.
 macro_rules! impl_store {
     ($store:ty, $backend:literal, $migrator:expr) => {
@@ -234,13 +251,11 @@ macro_rules! impl_store {
                 &self,
                 case_id: &str,
             ) -> Result<Option<$crate::storage::CaseRecord>, $crate::storage::StoreError> {
-                Ok(sqlx::query_as(
-                    "SELECT id, desk_id, key_epoch, case_recipient, status, priority, \
-                     incident_type, mechanism_kind, session_label, perpetrator_kind, \
-                     incident_month, consent_ohchr, consent_sg_report, consent_partners, \
-                     consent_statistics, consent_contact, received_on, updated_on \
-                     FROM cases WHERE id = $1",
-                )
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ",
+                    $crate::storage::sql::case_columns!(),
+                    " FROM cases c WHERE c.id = $1"
+                ))
                 .bind(case_id)
                 .fetch_optional(&self.pool)
                 .await?)
@@ -323,8 +338,366 @@ macro_rules! impl_store {
                 .fetch_all(&self.pool)
                 .await?)
             }
+
+            async fn audit_head(&self) -> Result<(i64, Vec<u8>), $crate::storage::StoreError> {
+                Ok(sqlx::query_as("SELECT sequence, hash FROM audit_head WHERE id = 1")
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn reviewer_count(&self) -> Result<i64, $crate::storage::StoreError> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM reviewers")
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn insert_enrolment(
+                &self,
+                enrolment: &$crate::storage::EnrolmentRecord,
+            ) -> Result<(), $crate::storage::StoreError> {
+                sqlx::query(
+                    "INSERT INTO enrolments (token_hash, kind, role, desk_ids, reviewer_id, \
+                     expires_at, spent) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&enrolment.token_hash)
+                .bind(&enrolment.kind)
+                .bind(&enrolment.role)
+                .bind(&enrolment.desk_ids)
+                .bind(&enrolment.reviewer_id)
+                .bind(enrolment.expires_at)
+                .bind(enrolment.spent)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn enrolment(
+                &self,
+                token_hash: &[u8],
+            ) -> Result<Option<$crate::storage::EnrolmentRecord>, $crate::storage::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT token_hash, kind, role, desk_ids, reviewer_id, expires_at, spent \
+                     FROM enrolments WHERE token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn redeem_enrolment(
+                &self,
+                token_hash: &[u8],
+                now: i64,
+                reviewer: &$crate::storage::ReviewerRecord,
+                secrets: &$crate::storage::ReviewerSecretsRecord,
+                memberships: &[(String, String)],
+            ) -> Result<(), $crate::storage::StoreError> {
+                let mut transaction = self.pool.begin().await?;
+                let taken: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reviewers WHERE username = $1")
+                    .bind(&reviewer.username)
+                    .fetch_one(&mut *transaction)
+                    .await?;
+                if taken > 0 {
+                    return Err($crate::storage::StoreError::Conflict("username"));
+                }
+                sqlx::query(
+                    "INSERT INTO reviewers (id, username, role, status, recipient, created_on) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&reviewer.id)
+                .bind(&reviewer.username)
+                .bind(&reviewer.role)
+                .bind(&reviewer.status)
+                .bind(&reviewer.recipient)
+                .bind(&reviewer.created_on)
+                .execute(&mut *transaction)
+                .await?;
+                let claimed = sqlx::query(
+                    "UPDATE enrolments SET reviewer_id = $1 WHERE token_hash = $2 \
+                     AND reviewer_id IS NULL AND spent = $3 AND expires_at > $4",
+                )
+                .bind(&reviewer.id)
+                .bind(token_hash)
+                .bind(false)
+                .bind(now)
+                .execute(&mut *transaction)
+                .await?;
+                if claimed.rows_affected() != 1 {
+                    return Err($crate::storage::StoreError::Conflict("enrolment"));
+                }
+                sqlx::query(
+                    "INSERT INTO reviewer_secrets (reviewer_id, kdf_params, password_salt, \
+                     login_verifier, sealed_identity, sealed_totp, totp_last_step, recovery_salt, \
+                     recovery_sealed_identity, must_change_password, failed_logins, locked_until) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(&secrets.reviewer_id)
+                .bind(&secrets.kdf_params)
+                .bind(&secrets.password_salt)
+                .bind(&secrets.login_verifier)
+                .bind(&secrets.sealed_identity)
+                .bind(&secrets.sealed_totp)
+                .bind(secrets.totp_last_step)
+                .bind(&secrets.recovery_salt)
+                .bind(&secrets.recovery_sealed_identity)
+                .bind(secrets.must_change_password)
+                .bind(secrets.failed_logins)
+                .bind(secrets.locked_until)
+                .execute(&mut *transaction)
+                .await?;
+                for (desk_id, desk_role) in memberships {
+                    sqlx::query(
+                        "INSERT INTO desk_members (desk_id, reviewer_id, role) VALUES ($1, $2, $3)",
+                    )
+                    .bind(desk_id)
+                    .bind(&reviewer.id)
+                    .bind(desk_role)
+                    .execute(&mut *transaction)
+                    .await?;
+                }
+                transaction.commit().await?;
+                Ok(())
+            }
+
+            async fn confirm_enrolment(
+                &self,
+                token_hash: &[u8],
+                reviewer_id: &str,
+                totp_step: i64,
+            ) -> Result<(), $crate::storage::StoreError> {
+                let mut transaction = self.pool.begin().await?;
+                let spent = sqlx::query(
+                    "UPDATE enrolments SET spent = $1 WHERE token_hash = $2 AND reviewer_id = $3 \
+                     AND spent = $4",
+                )
+                .bind(true)
+                .bind(token_hash)
+                .bind(reviewer_id)
+                .bind(false)
+                .execute(&mut *transaction)
+                .await?;
+                if spent.rows_affected() != 1 {
+                    return Err($crate::storage::StoreError::Conflict("enrolment"));
+                }
+                sqlx::query("UPDATE reviewers SET status = 'active' WHERE id = $1 AND status = 'pending'")
+                    .bind(reviewer_id)
+                    .execute(&mut *transaction)
+                    .await?;
+                sqlx::query("UPDATE reviewer_secrets SET totp_last_step = $1 WHERE reviewer_id = $2")
+                    .bind(totp_step)
+                    .bind(reviewer_id)
+                    .execute(&mut *transaction)
+                    .await?;
+                transaction.commit().await?;
+                Ok(())
+            }
+
+            async fn reviewer_by_username(
+                &self,
+                username: &str,
+            ) -> Result<
+                Option<($crate::storage::ReviewerRecord, $crate::storage::ReviewerSecretsRecord)>,
+                $crate::storage::StoreError,
+            > {
+                let reviewer: Option<$crate::storage::ReviewerRecord> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    $crate::storage::sql::reviewer_columns!(),
+                    " FROM reviewers r WHERE r.username = $1"
+                ))
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(reviewer) = reviewer else { return Ok(None) };
+                let secrets: Option<$crate::storage::ReviewerSecretsRecord> = sqlx::query_as(
+                    "SELECT reviewer_id, kdf_params, password_salt, login_verifier, \
+                     sealed_identity, sealed_totp, totp_last_step, recovery_salt, \
+                     recovery_sealed_identity, must_change_password, failed_logins, locked_until \
+                     FROM reviewer_secrets WHERE reviewer_id = $1",
+                )
+                .bind(&reviewer.id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(secrets.map(|secrets| (reviewer, secrets)))
+            }
+
+            async fn reviewer(
+                &self,
+                reviewer_id: &str,
+            ) -> Result<Option<$crate::storage::ReviewerRecord>, $crate::storage::StoreError> {
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ",
+                    $crate::storage::sql::reviewer_columns!(),
+                    " FROM reviewers r WHERE r.id = $1"
+                ))
+                .bind(reviewer_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn record_login_failure(
+                &self,
+                reviewer_id: &str,
+                locked_until: i64,
+            ) -> Result<(), $crate::storage::StoreError> {
+                sqlx::query(
+                    "UPDATE reviewer_secrets SET failed_logins = failed_logins + 1, \
+                     locked_until = $1 WHERE reviewer_id = $2",
+                )
+                .bind(locked_until)
+                .bind(reviewer_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn record_login_success(
+                &self,
+                reviewer_id: &str,
+                totp_step: i64,
+            ) -> Result<(), $crate::storage::StoreError> {
+                let updated = sqlx::query(
+                    "UPDATE reviewer_secrets SET totp_last_step = $1, failed_logins = 0, \
+                     locked_until = 0 WHERE reviewer_id = $2 \
+                     AND (totp_last_step IS NULL OR totp_last_step < $1)",
+                )
+                .bind(totp_step)
+                .bind(reviewer_id)
+                .execute(&self.pool)
+                .await?;
+                if updated.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    Err($crate::storage::StoreError::Conflict("totp_replay"))
+                }
+            }
+
+            async fn insert_session(
+                &self,
+                session: &$crate::storage::SessionRecord,
+            ) -> Result<(), $crate::storage::StoreError> {
+                sqlx::query(
+                    "INSERT INTO sessions (token_hash, reviewer_id, created_at, last_seen_at, \
+                     expires_at, sealed_identity) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&session.token_hash)
+                .bind(&session.reviewer_id)
+                .bind(session.created_at)
+                .bind(session.last_seen_at)
+                .bind(session.expires_at)
+                .bind(&session.sealed_identity)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn live_session(
+                &self,
+                token_hash: &[u8],
+                now: i64,
+            ) -> Result<
+                Option<($crate::storage::SessionRecord, $crate::storage::ReviewerRecord)>,
+                $crate::storage::StoreError,
+            > {
+                let session: Option<$crate::storage::SessionRecord> = sqlx::query_as(
+                    "SELECT token_hash, reviewer_id, created_at, last_seen_at, expires_at, \
+                     sealed_identity FROM sessions WHERE token_hash = $1 AND expires_at > $2",
+                )
+                .bind(token_hash)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(session) = session else { return Ok(None) };
+                let reviewer: Option<$crate::storage::ReviewerRecord> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    $crate::storage::sql::reviewer_columns!(),
+                    " FROM reviewers r WHERE r.id = $1 AND r.status = 'active'"
+                ))
+                .bind(&session.reviewer_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(reviewer.map(|reviewer| (session, reviewer)))
+            }
+
+            async fn touch_session(
+                &self,
+                token_hash: &[u8],
+                now: i64,
+            ) -> Result<(), $crate::storage::StoreError> {
+                sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
+                    .bind(now)
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn delete_session(&self, token_hash: &[u8]) -> Result<(), $crate::storage::StoreError> {
+                sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn delete_sessions_of(&self, reviewer_id: &str) -> Result<u64, $crate::storage::StoreError> {
+                Ok(sqlx::query("DELETE FROM sessions WHERE reviewer_id = $1")
+                    .bind(reviewer_id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
+            }
+
+            async fn cases_granted_to(
+                &self,
+                reviewer_id: &str,
+                filter: &$crate::storage::CaseFilter,
+            ) -> Result<Vec<$crate::storage::CaseRecord>, $crate::storage::StoreError> {
+                let (after_day, after_id) = filter.after.clone().unzip();
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ",
+                    $crate::storage::sql::case_columns!(),
+                    " FROM cases c WHERE EXISTS (SELECT 1 FROM grants g WHERE g.case_id = c.id \
+                     AND g.grantee_kind = 'reviewer' AND g.grantee_id = $1) \
+                     AND ($2 IS NULL OR c.status = $2) \
+                     AND ($3 IS NULL OR c.incident_type = $3) \
+                     AND ($4 IS NULL OR c.mechanism_kind = $4) \
+                     AND ($5 IS NULL OR c.desk_id = $5) \
+                     AND ($6 IS NULL OR c.received_on >= $6) \
+                     AND ($7 IS NULL OR c.received_on <= $7) \
+                     AND ($8 IS NULL OR c.received_on < $8 OR (c.received_on = $8 AND c.id < $9)) \
+                     ORDER BY c.received_on DESC, c.id DESC LIMIT $10"
+                ))
+                .bind(reviewer_id)
+                .bind(&filter.status)
+                .bind(&filter.incident_type)
+                .bind(&filter.mechanism_kind)
+                .bind(&filter.desk_id)
+                .bind(&filter.received_from)
+                .bind(&filter.received_until)
+                .bind(after_day)
+                .bind(after_id)
+                .bind(filter.limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn grants_of_reviewer_for_case(
+                &self,
+                reviewer_id: &str,
+                case_id: &str,
+            ) -> Result<Vec<$crate::storage::GrantRecord>, $crate::storage::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT case_id, grantee_kind, grantee_id, epoch, ciphertext FROM grants \
+                     WHERE case_id = $1 AND grantee_kind = 'reviewer' AND grantee_id = $2 \
+                     ORDER BY epoch",
+                )
+                .bind(case_id)
+                .bind(reviewer_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
         }
     };
 }
 
-pub(crate) use impl_store;
+pub(crate) use {case_columns, impl_store, reviewer_columns};

@@ -22,17 +22,24 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file named by a `sqlite://` URL.
-    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+    /// Opens the database file named by a `sqlite://` URL, creating it (and its folder) only
+    /// when `create_if_missing`.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        create_if_missing: bool,
+    ) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
             .context("database.url is not a valid sqlite:// URL")?
-            .create_if_missing(true)
+            .create_if_missing(create_if_missing)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let directory = options.get_filename().parent().map(Path::to_path_buf);
-        if let Some(directory) = directory.filter(|path| !path.as_os_str().is_empty()) {
+        if let Some(directory) =
+            directory.filter(|path| create_if_missing && !path.as_os_str().is_empty())
+        {
             crate::storage::create_private_dir(&directory)
                 .with_context(|| format!("could not create {}", directory.display()))?;
         }

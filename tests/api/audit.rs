@@ -120,7 +120,28 @@ async fn deleting_an_audit_row_makes_verify_name_the_gap(backend: Backend) {
     }
 }
 
+async fn deleting_the_latest_audit_rows_is_noticed(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    for number in 0..5 {
+        audit::record(app.store.as_ref(), event(number))
+            .await
+            .unwrap();
+    }
+
+    app.execute("DELETE FROM audit_events WHERE sequence >= 4")
+        .await;
+    let outcome = audit::verify(app.store.as_ref()).await;
+
+    match outcome {
+        Err(audit::VerifyError::Broken(link)) => assert_eq!(link.sequence, 4),
+        other => panic!("expected the removal of #4 and #5 to be noticed, got {other:?}"),
+    }
+}
+
 crate::on_both_backends!(
+    deleting_the_latest_audit_rows_is_noticed,
     an_offline_case_read_is_audited_and_the_chain_verifies,
     concurrent_appends_form_one_unbroken_chain,
     tampering_with_one_audit_row_makes_verify_fail_and_name_it,

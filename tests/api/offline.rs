@@ -247,6 +247,58 @@ async fn a_ciphertext_swapped_between_cases_is_detected_and_refused(backend: Bac
     );
 }
 
+async fn an_envelope_resealed_to_another_case_is_refused_by_its_binding(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (first, _) = app.file(&full_report("first case")).await;
+    let (second, _) = app.file(&full_report("second case")).await;
+    let first_ref = CaseRef::parse(&first).unwrap();
+    let second_ref = CaseRef::parse(&second).unwrap();
+    // Someone who read the first case re-encrypts its plaintext, header and all, to the second
+    // case's public recipient and writes it into the second case's row: the key fits, the
+    // binding does not.
+    let first_key = incident_vault::crypto::case_key::open_grant(
+        &app.store.grants_of_case(&first).await.unwrap()[0].ciphertext,
+        &[&app.escrow],
+        &first_ref,
+        1,
+    )
+    .unwrap();
+    let first_entry = &app.store.entries_of_case(&first).await.unwrap()[0];
+    let decryptor = age::Decryptor::new_buffered(&first_entry.ciphertext[..]).unwrap();
+    let mut reader = decryptor
+        .decrypt(std::iter::once(first_key.as_age_identity()))
+        .unwrap();
+    let mut plaintext = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut plaintext).unwrap();
+    let second_case = app.store.case_record(&second).await.unwrap().unwrap();
+    let second_recipient: age::x25519::Recipient = second_case.case_recipient.parse().unwrap();
+    let resealed = age::encrypt(&second_recipient, &plaintext).unwrap();
+    let hex: String = resealed.iter().map(|byte| format!("{byte:02x}")).collect();
+    let literal = match backend {
+        Backend::Sqlite => format!("X'{hex}'"),
+        Backend::Postgres => format!("'\\x{hex}'::bytea"),
+    };
+    app.execute(&format!(
+        "UPDATE entries SET ciphertext = {literal} WHERE case_id = '{second}'"
+    ))
+    .await;
+
+    let outcome = decrypt_case(app.store.as_ref(), &[&app.escrow], &second_ref).await;
+
+    assert!(
+        matches!(
+            &outcome,
+            Err(OfflineError::Tampered {
+                cause: CryptoError::BindingMismatch,
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
+}
+
 async fn an_envelope_moved_to_another_entry_of_the_same_case_is_refused(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -284,4 +336,5 @@ crate::on_both_backends!(
     the_reference_age_tool_can_write_what_we_read,
     a_ciphertext_swapped_between_cases_is_detected_and_refused,
     an_envelope_moved_to_another_entry_of_the_same_case_is_refused,
+    an_envelope_resealed_to_another_case_is_refused_by_its_binding,
 );

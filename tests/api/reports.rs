@@ -304,6 +304,33 @@ async fn each_class_of_bad_input_gets_its_code_and_stores_nothing(backend: Backe
     }
 }
 
+async fn a_chunked_body_over_the_limit_is_cut_off_with_413(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let chunk = bytes_of(64 * 1024);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..8).map(|_| Ok(chunk.clone())).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+
+    let response = app
+        .client
+        .post(format!("{}/api/v1/reports", app.address))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "payload_too_large");
+    app.assert_nothing_stored().await;
+}
+
+fn bytes_of(length: usize) -> Vec<u8> {
+    vec![b' '; length]
+}
+
 async fn a_desk_member_gets_a_grant_that_opens_the_report(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -379,6 +406,7 @@ crate::on_both_backends!(
     concurrent_retries_with_one_key_still_give_one_case,
     one_key_reused_for_another_report_is_refused,
     each_class_of_bad_input_gets_its_code_and_stores_nothing,
+    a_chunked_body_over_the_limit_is_cut_off_with_413,
     a_desk_member_gets_a_grant_that_opens_the_report,
     a_database_failure_midway_gives_an_opaque_500_and_leaves_nothing,
 );
