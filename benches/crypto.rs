@@ -1,1 +1,131 @@
-fn main(){}
+//! Micro-benchmarks of the cryptography done per report, beside the bare age operations they are
+//! built on, so that the cost of our framing over bare age is visible.
+//!
+//! `cargo bench --bench crypto` (about a minute). Groups:
+//! - `kdf`: the receipt's argon2id at the default (OWASP floor) parameters.
+//! - `report_2KiB`: `seal_envelope` of a 2 KiB body to one recipient, bare `age::encrypt` of the
+//!   same 2 KiB, and bare `age::encrypt` of the padded plaintext the envelope really seals (so the
+//!   envelope's overhead splits into padding and framing).
+//! - `grant`: `seal_grant` beside bare `age::encrypt` of a plaintext of the same length.
+//! - `keygen`: one x25519 identity (intake makes two: the case and the reporter).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use age::secrecy::ExposeSecret;
+use age::x25519;
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use incident_vault::crypto::case_key::{CaseIdentity, seal_grant};
+use incident_vault::crypto::envelope::{EnvelopeBinding, encode_envelope_plaintext, seal_envelope};
+use incident_vault::crypto::kdf::Argon2Params;
+use incident_vault::domain::{CaseRef, EntryId, EntryKind};
+
+const BODY_BYTES: usize = 2048;
+
+fn body() -> Vec<u8> {
+    let sentence = b"Synthetic benchmark text, no real report. ";
+    sentence.iter().copied().cycle().take(BODY_BYTES).collect()
+}
+
+fn kdf(criterion: &mut Criterion) {
+    let mut group = criterion.benchmark_group("kdf");
+    group.sampling_mode(SamplingMode::Flat);
+    let params = Argon2Params::default();
+    group.bench_function(format!("argon2id_{}", params.encode()), |bencher| {
+        bencher.iter(|| {
+            params
+                .derive(black_box(b"1234567890123456"), black_box(&[7u8; 32]))
+                .expect("the default parameters are valid")
+        });
+    });
+    group.finish();
+}
+
+fn report(criterion: &mut Criterion) {
+    let recipient = x25519::Identity::generate().to_public();
+    let (case, entry) = (CaseRef::generate(), EntryId::generate());
+    let binding = EnvelopeBinding {
+        case: &case,
+        entry: &entry,
+        kind: EntryKind::Report,
+    };
+    let body = body();
+    let padded = encode_envelope_plaintext(binding, &body);
+
+    let mut group = criterion.benchmark_group("report_2KiB");
+    group.throughput(Throughput::Bytes(BODY_BYTES as u64));
+    group.bench_function("seal_envelope_1_recipient", |bencher| {
+        bencher.iter(|| {
+            seal_envelope(binding, black_box(&body), &[&recipient]).expect("sealing works")
+        });
+    });
+    group.bench_function("bare_age_encrypt_2KiB", |bencher| {
+        bencher.iter(|| age::encrypt(&recipient, black_box(&body)).expect("encryption works"));
+    });
+    group.bench_function(
+        format!("bare_age_encrypt_padded_{}B", padded.len()),
+        |bencher| {
+            bencher
+                .iter(|| age::encrypt(&recipient, black_box(&padded)).expect("encryption works"));
+        },
+    );
+    group.bench_function("encode_envelope_plaintext_only", |bencher| {
+        bencher.iter(|| encode_envelope_plaintext(binding, black_box(&body)));
+    });
+    group.finish();
+}
+
+fn grant(criterion: &mut Criterion) {
+    let escrow = x25519::Identity::generate().to_public();
+    let case = CaseRef::generate();
+    let identity = CaseIdentity::generate();
+    // A plaintext as long as the grant's: header comments, then the identity line.
+    let secret = x25519::Identity::generate().to_string();
+    let plaintext = format!(
+        "# incident-vault case grant\n# case: {case}\n# epoch: 1\n{}\n",
+        secret.expose_secret()
+    );
+    let plaintext = plaintext.into_bytes();
+
+    let mut group = criterion.benchmark_group("grant");
+    group.bench_function("seal_grant", |bencher| {
+        bencher
+            .iter(|| seal_grant(&identity, black_box(&case), 1, &escrow).expect("sealing works"));
+    });
+    group.bench_function(
+        format!("bare_age_encrypt_{}B", plaintext.len()),
+        |bencher| {
+            bencher
+                .iter(|| age::encrypt(&escrow, black_box(&plaintext)).expect("encryption works"));
+        },
+    );
+    group.finish();
+}
+
+fn keygen(criterion: &mut Criterion) {
+    let mut group = criterion.benchmark_group("keygen");
+    group.bench_function("x25519_identity_generate", |bencher| {
+        bencher.iter(x25519::Identity::generate);
+    });
+    group.bench_function("x25519_identity_generate_and_encode", |bencher| {
+        bencher.iter(|| {
+            let identity = x25519::Identity::generate();
+            (identity.to_string(), identity.to_public().to_string())
+        });
+    });
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = kdf, report, grant, keygen
+}
+criterion_main!(benches);

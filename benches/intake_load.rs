@@ -1,1 +1,984 @@
-fn main(){}
+//! Intake under load, on SQLite and on PostgreSQL, each figure beside a limit measured in the
+//! same run (the machines are noisy: a figure from another run means nothing).
+//!
+//! `cargo bench --bench intake_load` runs in well under two minutes and prints, per backend:
+//! 1. intake throughput through the real HTTP service, as a ratio to the bound set by the
+//!    receipt's argon2id alone (cores / the median time of one KDF run);
+//! 2. `GET /healthz` latency (p50/p99/max) probed every 10 ms while intake is saturated;
+//! 3. process CPU per report outside argon2 (calling the use case directly, no HTTP), as a ratio
+//!    to the CPU of the bare age operations a report needs.
+//!
+//! Environment: `BENCH_SECONDS` (load window, default 10), `BENCH_CLIENTS` (default 16),
+//! `BENCH_CPU_REPORTS` (sequential reports for item 3, default 300), `BENCH_BACKENDS`
+//! (default `sqlite,postgres`). PostgreSQL is reached at 127.0.0.1:5432 as `postgres`; a fresh
+//! database is created per run and dropped at the end. All traffic stays on 127.0.0.1, every
+//! loop is bounded in time or count, and no report content beyond the fixed synthetic text is
+//! ever printed (receipts in responses are read and dropped).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use age::secrecy::ExposeSecret;
+use age::x25519;
+use anyhow::Context;
+use incident_vault::configuration::Settings;
+use incident_vault::crypto::envelope::padded_length;
+use incident_vault::crypto::kdf::Argon2Params;
+use incident_vault::crypto::pool::CryptoPool;
+use incident_vault::crypto::symmetric::SymmetricKey;
+use incident_vault::domain::desk::DEFAULT_DESK_SLUG;
+use incident_vault::domain::{Report, ReportWire};
+use incident_vault::services::Vault;
+use incident_vault::services::instance::{EscrowGeneration, open_instance};
+use incident_vault::startup::Application;
+use incident_vault::storage;
+use sqlx::{AssertSqlSafe, Connection};
+
+/// Intake throughput must reach this share of the argon2id bound.
+const THROUGHPUT_GOAL: f64 = 0.85;
+/// `GET /healthz` p99 under load must stay under this.
+const HEALTHZ_P99_GOAL: Duration = Duration::from_millis(10);
+/// CPU per report outside argon2 must stay within this multiple of the bare age operations.
+const CPU_GOAL: f64 = 1.25;
+/// Single-threaded KDF runs whose median sets the throughput bound.
+const KDF_RUNS: usize = 30;
+/// The cheapest argon2id the library accepts: used to measure the rest of intake with a KDF whose
+/// cost is negligible, so that subtracting it does not drown the figure in argon2's own noise.
+const CHEAP_KDF: Argon2Params = Argon2Params {
+    memory_kib: 8,
+    iterations: 1,
+    parallelism: 1,
+};
+const WARM_UP: Duration = Duration::from_secs(1);
+const PROBE_EVERY: Duration = Duration::from_millis(10);
+const IDLE_PROBES: usize = 100;
+const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const POSTGRES_BASE_URL: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// Fixed synthetic description text: the only "report content" this bench ever sends.
+fn description() -> String {
+    let sentence =
+        "Synthetic benchmark report: a delegate was photographed outside a meeting room. ";
+    sentence.chars().cycle().take(2048).collect()
+}
+
+fn report_json() -> serde_json::Value {
+    serde_json::json!({
+        "incident_type": "photographing",
+        "description": description(),
+        "mechanism": {"kind": "upr", "session": "UPR 45"},
+        "consent": {"share_with_ohchr": true},
+    })
+}
+
+#[derive(Debug, Clone)]
+struct BenchConfig {
+    seconds: u64,
+    clients: usize,
+    cpu_reports: usize,
+    backends: Vec<String>,
+}
+
+impl BenchConfig {
+    fn from_env() -> anyhow::Result<Self> {
+        fn number(
+            name: &str,
+            default: u64,
+            range: std::ops::RangeInclusive<u64>,
+        ) -> anyhow::Result<u64> {
+            let value = match std::env::var(name) {
+                Ok(text) => text
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("{name} must be a number"))?,
+                Err(_) => default,
+            };
+            anyhow::ensure!(range.contains(&value), "{name} must be in {range:?}");
+            Ok(value)
+        }
+        let backends = std::env::var("BENCH_BACKENDS")
+            .unwrap_or_else(|_| "sqlite,postgres".into())
+            .split(',')
+            .map(|name| name.trim().to_lowercase())
+            .filter(|name| !name.is_empty())
+            .collect::<Vec<_>>();
+        for backend in &backends {
+            anyhow::ensure!(
+                backend == "sqlite" || backend == "postgres",
+                "BENCH_BACKENDS: unknown backend `{backend}`; use sqlite,postgres"
+            );
+        }
+        Ok(Self {
+            seconds: number("BENCH_SECONDS", 10, 1..=300)?,
+            clients: usize::try_from(number("BENCH_CLIENTS", 16, 1..=256)?)?,
+            cpu_reports: usize::try_from(number("BENCH_CPU_REPORTS", 300, 10..=10_000)?)?,
+            backends,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clocks and statistics
+
+/// CPU time of the whole process (user + system, every thread, including exited ones), in
+/// nanoseconds of resolution: `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`.
+fn process_cpu() -> Duration {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        u64::try_from(time.tv_sec).unwrap_or(0),
+        u32::try_from(time.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Minor page faults of the whole process so far (`/proc/self/stat`, field 10): informational,
+/// since a fresh 19 MiB argon2 buffer costs thousands of them.
+fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat.rfind(')')
+        .and_then(|end| stat.get(end + 2..))
+        .and_then(|fields| fields.split(' ').nth(7))
+        .and_then(|field| field.parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], share: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (share * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn median(values: &mut [Duration]) -> Duration {
+    values.sort_unstable();
+    percentile(values, 0.5)
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.2} ms", duration.as_secs_f64() * 1e3)
+}
+
+fn us(duration: Duration) -> String {
+    us_signed(duration.as_secs_f64())
+}
+
+fn us_signed(seconds: f64) -> String {
+    format!("{:.1} µs", seconds * 1e6)
+}
+
+/// Runs the receipt KDF `runs` times on this thread; returns each run's wall time and the process
+/// CPU per run.
+fn time_kdf(params: &Argon2Params, runs: usize) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let mut walls = Vec::with_capacity(runs);
+    let cpu_start = process_cpu();
+    for _ in 0..runs {
+        let started = Instant::now();
+        std::hint::black_box(params.derive(b"1234567890123456", &[7u8; 32])?);
+        walls.push(started.elapsed());
+    }
+    let cpu = (process_cpu() - cpu_start) / u32::try_from(runs)?;
+    Ok((walls, cpu))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 3: CPU per report outside argon2, against the bare age operations
+
+struct CpuFigures {
+    kdf_default_cpu: Duration,
+    kdf_cheap_cpu: Duration,
+    /// Process CPU per `file_report` at the default KDF, minus one default KDF, in seconds
+    /// (signed: on a noisy machine the difference of two large figures can come out negative).
+    outside_default: f64,
+    /// Process CPU per `file_report` at the cheap KDF, minus one cheap KDF, in seconds.
+    outside_cheap: f64,
+    /// Process CPU per report of the bare age operations.
+    bare: Duration,
+    bare_plaintext_bytes: usize,
+    /// Process CPU of a bare sqlx transaction writing rows of intake's sizes to a scratch table.
+    bare_insert: Duration,
+    /// Informational: minor page faults per `file_report` and per KDF run beside it, for the
+    /// default and the cheap KDF.
+    faults: [(u64, u64); 2],
+    /// Informational: process CPU of one empty job through the crypto pool (the hand-off to the
+    /// blocking pool and back).
+    pool_handoff: Duration,
+    /// Informational: process CPU of the two reads intake does before sealing (desk, members).
+    lookups: Duration,
+}
+
+async fn measure_cpu(
+    url: &str,
+    scratch_url: &str,
+    escrow: &x25519::Recipient,
+    config: &BenchConfig,
+) -> anyhow::Result<CpuFigures> {
+    let reports = config.cpu_reports;
+    let store = storage::connect(url, 8).await?;
+    let (instance, _) = open_instance(
+        store.as_ref(),
+        Some(escrow.clone()),
+        EscrowGeneration::Allowed,
+    )
+    .await?;
+    let vault = |argon2| Vault {
+        store: store.clone(),
+        crypto: CryptoPool::new(2, 512),
+        instance: instance.clone(),
+        argon2,
+        idempotency_ttl_hours: 24,
+    };
+    // Reports are not `Clone` (no unwiped copies of their text): parse a fresh one each time.
+    let report = || -> anyhow::Result<Report> {
+        Report::parse(serde_json::from_value::<ReportWire>(report_json())?).map_err(|rejected| {
+            anyhow::anyhow!("the synthetic report is refused: {:?}", rejected.fields)
+        })
+    };
+
+    // Each `file_report` is followed by one KDF run of the same parameters, timed the same way,
+    // so that both see the same machine: subtracting a KDF figure taken at another moment would
+    // leave the drift of argon2's cost (tens of percent on a busy machine) in the result.
+    let mut outside = Vec::new();
+    let mut kdf_cpus = Vec::new();
+    let mut faults = [(0, 0); 2];
+    for (index, params) in [Argon2Params::default(), CHEAP_KDF].into_iter().enumerate() {
+        let vault = vault(params);
+        for _ in 0..5 {
+            vault
+                .file_report(report()?, None)
+                .await
+                .map_err(anyhow::Error::new)?;
+        }
+        let batch = (0..reports)
+            .map(|_| report())
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (mut report_cpu, mut kdf_cpu) = (Duration::ZERO, Duration::ZERO);
+        let (mut report_faults, mut kdf_faults) = (0, 0);
+        for report in batch {
+            let (before, faults_before) = (process_cpu(), minor_faults());
+            vault
+                .file_report(report, None)
+                .await
+                .map_err(anyhow::Error::new)?;
+            let (between, faults_between) = (process_cpu(), minor_faults());
+            tokio::task::block_in_place(|| {
+                params
+                    .derive(b"1234567890123456", &[7u8; 32])
+                    .map(std::hint::black_box)
+            })?;
+            kdf_cpu += process_cpu() - between;
+            report_cpu += between - before;
+            kdf_faults += minor_faults().saturating_sub(faults_between);
+            report_faults += faults_between.saturating_sub(faults_before);
+        }
+        faults[index] = (report_faults / reports as u64, kdf_faults / reports as u64);
+        let count = u32::try_from(reports)?;
+        let (report_cpu, kdf_cpu) = (report_cpu / count, kdf_cpu / count);
+        outside.push(report_cpu.as_secs_f64() - kdf_cpu.as_secs_f64());
+        kdf_cpus.push(kdf_cpu);
+    }
+
+    // Informational breakdown of what is not age: the pool hand-off and the two reads.
+    let pool = CryptoPool::new(2, 512);
+    let cpu_start = process_cpu();
+    for _ in 0..reports {
+        pool.run(|| ()).await?;
+    }
+    let pool_handoff = (process_cpu() - cpu_start) / u32::try_from(reports)?;
+    let cpu_start = process_cpu();
+    for _ in 0..reports {
+        let desk = store
+            .desk_by_slug(DEFAULT_DESK_SLUG)
+            .await?
+            .context("the default desk is missing")?;
+        std::hint::black_box(store.active_member_recipients(&desk.id).await?);
+    }
+    let lookups = (process_cpu() - cpu_start) / u32::try_from(reports)?;
+    store.close().await;
+
+    // The bare age operations of one report, with a plaintext padded as the envelope pads it.
+    let report_bytes = serde_json::to_vec(&report()?)?.len();
+    let envelope_header = 120; // magic, case, entry, kind and length lines
+    let padded = vec![b'x'; padded_length(report_bytes + envelope_header)];
+    let grant = vec![b'g'; 150];
+    let master = [9u8; 32];
+    let lookup = [5u8; 32];
+    let iterations = reports.max(1000);
+    let cpu_start = process_cpu();
+    for _ in 0..iterations {
+        let case = x25519::Identity::generate();
+        let sealed_report = age::encrypt(&case.to_public(), &padded)?;
+        let sealed_grant = age::encrypt(escrow, &grant)?;
+        let reporter = x25519::Identity::generate();
+        let wrap = SymmetricKey::derive(&master, &[], "incident-vault/receipt/wrap/v1");
+        let sealed_reporter = wrap.seal(&lookup, reporter.to_string().expose_secret().as_bytes());
+        std::hint::black_box((sealed_report, sealed_grant, sealed_reporter));
+    }
+    let bare = (process_cpu() - cpu_start) / u32::try_from(iterations)?;
+    let bare_insert = bare_insert_cpu(scratch_url, reports, padded.len()).await?;
+
+    Ok(CpuFigures {
+        kdf_default_cpu: kdf_cpus[0],
+        kdf_cheap_cpu: kdf_cpus[1],
+        outside_default: outside[0],
+        outside_cheap: outside[1],
+        bare,
+        bare_plaintext_bytes: padded.len(),
+        bare_insert,
+        faults,
+        pool_handoff,
+        lookups,
+    })
+}
+
+/// Writes `$iterations` transactions of four rows of intake's sizes (case row, escrow grant,
+/// sealed report, reporter access) with `$sql`; evaluates to the process CPU per transaction.
+macro_rules! insert_loop {
+    ($pool:expr, $sql:literal, $iterations:expr, $entry_bytes:expr) => {{
+        let rows = [
+            ("case", 300),
+            ("grant", 350),
+            ("entry", $entry_bytes),
+            ("reporter", 250),
+        ];
+        let body = vec![0xA5u8; $entry_bytes.max(350)];
+        let mut cpu = Duration::ZERO;
+        for iteration in 0..$iterations + 5 {
+            let before = process_cpu();
+            let mut transaction = $pool.begin().await?;
+            for (kind, size) in rows {
+                sqlx::query($sql)
+                    .bind(format!("{iteration}-{kind}"))
+                    .bind(kind)
+                    .bind(body[..size].to_vec())
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+            transaction.commit().await?;
+            if iteration >= 5 {
+                cpu += process_cpu() - before;
+            }
+        }
+        cpu / u32::try_from($iterations)?
+    }};
+}
+
+/// The bare insert, for an alternative limit that contains the database write: a fresh scratch
+/// table (a separate file for SQLite, with the service's pragmas; a table in the bench database
+/// for PostgreSQL).
+async fn bare_insert_cpu(
+    scratch_url: &str,
+    iterations: usize,
+    plaintext_bytes: usize,
+) -> anyhow::Result<Duration> {
+    // The sealed report is the padded plaintext plus one age header and tag.
+    let entry_bytes = plaintext_bytes + 220;
+    if scratch_url.starts_with("sqlite:") {
+        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+        let options = SqliteConnectOptions::from_str(scratch_url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Full);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        sqlx::query("CREATE TABLE bench_scratch (id TEXT PRIMARY KEY, kind TEXT NOT NULL, body BLOB NOT NULL)")
+            .execute(&pool)
+            .await?;
+        let cpu = insert_loop!(
+            pool,
+            "INSERT INTO bench_scratch (id, kind, body) VALUES (?1, ?2, ?3)",
+            iterations,
+            entry_bytes
+        );
+        pool.close().await;
+        Ok(cpu)
+    } else {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(scratch_url)
+            .await?;
+        sqlx::query("CREATE TABLE bench_scratch (id TEXT PRIMARY KEY, kind TEXT NOT NULL, body BYTEA NOT NULL)")
+            .execute(&pool)
+            .await?;
+        let cpu = insert_loop!(
+            pool,
+            "INSERT INTO bench_scratch (id, kind, body) VALUES ($1, $2, $3)",
+            iterations,
+            entry_bytes
+        );
+        pool.close().await;
+        Ok(cpu)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Items 1 and 2: the real service under load
+
+#[derive(Default)]
+struct ClientTally {
+    /// 201s that completed inside the measurement window.
+    created_in_window: u64,
+    /// Every other status, over warm-up and window alike.
+    other_statuses: BTreeMap<u16, u64>,
+    /// Transport errors (connection refused, timeout, …), over warm-up and window alike.
+    transport_errors: BTreeMap<String, u64>,
+    /// Latency of the 201s inside the window.
+    latencies: Vec<Duration>,
+}
+
+async fn intake_client(
+    client: reqwest::Client,
+    url: Arc<str>,
+    body: Arc<str>,
+    window_start: Instant,
+    window_end: Instant,
+) -> ClientTally {
+    let mut tally = ClientTally::default();
+    while Instant::now() < window_end {
+        let sent = Instant::now();
+        let outcome = client
+            .post(&*url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .send()
+            .await;
+        let outcome = match outcome {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                // The answer holds a receipt: read it off the socket and drop it unseen.
+                response.bytes().await.map(|_| status)
+            }
+            Err(error) => Err(error),
+        };
+        let done = Instant::now();
+        match outcome {
+            Ok(201) => {
+                if done >= window_start && done < window_end {
+                    tally.created_in_window += 1;
+                    tally.latencies.push(done - sent);
+                }
+            }
+            Ok(status) => *tally.other_statuses.entry(status).or_default() += 1,
+            Err(error) => {
+                let kind = if error.is_timeout() {
+                    "timeout"
+                } else if error.is_connect() {
+                    "connect"
+                } else {
+                    "other"
+                };
+                *tally.transport_errors.entry(kind.to_owned()).or_default() += 1;
+                // Never spin on a dead server.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tally
+}
+
+#[derive(Default)]
+struct ProbeTally {
+    latencies: Vec<Duration>,
+    failures: u64,
+}
+
+/// Probes `/healthz` every [`PROBE_EVERY`] from `start` until `end`, or `max_probes` times.
+async fn probe_health(
+    client: reqwest::Client,
+    url: String,
+    start: Instant,
+    end: Instant,
+    max_probes: usize,
+) -> ProbeTally {
+    let mut tally = ProbeTally::default();
+    let mut interval = tokio::time::interval_at(start.into(), PROBE_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for _ in 0..max_probes {
+        interval.tick().await;
+        if Instant::now() >= end {
+            break;
+        }
+        let sent = Instant::now();
+        let outcome = match client.get(&url).send().await {
+            Ok(response) if response.status().as_u16() == 200 => response.bytes().await.is_ok(),
+            Ok(_) | Err(_) => false,
+        };
+        if outcome {
+            tally.latencies.push(sent.elapsed());
+        } else {
+            tally.failures += 1;
+        }
+    }
+    tally.latencies.sort_unstable();
+    tally
+}
+
+fn http_client(pool: usize) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(pool)
+        .build()?)
+}
+
+struct LoadFigures {
+    kdf_median: Duration,
+    cores: usize,
+    reports_per_second: f64,
+    created: u64,
+    window: Duration,
+    report_p50: Duration,
+    report_p99: Duration,
+    other_statuses: BTreeMap<u16, u64>,
+    transport_errors: BTreeMap<String, u64>,
+    idle_probe: ProbeTally,
+    load_probe: ProbeTally,
+}
+
+impl LoadFigures {
+    fn bound(&self) -> f64 {
+        self.cores as f64 / self.kdf_median.as_secs_f64()
+    }
+
+    fn server_errors(&self) -> u64 {
+        self.other_statuses
+            .iter()
+            .filter(|(status, _)| **status >= 500)
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    fn non_created(&self) -> u64 {
+        self.other_statuses.values().sum::<u64>() + self.transport_errors.values().sum::<u64>()
+    }
+}
+
+async fn measure_load(
+    url: &str,
+    data_dir: &Path,
+    escrow: &x25519::Recipient,
+    config: &BenchConfig,
+    label: &str,
+) -> anyhow::Result<LoadFigures> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut settings = Settings::load(Path::new("config"))?;
+    settings.server.bind = "127.0.0.1:0".into();
+    settings.server.shutdown_timeout_seconds = 5;
+    settings.database.url = url.to_owned();
+    settings.storage.data_dir = data_dir.to_path_buf();
+    settings.escrow.recipient = escrow.to_string();
+    let argon2 = settings.argon2;
+
+    let app = Application::build(settings).await?;
+    let port = app.port();
+    let handle = app.handle();
+    let server = tokio::spawn(app.run_until_stopped());
+    let base = format!("http://127.0.0.1:{port}");
+
+    let outcome = drive_load(&base, argon2, cores, config, label).await;
+
+    handle.stop(true).await;
+    match tokio::time::timeout(Duration::from_secs(20), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => println!("[{label}] the server stopped with an error: {error}"),
+        Ok(Err(error)) => println!("[{label}] the server task failed: {error}"),
+        Err(_) => println!("[{label}] the server did not stop within 20 s"),
+    }
+    outcome
+}
+
+async fn drive_load(
+    base: &str,
+    argon2: Argon2Params,
+    cores: usize,
+    config: &BenchConfig,
+    label: &str,
+) -> anyhow::Result<LoadFigures> {
+    let health_url = format!("{base}/healthz");
+    let probe_client = http_client(1)?;
+
+    // The idle reference, and half of the KDF runs, before the load.
+    let idle_start = Instant::now();
+    let idle_probe = probe_health(
+        probe_client.clone(),
+        health_url.clone(),
+        idle_start,
+        idle_start + PROBE_EVERY * u32::try_from(IDLE_PROBES + 50)?,
+        IDLE_PROBES,
+    )
+    .await;
+    let (mut kdf_walls, _) = tokio::task::block_in_place(|| time_kdf(&argon2, KDF_RUNS / 2))?;
+
+    let window = Duration::from_secs(config.seconds);
+    let load_start = Instant::now();
+    let window_start = load_start + WARM_UP;
+    let window_end = window_start + window;
+    let url: Arc<str> = Arc::from(format!("{base}/api/v1/reports"));
+    let body: Arc<str> = Arc::from(serde_json::to_string(&report_json())?);
+    let mut clients = Vec::with_capacity(config.clients);
+    for _ in 0..config.clients {
+        clients.push(tokio::spawn(intake_client(
+            http_client(1)?,
+            url.clone(),
+            body.clone(),
+            window_start,
+            window_end,
+        )));
+    }
+    let max_probes = usize::try_from(window.as_millis() / PROBE_EVERY.as_millis())? + 1;
+    let probe = tokio::spawn(probe_health(
+        probe_client,
+        health_url,
+        window_start,
+        window_end,
+        max_probes,
+    ));
+
+    let mut tally = ClientTally::default();
+    for client in clients {
+        let part = client.await?;
+        tally.created_in_window += part.created_in_window;
+        tally.latencies.extend(part.latencies);
+        for (status, count) in part.other_statuses {
+            *tally.other_statuses.entry(status).or_default() += count;
+        }
+        for (kind, count) in part.transport_errors {
+            *tally.transport_errors.entry(kind).or_default() += count;
+        }
+    }
+    let load_probe = probe.await?;
+    println!(
+        "[{label}] load done: {} reports created in {} s by {} clients",
+        tally.created_in_window, config.seconds, config.clients
+    );
+
+    let (after, _) = tokio::task::block_in_place(|| time_kdf(&argon2, KDF_RUNS - KDF_RUNS / 2))?;
+    kdf_walls.extend(after);
+    let kdf_median = median(&mut kdf_walls);
+    tally.latencies.sort_unstable();
+
+    Ok(LoadFigures {
+        kdf_median,
+        cores,
+        reports_per_second: tally.created_in_window as f64 / window.as_secs_f64(),
+        created: tally.created_in_window,
+        window,
+        report_p50: percentile(&tally.latencies, 0.5),
+        report_p99: percentile(&tally.latencies, 0.99),
+        other_statuses: tally.other_statuses,
+        transport_errors: tally.transport_errors,
+        idle_probe,
+        load_probe,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+struct BackendResult {
+    cpu: CpuFigures,
+    load: LoadFigures,
+}
+
+async fn bench_backend(
+    label: &str,
+    url: &str,
+    scratch_url: &str,
+    data_dir: &Path,
+    config: &BenchConfig,
+) -> anyhow::Result<BackendResult> {
+    let escrow = x25519::Identity::generate().to_public();
+    println!(
+        "[{label}] CPU per report: {} sequential file_report calls …",
+        config.cpu_reports
+    );
+    let cpu = measure_cpu(url, scratch_url, &escrow, config).await?;
+    println!(
+        "[{label}] CPU/report outside argon2: {} (default KDF), {} (cheap KDF); bare age ops {}",
+        us_signed(cpu.outside_default),
+        us_signed(cpu.outside_cheap),
+        us(cpu.bare)
+    );
+    println!(
+        "[{label}] load: {} s warm-up + {} s window …",
+        WARM_UP.as_secs(),
+        config.seconds
+    );
+    let load = measure_load(url, data_dir, &escrow, config, label).await?;
+    Ok(BackendResult { cpu, load })
+}
+
+async fn bench_sqlite(config: &BenchConfig) -> anyhow::Result<BackendResult> {
+    let directory = tempfile::Builder::new()
+        .prefix("incident-vault-bench-")
+        .tempdir()?;
+    let url = format!("sqlite://{}/bench.db", directory.path().display());
+    let scratch_url = format!("sqlite://{}/scratch.db", directory.path().display());
+    bench_backend(
+        "sqlite",
+        &url,
+        &scratch_url,
+        &directory.path().join("data"),
+        config,
+    )
+    .await
+}
+
+enum Outcome {
+    Done(Box<BackendResult>),
+    Skipped(String),
+    Failed(String),
+}
+
+async fn bench_postgres(config: &BenchConfig) -> Outcome {
+    let admin = tokio::time::timeout(
+        Duration::from_secs(5),
+        sqlx::PgConnection::connect(POSTGRES_ADMIN_URL),
+    )
+    .await;
+    let mut admin = match admin {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(error)) => {
+            return Outcome::Skipped(format!("cannot connect to PostgreSQL: {error}"));
+        }
+        Err(_) => return Outcome::Skipped("PostgreSQL did not answer within 5 s".into()),
+    };
+    let name = format!("bench_{:016x}", rand::random::<u64>());
+    if let Err(error) = sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+    {
+        return Outcome::Skipped(format!("cannot create a database: {error}"));
+    }
+    let directory = match tempfile::Builder::new()
+        .prefix("incident-vault-bench-")
+        .tempdir()
+    {
+        Ok(directory) => directory,
+        Err(error) => return Outcome::Failed(error.to_string()),
+    };
+    let url = format!("{POSTGRES_BASE_URL}/{name}");
+    let result = bench_backend(
+        "postgres",
+        &url,
+        &url,
+        &directory.path().join("data"),
+        config,
+    )
+    .await;
+    if let Err(error) = sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    {
+        println!("[postgres] WARNING: could not drop database {name}: {error}");
+    }
+    let _ = admin.close().await;
+    match result {
+        Ok(result) => Outcome::Done(Box::new(result)),
+        Err(error) => Outcome::Failed(format!("{error:#}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report
+
+fn verdict(pass: bool) -> &'static str {
+    if pass { "yes" } else { "**NO**" }
+}
+
+fn table(label: &str, result: &BackendResult, config: &BenchConfig) -> String {
+    let (cpu, load) = (&result.cpu, &result.load);
+    let mut out = String::new();
+    let _ = writeln!(out, "### {label}\n");
+    let _ = writeln!(
+        out,
+        "| measure | figure | limit measured in this run | ratio | goal | pass? |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+
+    let bound = load.bound();
+    let ratio = load.reports_per_second / bound;
+    let _ = writeln!(
+        out,
+        "| intake throughput, {} clients, {} s | {:.1} reports/s ({} × 201; p50 {}, p99 {}) | {} cores / argon2id median {} = {:.1} reports/s | {:.2} | ≥ {THROUGHPUT_GOAL} | {} |",
+        config.clients,
+        load.window.as_secs(),
+        load.reports_per_second,
+        load.created,
+        ms(load.report_p50),
+        ms(load.report_p99),
+        load.cores,
+        ms(load.kdf_median),
+        bound,
+        ratio,
+        verdict(ratio >= THROUGHPUT_GOAL),
+    );
+
+    let mut others: Vec<String> = load
+        .other_statuses
+        .iter()
+        .map(|(status, count)| format!("{count} × {status}"))
+        .collect();
+    others.extend(
+        load.transport_errors
+            .iter()
+            .map(|(kind, count)| format!("{count} × transport {kind}")),
+    );
+    let others = if others.is_empty() {
+        "none".to_owned()
+    } else {
+        others.join(", ")
+    };
+    let _ = writeln!(
+        out,
+        "| non-201 answers, warm-up + window | {} ({} × 5xx): {others} | — | — | 0 | {} |",
+        load.non_created(),
+        load.server_errors(),
+        verdict(load.non_created() == 0),
+    );
+
+    let probes = &load.load_probe.latencies;
+    let idle = &load.idle_probe.latencies;
+    let p99 = percentile(probes, 0.99);
+    let _ = writeln!(
+        out,
+        "| `GET /healthz` under load, every 10 ms | p99 {} (p50 {}, max {}; {} probes, {} failed) | goal {}; idle p99 {} (p50 {}, {} probes) | {:.2} | p99 < {} | {} |",
+        ms(p99),
+        ms(percentile(probes, 0.5)),
+        ms(probes.last().copied().unwrap_or_default()),
+        probes.len(),
+        load.load_probe.failures,
+        ms(HEALTHZ_P99_GOAL),
+        ms(percentile(idle, 0.99)),
+        ms(percentile(idle, 0.5)),
+        idle.len(),
+        p99.as_secs_f64() / HEALTHZ_P99_GOAL.as_secs_f64(),
+        ms(HEALTHZ_P99_GOAL),
+        verdict(!probes.is_empty() && p99 < HEALTHZ_P99_GOAL && load.load_probe.failures == 0),
+    );
+
+    for (name, outside, kdf) in [
+        ("default argon2id", cpu.outside_default, cpu.kdf_default_cpu),
+        (
+            "cheapest argon2id (m=8 KiB, t=1)",
+            cpu.outside_cheap,
+            cpu.kdf_cheap_cpu,
+        ),
+    ] {
+        let ratio = outside / cpu.bare.as_secs_f64();
+        let _ = writeln!(
+            out,
+            "| CPU/report outside argon2, {name}, {} sequential `file_report` | {} (KDF alone {} subtracted) | bare age ops ({} B report, 150 B grant, 2 × keygen, XChaCha seal): {} | {:.2} | ≤ {CPU_GOAL} | {} |",
+            config.cpu_reports,
+            us_signed(outside),
+            us(kdf),
+            cpu.bare_plaintext_bytes,
+            us(cpu.bare),
+            ratio,
+            verdict(ratio <= CPU_GOAL),
+        );
+    }
+    let with_insert = cpu.bare + cpu.bare_insert;
+    let ratio = cpu.outside_cheap / with_insert.as_secs_f64();
+    let _ = writeln!(
+        out,
+        "| same, cheapest argon2id, against a limit that includes the write | {} | bare age ops {} + bare sqlx transaction of the same 4 rows' sizes {} = {} | {:.2} | ≤ {CPU_GOAL} (alternative reading) | {} |",
+        us_signed(cpu.outside_cheap),
+        us(cpu.bare),
+        us(cpu.bare_insert),
+        us(with_insert),
+        ratio,
+        verdict(ratio <= CPU_GOAL),
+    );
+    let rest = cpu.outside_cheap
+        - (cpu.bare + cpu.pool_handoff + cpu.lookups + cpu.bare_insert).as_secs_f64();
+    let _ = writeln!(
+        out,
+        "\nWhere the CPU outside argon2 goes (cheapest-KDF figure, informational): bare age ops {}, \
+         crypto-pool hand-off {}, desk + member reads {}, bare insert transaction {}, the rest \
+         (serialisation, digest, framing, the insert beyond the bare one) {}. Minor page faults per `file_report` / per KDF run \
+         beside it: {} / {} at the default argon2id, {} / {} at the cheapest.",
+        us(cpu.bare),
+        us(cpu.pool_handoff),
+        us(cpu.lookups),
+        us(cpu.bare_insert),
+        us_signed(rest),
+        cpu.faults[0].0,
+        cpu.faults[0].1,
+        cpu.faults[1].0,
+        cpu.faults[1].1,
+    );
+    out
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name"))
+        .and_then(|rest| rest.split_once(':'))
+        .map_or("unknown", |(_, model)| model.trim())
+        .to_owned();
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let processors = cpuinfo
+        .lines()
+        .filter(|line| line.starts_with("processor"))
+        .count();
+    format!("nproc {cores} ({processors} processors in /proc/cpuinfo), CPU: {model}")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = BenchConfig::from_env()?;
+    let started = Instant::now();
+    println!("intake_load: {config:?}");
+    let mut sections = Vec::new();
+    let mut failed = false;
+    for backend in &config.backends {
+        let outcome = match backend.as_str() {
+            "sqlite" => match bench_sqlite(&config).await {
+                Ok(result) => Outcome::Done(Box::new(result)),
+                Err(error) => Outcome::Failed(format!("{error:#}")),
+            },
+            _ => bench_postgres(&config).await,
+        };
+        let section = match outcome {
+            Outcome::Done(result) => table(backend, &result, &config),
+            Outcome::Skipped(reason) => {
+                let line = format!("SKIP {backend}: {reason}");
+                println!("\n!!!!!!!!!! {line} !!!!!!!!!!\n");
+                format!("### {backend}\n\n**{line}**\n")
+            }
+            Outcome::Failed(reason) => {
+                failed = true;
+                let line = format!("ERROR {backend}: {reason}");
+                println!("\n!!!!!!!!!! {line} !!!!!!!!!!\n");
+                format!("### {backend}\n\n**{line}**\n")
+            }
+        };
+        sections.push(section);
+    }
+
+    println!("\n## intake_load results\n");
+    println!("Machine: {}\n", machine());
+    for section in sections {
+        println!("{section}");
+    }
+    println!(
+        "Process CPU is CLOCK_PROCESS_CPUTIME_ID of this process (all threads, user + system); \
+         PostgreSQL's own server CPU is not in it. Load generator, probe and service share the \
+         same cores. Total time {:.0} s.",
+        started.elapsed().as_secs_f64()
+    );
+    anyhow::ensure!(!failed, "a backend failed; see above");
+    Ok(())
+}
