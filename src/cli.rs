@@ -33,6 +33,8 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Print a fresh one-time setup code for the first account (refused once an account exists).
+    SetupCode,
     /// Offline access to one case, straight from the database.
     Case {
         #[command(subcommand)]
@@ -84,6 +86,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("migrations are up to date");
             Ok(())
         }
+        Command::SetupCode => {
+            init_telemetry(&settings, std::io::stderr)?;
+            let store = storage::connect(&settings.database.url, 1).await?;
+            let outcome = crate::services::accounts::issue_setup_code(store.as_ref()).await;
+            store.close().await;
+            match outcome? {
+                Some(code) => {
+                    writeln!(
+                        std::io::stdout().lock(),
+                        "setup code: {}",
+                        code.expose_secret()
+                    )?;
+                    Ok(())
+                }
+                None => anyhow::bail!(
+                    "an account exists already: the setup code only creates the first one; \
+                     an admin invites the others"
+                ),
+            }
+        }
         Command::Case { action } => {
             init_telemetry(&settings, std::io::stderr)?;
             // A restored backup is read as it is: not migrated, and not created when the path
@@ -123,6 +145,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let mut application = Application::build_with(settings, generation).await?;
     if let Some(escrow) = application.take_generated_escrow() {
         show_escrow_identity_once(&escrow)?;
+    }
+    if let Some(code) = application.take_setup_code() {
+        // Best effort: a closed stdout must not stop the service, and
+        // `incident-vault setup-code` prints a fresh code at any time.
+        let shown = writeln!(
+            std::io::stdout().lock(),
+            "setup code: {}\n(one use, valid for an hour: POST /api/v1/enrol with it as the token \
+             creates the first account; `incident-vault setup-code` prints a fresh one)",
+            code.expose_secret()
+        );
+        if shown.is_err() {
+            tracing::warn!("could not print the setup code; run `incident-vault setup-code`");
+        }
     }
     application.run_until_stopped().await?;
     Ok(())

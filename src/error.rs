@@ -16,6 +16,12 @@ pub enum ApiError {
     /// 400: the request cannot be read at all (malformed JSON, bad header).
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
+    /// 401: no valid session, or a failed login.
+    #[error("{message}")]
+    Unauthorized { code: &'static str, message: String },
+    /// 403: authenticated, but this request is refused (never used to hide a case: that is 404).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     /// 404
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
@@ -77,6 +83,8 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest { code, .. }
+            | Self::Unauthorized { code, .. }
+            | Self::Forbidden { code, .. }
             | Self::NotFound { code, .. }
             | Self::Unprocessable { code, .. }
             | Self::Unavailable { code, .. } => code,
@@ -100,6 +108,8 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

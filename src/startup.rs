@@ -24,6 +24,7 @@ pub struct Application {
     server: Server,
     store: Arc<dyn Store>,
     generated_escrow: Option<GeneratedEscrow>,
+    setup_code: Option<age::secrecy::SecretString>,
 }
 
 impl Application {
@@ -49,6 +50,13 @@ impl Application {
             storage::connect(&settings.database.url, settings.database.max_connections).await?;
         let (instance, generated_escrow) =
             open_instance(store.as_ref(), settings.escrow_recipient()?, generation).await?;
+        let setup_code = if store.reviewer_count().await? == 0 {
+            crate::services::accounts::issue_setup_code(store.as_ref())
+                .await
+                .context("could not issue the setup code")?
+        } else {
+            None
+        };
 
         let vault = web::Data::new(Vault {
             store: store.clone(),
@@ -96,6 +104,7 @@ impl Application {
             server,
             store,
             generated_escrow,
+            setup_code,
         })
     }
 
@@ -117,6 +126,12 @@ impl Application {
     /// The escrow identity generated on first start, once. Show it to a person and drop it.
     pub fn take_generated_escrow(&mut self) -> Option<GeneratedEscrow> {
         self.generated_escrow.take()
+    }
+
+    /// The one-time setup code issued because no account exists yet, once. It creates the first
+    /// account (admin, coordinator of the default desk); stored only as a hash; expires in an hour.
+    pub fn take_setup_code(&mut self) -> Option<age::secrecy::SecretString> {
+        self.setup_code.take()
     }
 
     /// Serves until SIGINT or SIGTERM, lets in-flight requests finish, then closes the pool.

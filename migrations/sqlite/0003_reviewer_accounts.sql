@@ -24,6 +24,9 @@ CREATE TABLE enrolments (
     role TEXT NOT NULL,
     desk_ids TEXT NOT NULL,
     reviewer_id TEXT REFERENCES reviewers (id),
+    -- Between redeeming and confirming: the TOTP secret, sealed under a key derived from the
+    -- enrolment token, which the client presents at both steps.
+    pending_totp BLOB,
     expires_at INTEGER NOT NULL,
     spent INTEGER NOT NULL DEFAULT 0
 ) STRICT;

@@ -6,7 +6,10 @@ pub mod envelope;
 pub mod kdf;
 pub mod pool;
 pub mod receipt;
+pub mod reviewer_key;
+pub mod session;
 pub mod symmetric;
+pub mod totp;
 
 use std::io::{Read, Write};
 

@@ -4,16 +4,20 @@
 pub mod case_ref;
 pub mod desk;
 pub mod idempotency;
+pub mod password;
 mod random_id;
 pub mod receipt;
 pub mod report;
+pub mod username;
 pub mod vocabulary;
 
 pub use case_ref::{CaseRef, EntryId, InvalidCaseRef};
 pub use desk::{DeskSlug, InvalidDeskSlug};
 pub use idempotency::{IdempotencyKey, InvalidIdempotencyKey};
+pub use password::{Password, PasswordRejected};
 pub use receipt::{InvalidReceipt, ReceiptCode};
 pub use report::{Report, ReportRejected, ReportWire};
+pub use username::{InvalidUsername, Username};
 pub use vocabulary::{
     CaseStatus, EntryKind, IncidentType, MechanismKind, OccurredAtPrecision, PerpetratorKind,
     SgReportConsent,

@@ -1,5 +1,6 @@
 //! HTTP resources, one file each: DTO → domain type → service call. No SQL, no crypto here.
 
+mod accounts;
 mod body;
 mod health;
 mod intake;
@@ -25,7 +26,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(
             web::scope("/api/v1")
                 .service(intake::intake_parameters)
-                .service(reports::file_report),
+                .service(reports::file_report)
+                .service(accounts::enrol)
+                .service(accounts::confirm_enrolment)
+                .service(accounts::login)
+                .service(accounts::logout),
         )
         .default_service(web::to(not_found));
 }

@@ -1,5 +1,6 @@
 //! The use cases. Each ties storage and crypto together; routes call these and nothing below.
 
+pub mod accounts;
 pub mod audit;
 pub mod instance;
 pub mod intake;

@@ -132,8 +132,13 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         reviewer: &ReviewerRecord,
         secrets: &ReviewerSecretsRecord,
+        pending_totp: &[u8],
         memberships: &[(String, String)],
     ) -> Result<(), StoreError>;
+
+    /// Replaces any unredeemed setup code with a new one, unless an account exists (then
+    /// `false`, and nothing is stored).
+    async fn replace_setup_code(&self, enrolment: &EnrolmentRecord) -> Result<bool, StoreError>;
 
     /// Activates the account of a redeemed enrolment and spends the token, recording the TOTP
     /// step used. [`StoreError::Conflict`] when it was confirmed already.

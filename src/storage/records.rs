@@ -199,6 +199,8 @@ pub struct EnrolmentRecord {
     pub desk_ids: String,
     /// Set once the token was redeemed with a password, before TOTP is confirmed.
     pub reviewer_id: Option<String>,
+    /// The TOTP secret awaiting confirmation, sealed under a key derived from the token.
+    pub pending_totp: Option<Vec<u8>>,
     pub expires_at: i64,
     pub spent: bool,
 }

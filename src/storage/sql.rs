@@ -357,13 +357,14 @@ macro_rules! impl_store {
             ) -> Result<(), $crate::storage::StoreError> {
                 sqlx::query(
                     "INSERT INTO enrolments (token_hash, kind, role, desk_ids, reviewer_id, \
-                     expires_at, spent) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                     pending_totp, expires_at, spent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(&enrolment.token_hash)
                 .bind(&enrolment.kind)
                 .bind(&enrolment.role)
                 .bind(&enrolment.desk_ids)
                 .bind(&enrolment.reviewer_id)
+                .bind(&enrolment.pending_totp)
                 .bind(enrolment.expires_at)
                 .bind(enrolment.spent)
                 .execute(&self.pool)
@@ -376,8 +377,8 @@ macro_rules! impl_store {
                 token_hash: &[u8],
             ) -> Result<Option<$crate::storage::EnrolmentRecord>, $crate::storage::StoreError> {
                 Ok(sqlx::query_as(
-                    "SELECT token_hash, kind, role, desk_ids, reviewer_id, expires_at, spent \
-                     FROM enrolments WHERE token_hash = $1",
+                    "SELECT token_hash, kind, role, desk_ids, reviewer_id, pending_totp, \
+                     expires_at, spent FROM enrolments WHERE token_hash = $1",
                 )
                 .bind(token_hash)
                 .fetch_optional(&self.pool)
@@ -390,6 +391,7 @@ macro_rules! impl_store {
                 now: i64,
                 reviewer: &$crate::storage::ReviewerRecord,
                 secrets: &$crate::storage::ReviewerSecretsRecord,
+                pending_totp: &[u8],
                 memberships: &[(String, String)],
             ) -> Result<(), $crate::storage::StoreError> {
                 let mut transaction = self.pool.begin().await?;
@@ -413,13 +415,14 @@ macro_rules! impl_store {
                 .execute(&mut *transaction)
                 .await?;
                 let claimed = sqlx::query(
-                    "UPDATE enrolments SET reviewer_id = $1 WHERE token_hash = $2 \
+                    "UPDATE enrolments SET reviewer_id = $1, pending_totp = $5 WHERE token_hash = $2 \
                      AND reviewer_id IS NULL AND spent = $3 AND expires_at > $4",
                 )
                 .bind(&reviewer.id)
                 .bind(token_hash)
                 .bind(false)
                 .bind(now)
+                .bind(pending_totp)
                 .execute(&mut *transaction)
                 .await?;
                 if claimed.rows_affected() != 1 {
@@ -467,8 +470,8 @@ macro_rules! impl_store {
             ) -> Result<(), $crate::storage::StoreError> {
                 let mut transaction = self.pool.begin().await?;
                 let spent = sqlx::query(
-                    "UPDATE enrolments SET spent = $1 WHERE token_hash = $2 AND reviewer_id = $3 \
-                     AND spent = $4",
+                    "UPDATE enrolments SET spent = $1, pending_totp = NULL WHERE token_hash = $2 \
+                     AND reviewer_id = $3 AND spent = $4",
                 )
                 .bind(true)
                 .bind(token_hash)
@@ -490,6 +493,36 @@ macro_rules! impl_store {
                     .await?;
                 transaction.commit().await?;
                 Ok(())
+            }
+
+            async fn replace_setup_code(
+                &self,
+                enrolment: &$crate::storage::EnrolmentRecord,
+            ) -> Result<bool, $crate::storage::StoreError> {
+                let mut transaction = self.pool.begin().await?;
+                sqlx::query("DELETE FROM enrolments WHERE kind = 'setup' AND reviewer_id IS NULL")
+                    .execute(&mut *transaction)
+                    .await?;
+                let accounts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reviewers")
+                    .fetch_one(&mut *transaction)
+                    .await?;
+                if accounts > 0 {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO enrolments (token_hash, kind, role, desk_ids, reviewer_id, \
+                     pending_totp, expires_at, spent) VALUES ($1, $2, $3, $4, NULL, NULL, $5, $6)",
+                )
+                .bind(&enrolment.token_hash)
+                .bind(&enrolment.kind)
+                .bind(&enrolment.role)
+                .bind(&enrolment.desk_ids)
+                .bind(enrolment.expires_at)
+                .bind(false)
+                .execute(&mut *transaction)
+                .await?;
+                transaction.commit().await?;
+                Ok(true)
             }
 
             async fn reviewer_by_username(

@@ -56,14 +56,16 @@ async fn an_offline_case_read_is_audited_and_the_chain_verifies(backend: Backend
         "{}",
         String::from_utf8_lossy(&verified.stderr)
     );
+    // First start issued a setup code (one event); the read is the second.
     assert_eq!(
         String::from_utf8_lossy(&verified.stdout).trim(),
-        "audit chain intact: 1 events"
+        "audit chain intact: 2 events"
     );
     let events = app.store.audit_events(0, 10).await.unwrap();
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].action, "case.read.offline");
-    assert_eq!(events[0].target.as_deref(), Some(case_ref.as_str()));
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].action, "setup.code_issued");
+    assert_eq!(events[1].action, "case.read.offline");
+    assert_eq!(events[1].target.as_deref(), Some(case_ref.as_str()));
 }
 
 async fn concurrent_appends_form_one_unbroken_chain(backend: Backend) {
@@ -71,13 +73,17 @@ async fn concurrent_appends_form_one_unbroken_chain(backend: Backend) {
         return;
     };
 
+    let (before, _) = app.store.audit_head().await.unwrap();
     let appends = (0..24).map(|number| audit::record(app.store.as_ref(), event(number)));
     let sequences = futures_util::future::join_all(appends).await;
 
     let mut sequences: Vec<i64> = sequences.into_iter().map(Result::unwrap).collect();
     sequences.sort_unstable();
-    assert_eq!(sequences, (1..=24).collect::<Vec<_>>());
-    assert_eq!(audit::verify(app.store.as_ref()).await.unwrap(), 24);
+    assert_eq!(sequences, (before + 1..=before + 24).collect::<Vec<_>>());
+    assert_eq!(
+        audit::verify(app.store.as_ref()).await.unwrap(),
+        before as u64 + 24
+    );
 }
 
 async fn tampering_with_one_audit_row_makes_verify_fail_and_name_it(backend: Backend) {

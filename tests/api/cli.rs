@@ -74,12 +74,20 @@ async fn serve_stops_cleanly_on_sigterm(backend: Backend) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Keep reading stdout to the end, as a terminal would, and signal the ready line.
     let stdout = BufReader::new(child.stdout.take().unwrap());
-    let ready = stdout
-        .lines()
-        .map_while(Result::ok)
-        .find(|line| line.contains("incident-vault is ready"));
-    assert!(ready.is_some(), "the service never said it was ready");
+    let (ready_sender, ready) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if line.contains("incident-vault is ready") {
+                let _ = ready_sender.send(());
+            }
+        }
+    });
+    assert!(
+        ready.recv_timeout(Duration::from_secs(60)).is_ok(),
+        "the service never said it was ready"
+    );
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

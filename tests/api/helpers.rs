@@ -181,6 +181,8 @@ pub struct TestApp {
     pub escrow: age::x25519::Identity,
     pub settings: Settings,
     pub dir: tempfile::TempDir,
+    /// The one-time setup code printed on first start, if one was issued.
+    pub setup_code: Option<String>,
     handle: ServerHandle,
     // Declared last: dropped after the server handle.
     pub database: TestDatabase,
@@ -219,7 +221,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 
 /// Runs a built application in the background and wraps it for the test.
 pub fn start(
-    application: Application,
+    mut application: Application,
     settings: Settings,
     escrow: age::x25519::Identity,
     database: TestDatabase,
@@ -228,6 +230,9 @@ pub fn start(
     let address = format!("http://127.0.0.1:{}", application.port());
     let store = application.store();
     let handle = application.handle();
+    let setup_code = application
+        .take_setup_code()
+        .map(|code| code.expose_secret().to_owned());
     tokio::spawn(application.run_until_stopped());
     TestApp {
         address,
@@ -236,6 +241,7 @@ pub fn start(
         escrow,
         settings,
         dir,
+        setup_code,
         handle,
         database,
     }

@@ -1,0 +1,219 @@
+//! Enrolment, login and logout (DESIGN §5, "Enrolment and login, the shapes that clients rely on").
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use age::secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::RequestLimits;
+use super::body::read_json;
+use crate::domain::password::Password;
+use crate::domain::username::Username;
+use crate::error::ApiError;
+use crate::services::Vault;
+use crate::services::accounts::{AccountError, SESSION_ABSOLUTE_SECONDS};
+
+/// The session cookie: `__Host-` pins it to this origin, over HTTPS, for every path.
+pub const SESSION_COOKIE: &str = "__Host-iv_session";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrolRequest {
+    token: String,
+    username: String,
+    password: SecretString,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmRequest {
+    token: String,
+    totp: SecretString,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    username: String,
+    password: SecretString,
+    totp: SecretString,
+}
+
+pub(super) fn account_error(error: AccountError) -> ApiError {
+    match error {
+        AccountError::InvalidToken => ApiError::invalid_field(
+            "invalid_token",
+            "token",
+            "unknown, spent or expired; ask an admin for a new invitation",
+        ),
+        AccountError::UsernameTaken => {
+            ApiError::invalid_field("username_taken", "username", "is taken; choose another")
+        }
+        AccountError::InvalidTotp => ApiError::invalid_field(
+            "invalid_totp",
+            "totp",
+            "is wrong; check the time on your phone and try the next code",
+        ),
+        AccountError::LoginFailed => ApiError::Unauthorized {
+            code: "login_failed",
+            message:
+                "The username, password or code is wrong, or the account is locked for a while."
+                    .into(),
+        },
+        AccountError::NoSession => ApiError::Unauthorized {
+            code: "no_session",
+            message: "Log in first; the session is unknown, expired or ended.".into(),
+        },
+        AccountError::Saturated => ApiError::Unavailable {
+            code: "busy",
+            message: "Too many logins are being checked right now. Please retry shortly.".into(),
+        },
+        AccountError::Internal(cause) => ApiError::Internal(cause),
+    }
+}
+
+/// Redeems a setup code or invitation with the reviewer's own username and password.
+#[post("/enrol")]
+pub async fn enrol(
+    request: HttpRequest,
+    payload: web::Payload,
+    vault: web::Data<Vault>,
+    limits: web::Data<RequestLimits>,
+) -> Result<HttpResponse, ApiError> {
+    let body: EnrolRequest = read_json(&request, payload, &limits).await?;
+    let username = Username::parse(&body.username).map_err(|error| {
+        ApiError::invalid_field("invalid_username", "username", error.to_string())
+    })?;
+    let password = Password::parse(body.password.expose_secret(), username.as_str())
+        .map_err(|error| ApiError::invalid_field("weak_password", "password", error.to_string()))?;
+    let started = vault
+        .enrol(&body.token, username, password)
+        .await
+        .map_err(account_error)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "totp_uri": started.totp_uri.expose_secret(),
+        "recovery_code": started.recovery_code.expose_secret(),
+    })))
+}
+
+/// Confirms enrolment with a first TOTP code: the account becomes active.
+#[post("/enrol/confirm")]
+pub async fn confirm_enrolment(
+    request: HttpRequest,
+    payload: web::Payload,
+    vault: web::Data<Vault>,
+    limits: web::Data<RequestLimits>,
+) -> Result<HttpResponse, ApiError> {
+    let body: ConfirmRequest = read_json(&request, payload, &limits).await?;
+    vault
+        .confirm_enrolment(&body.token, body.totp.expose_secret())
+        .await
+        .map_err(account_error)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Password + TOTP → a session token (JSON for API clients, and an HttpOnly cookie for browsers).
+#[post("/auth/login")]
+pub async fn login(
+    request: HttpRequest,
+    payload: web::Payload,
+    vault: web::Data<Vault>,
+    limits: web::Data<RequestLimits>,
+) -> Result<HttpResponse, ApiError> {
+    let body: LoginRequest = read_json(&request, payload, &limits).await?;
+    let session = vault
+        .login(&body.username, body.password, body.totp)
+        .await
+        .map_err(account_error)?;
+    let cookie = Cookie::build(SESSION_COOKIE, session.token.expose_secret().to_owned())
+        .path("/")
+        .secure(true)
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            SESSION_ABSOLUTE_SECONDS,
+        ))
+        .finish();
+    Ok(HttpResponse::Ok().cookie(cookie).json(json!({
+        "token": session.token.expose_secret(),
+        "expires_at": time::OffsetDateTime::from_unix_timestamp(session.expires_at)
+            .ok()
+            .and_then(|moment| moment.format(&time::format_description::well_known::Rfc3339).ok()),
+    })))
+}
+
+/// Ends the caller's session and clears the cookie.
+#[post("/auth/logout")]
+pub async fn logout(
+    request: HttpRequest,
+    vault: web::Data<Vault>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(credential) = session_credential(&request)? {
+        vault
+            .logout(credential.token.expose_secret())
+            .await
+            .map_err(account_error)?;
+    }
+    let mut removal = Cookie::build(SESSION_COOKIE, "")
+        .path("/")
+        .secure(true)
+        .http_only(true)
+        .finish();
+    removal.make_removal();
+    Ok(HttpResponse::NoContent().cookie(removal).finish())
+}
+
+/// A session token from `Authorization: Bearer` or the session cookie.
+pub struct SessionCredential {
+    pub token: SecretString,
+}
+
+/// Reads the session credential. A state-changing request authenticated by cookie must come from
+/// this origin (a strict `Origin` check against `Host`), which defeats cross-site request forgery.
+pub fn session_credential(request: &HttpRequest) -> Result<Option<SessionCredential>, ApiError> {
+    if let Some(value) = request.headers().get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(|| ApiError::Unauthorized {
+                code: "no_session",
+                message: "Send `Authorization: Bearer <token>`.".into(),
+            })?;
+        return Ok(Some(SessionCredential {
+            token: SecretString::from(token.trim()),
+        }));
+    }
+    let Some(cookie) = request.cookie(SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let safe_method = matches!(request.method().as_str(), "GET" | "HEAD" | "OPTIONS");
+    if !safe_method && !same_origin(request) {
+        return Err(ApiError::Forbidden {
+            code: "cross_origin_request",
+            message: "A cookie-authenticated change must come from this site.".into(),
+        });
+    }
+    Ok(Some(SessionCredential {
+        token: SecretString::from(cookie.value()),
+    }))
+}
+
+fn same_origin(request: &HttpRequest) -> bool {
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|value| value.to_str().ok());
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok());
+    match (origin, host) {
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
+        _ => false,
+    }
+}

@@ -1,0 +1,454 @@
+//! Reviewer accounts (issue 3): the first-start setup code, enrolment with a password and a
+//! TOTP secret, login, sessions and logout. Keys follow DESIGN §3: the password derives a login
+//! verifier and a wrap key; the wrap key seals the reviewer's age identity and TOTP secret; each
+//! session seals the identity again under a key derived from a token only the client holds.
+
+use age::secrecy::{ExposeSecret, SecretString};
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+
+use super::{Vault, today, unix_now};
+use crate::crypto::pool::PoolError;
+use crate::crypto::reviewer_key::{
+    RecoveryCode, derive_recovery_wrap_key, derive_reviewer_keys, new_salt, open_identity,
+    seal_identity, verifier_matches,
+};
+use crate::crypto::session::{SessionToken, open_identity_for_session, seal_identity_for_session};
+use crate::crypto::symmetric::SymmetricKey;
+use crate::crypto::totp::{self, TotpSecret, open_totp_secret, seal_totp_secret};
+use crate::domain::EntryId;
+use crate::domain::desk::DEFAULT_DESK_SLUG;
+use crate::domain::password::Password;
+use crate::domain::username::Username;
+use crate::services::audit;
+use crate::storage::{
+    EnrolmentRecord, NewAuditEvent, ReviewerRecord, ReviewerSecretsRecord, SessionRecord, Store,
+    StoreError,
+};
+
+/// How long the setup code printed on first start stays valid.
+const SETUP_CODE_TTL_SECONDS: i64 = 3600;
+/// A session ends this long after login, whatever happens.
+pub const SESSION_ABSOLUTE_SECONDS: i64 = 12 * 3600;
+/// A session ends after this long without a request.
+pub const SESSION_IDLE_SECONDS: i64 = 30 * 60;
+/// Failed logins allowed before each further one locks the account for a doubling delay.
+const FREE_FAILURES: i64 = 3;
+/// The longest lock-out after repeated failures.
+const MAX_LOCK_SECONDS: i64 = 15 * 60;
+/// The issuer shown in authenticator apps.
+const TOTP_ISSUER: &str = "incident-vault";
+
+/// Why an account operation failed. Login failures are deliberately one variant.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("the enrolment token is unknown, spent or expired")]
+    InvalidToken,
+    #[error("this username is taken")]
+    UsernameTaken,
+    #[error("the TOTP code is wrong or was used already")]
+    InvalidTotp,
+    #[error("the username, password or TOTP code is wrong, or the account is locked")]
+    LoginFailed,
+    #[error("the session is unknown, expired or ended")]
+    NoSession,
+    #[error("too many logins are being checked right now")]
+    Saturated,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for AccountError {
+    fn from(error: StoreError) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+fn pool_error(error: PoolError) -> AccountError {
+    match error {
+        PoolError::Saturated => AccountError::Saturated,
+        PoolError::Aborted => AccountError::Internal(error.into()),
+    }
+}
+
+/// What a reviewer takes away from enrolment: shown once.
+pub struct EnrolmentStarted {
+    pub totp_uri: SecretString,
+    pub recovery_code: SecretString,
+}
+
+/// A new session: the token goes to the client only.
+pub struct NewSession {
+    pub token: SecretString,
+    pub expires_at: i64,
+}
+
+/// A reviewer authenticated by a session, holding their identity for this request only.
+pub struct AuthenticatedReviewer {
+    pub reviewer: ReviewerRecord,
+    pub identity: age::x25519::Identity,
+}
+
+/// SHA-256 of an enrolment token, domain-separated: the stored lookup.
+fn enrolment_hash(token: &str) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(b"incident-vault/enrolment/v1\0");
+    hasher.update(
+        token
+            .trim()
+            .to_ascii_uppercase()
+            .replace(['-', ' '], "")
+            .as_bytes(),
+    );
+    hasher.finalize().to_vec()
+}
+
+/// The key that seals the pending TOTP secret between the two enrolment steps.
+fn enrolment_key(token: &str) -> SymmetricKey {
+    let normalised = token.trim().to_ascii_uppercase().replace(['-', ' '], "");
+    SymmetricKey::derive(
+        normalised.as_bytes(),
+        &[],
+        "incident-vault/enrolment/totp/v1",
+    )
+}
+
+fn audit_event(actor: &str, action: &str, target: Option<&str>, outcome: &str) -> NewAuditEvent {
+    NewAuditEvent {
+        occurred_at: unix_now(),
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: target.map(str::to_owned),
+        outcome: outcome.to_owned(),
+    }
+}
+
+/// Issues a fresh one-time setup code while no account exists (replacing any earlier one);
+/// `None` once an account exists. Stored only as a hash; expires after an hour.
+pub async fn issue_setup_code(store: &dyn Store) -> Result<Option<SecretString>, AccountError> {
+    let desk = store
+        .desk_by_slug(DEFAULT_DESK_SLUG)
+        .await?
+        .context("the default desk is missing")?;
+    let code = RecoveryCode::generate().formatted();
+    let enrolment = EnrolmentRecord {
+        token_hash: enrolment_hash(code.expose_secret()),
+        kind: "setup".into(),
+        role: "admin".into(),
+        desk_ids: format!("{}:coordinator", desk.id),
+        reviewer_id: None,
+        pending_totp: None,
+        expires_at: unix_now() + SETUP_CODE_TTL_SECONDS,
+        spent: false,
+    };
+    if !store.replace_setup_code(&enrolment).await? {
+        return Ok(None);
+    }
+    audit::record(
+        store,
+        audit_event("system", "setup.code_issued", None, "success"),
+    )
+    .await?;
+    Ok(Some(code))
+}
+
+impl Vault {
+    /// Redeems an enrolment token with the new reviewer's own username and password. Creates the
+    /// reviewer's age identity, TOTP secret and recovery code; the account stays pending until
+    /// [`Vault::confirm_enrolment`].
+    pub async fn enrol(
+        &self,
+        token: &str,
+        username: Username,
+        password: Password,
+    ) -> Result<EnrolmentStarted, AccountError> {
+        let token_hash = enrolment_hash(token);
+        let now = unix_now();
+        let enrolment = self
+            .store
+            .enrolment(&token_hash)
+            .await?
+            .filter(|enrolment| !enrolment.spent && enrolment.reviewer_id.is_none())
+            .filter(|enrolment| enrolment.expires_at > now)
+            .ok_or(AccountError::InvalidToken)?;
+        let memberships: Vec<(String, String)> = enrolment
+            .desk_ids
+            .split_whitespace()
+            .filter_map(|pair| pair.split_once(':'))
+            .map(|(desk, role)| (desk.to_owned(), role.to_owned()))
+            .collect();
+        let params = self.argon2;
+        let reviewer_id = EntryId::generate().to_string();
+        let account_username = username.as_str().to_owned();
+        let pending_key = enrolment_key(token);
+        let sealed = self
+            .crypto
+            .run(move || -> Result<_, AccountError> {
+                let salt = new_salt();
+                let keys = derive_reviewer_keys(password.as_bytes(), &salt, &params)
+                    .context("the password KDF failed")?;
+                let identity = age::x25519::Identity::generate();
+                let totp_secret = TotpSecret::generate();
+                let recovery = RecoveryCode::generate();
+                let recovery_salt = new_salt();
+                let recovery_key = derive_recovery_wrap_key(&recovery, &recovery_salt, &params)
+                    .context("the recovery KDF failed")?;
+                let secrets = ReviewerSecretsRecord {
+                    reviewer_id: reviewer_id.clone(),
+                    kdf_params: params.encode(),
+                    password_salt: salt.to_vec(),
+                    login_verifier: keys.login_verifier.to_vec(),
+                    sealed_identity: seal_identity(&identity, &keys.wrap_key, &reviewer_id),
+                    sealed_totp: seal_totp_secret(&totp_secret, &keys.wrap_key, &reviewer_id),
+                    totp_last_step: None,
+                    recovery_salt: recovery_salt.to_vec(),
+                    recovery_sealed_identity: Some(seal_identity(
+                        &identity,
+                        &recovery_key,
+                        &reviewer_id,
+                    )),
+                    must_change_password: false,
+                    failed_logins: 0,
+                    locked_until: 0,
+                };
+                let pending_totp =
+                    pending_key.seal(reviewer_id.as_bytes(), totp_secret.expose_bytes());
+                let totp_uri = totp_secret
+                    .otpauth_uri(TOTP_ISSUER, &account_username)
+                    .map_err(|_| anyhow::anyhow!("the username cannot label a TOTP secret"))?;
+                let reviewer = ReviewerRecord {
+                    id: reviewer_id,
+                    username: account_username,
+                    role: String::new(),
+                    status: "pending".into(),
+                    recipient: identity.to_public().to_string(),
+                    created_on: today(),
+                };
+                Ok((
+                    reviewer,
+                    secrets,
+                    pending_totp,
+                    totp_uri,
+                    recovery.formatted(),
+                ))
+            })
+            .await
+            .map_err(pool_error)??;
+        let (mut reviewer, secrets, pending_totp, totp_uri, recovery_code) = sealed;
+        reviewer.role = enrolment.role.clone();
+        match self
+            .store
+            .redeem_enrolment(
+                &token_hash,
+                now,
+                &reviewer,
+                &secrets,
+                &pending_totp,
+                &memberships,
+            )
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict("username")) => return Err(AccountError::UsernameTaken),
+            Err(StoreError::Conflict(_)) => return Err(AccountError::InvalidToken),
+            Err(error) => return Err(error.into()),
+        }
+        audit::record(
+            self.store.as_ref(),
+            audit_event(
+                &reviewer.id,
+                &format!("enrolment.{}", enrolment.kind),
+                Some(&reviewer.username),
+                "success",
+            ),
+        )
+        .await?;
+        Ok(EnrolmentStarted {
+            totp_uri,
+            recovery_code,
+        })
+    }
+
+    /// Confirms enrolment with a first TOTP code; the account becomes active.
+    pub async fn confirm_enrolment(&self, token: &str, code: &str) -> Result<(), AccountError> {
+        let token_hash = enrolment_hash(token);
+        let enrolment = self
+            .store
+            .enrolment(&token_hash)
+            .await?
+            .filter(|enrolment| !enrolment.spent)
+            .ok_or(AccountError::InvalidToken)?;
+        let (Some(reviewer_id), Some(pending)) = (&enrolment.reviewer_id, &enrolment.pending_totp)
+        else {
+            return Err(AccountError::InvalidToken);
+        };
+        let secret_bytes = enrolment_key(token)
+            .open(reviewer_id.as_bytes(), pending)
+            .map_err(|_| AccountError::InvalidToken)?;
+        let secret =
+            TotpSecret::from_bytes(&secret_bytes).context("a pending TOTP secret is malformed")?;
+        let step = totp::verify(&secret, code, unix_now().max(0) as u64, None)
+            .ok_or(AccountError::InvalidTotp)?;
+        match self
+            .store
+            .confirm_enrolment(&token_hash, reviewer_id, step as i64)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Err(AccountError::InvalidToken),
+            Err(error) => return Err(error.into()),
+        }
+        audit::record(
+            self.store.as_ref(),
+            audit_event(reviewer_id, "enrolment.confirmed", None, "success"),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Logs a reviewer in with password and TOTP. An unknown user costs the same KDF work as a
+    /// known one, and every failure is the same error.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: SecretString,
+        code: SecretString,
+    ) -> Result<NewSession, AccountError> {
+        let now = unix_now();
+        let found = self.store.reviewer_by_username(username).await?;
+        let params = self.argon2;
+        let (salt, stored_params) = match &found {
+            Some((_, secrets)) => (secrets.password_salt.clone(), secrets.kdf_params.clone()),
+            None => (vec![0u8; 16], params.encode()),
+        };
+        let params = crate::crypto::kdf::Argon2Params::decode(&stored_params)
+            .context("stored KDF parameters are malformed")?;
+        let keys = self
+            .crypto
+            .run(move || derive_reviewer_keys(password.expose_secret().as_bytes(), &salt, &params))
+            .await
+            .map_err(pool_error)?
+            .context("the password KDF failed")?;
+        let Some((reviewer, secrets)) = found else {
+            self.audit_login("unknown", "unknown_user").await?;
+            return Err(AccountError::LoginFailed);
+        };
+        let refuse = |reason: &'static str| self.refuse_login(&reviewer, &secrets, now, reason);
+        if reviewer.status != "active" {
+            return refuse("inactive").await;
+        }
+        if secrets.locked_until > now {
+            return refuse("locked").await;
+        }
+        if !verifier_matches(&secrets.login_verifier, &keys.login_verifier) {
+            return refuse("bad_password").await;
+        }
+        let Ok(totp_secret) = open_totp_secret(&secrets.sealed_totp, &keys.wrap_key, &reviewer.id)
+        else {
+            return refuse("sealed_totp_unreadable").await;
+        };
+        let last_step = secrets.totp_last_step.map(|step| step.max(0) as u64);
+        let Some(step) = totp::verify(
+            &totp_secret,
+            code.expose_secret(),
+            now.max(0) as u64,
+            last_step,
+        ) else {
+            return refuse("bad_totp").await;
+        };
+        match self
+            .store
+            .record_login_success(&reviewer.id, step as i64)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return refuse("totp_replay").await,
+            Err(error) => return Err(error.into()),
+        }
+        let identity = open_identity(&secrets.sealed_identity, &keys.wrap_key, &reviewer.id)
+            .context("the sealed identity does not open with a correct password")?;
+        let token = SessionToken::generate();
+        let expires_at = now + SESSION_ABSOLUTE_SECONDS;
+        self.store
+            .insert_session(&SessionRecord {
+                token_hash: token.lookup_hash().to_vec(),
+                reviewer_id: reviewer.id.clone(),
+                created_at: now,
+                last_seen_at: now,
+                expires_at,
+                sealed_identity: seal_identity_for_session(&identity, &token, &reviewer.id),
+            })
+            .await?;
+        audit::record(
+            self.store.as_ref(),
+            audit_event(&reviewer.id, "login", None, "success"),
+        )
+        .await?;
+        Ok(NewSession {
+            token: token.to_text(),
+            expires_at,
+        })
+    }
+
+    /// Counts a failed login, locks the account for a doubling delay after a few, audits it.
+    async fn refuse_login(
+        &self,
+        reviewer: &ReviewerRecord,
+        secrets: &ReviewerSecretsRecord,
+        now: i64,
+        reason: &'static str,
+    ) -> Result<NewSession, AccountError> {
+        let failures = secrets.failed_logins + 1;
+        let locked_until = if failures > FREE_FAILURES {
+            let exponent = (failures - FREE_FAILURES - 1).min(20) as u32;
+            now + (1i64 << exponent).min(MAX_LOCK_SECONDS)
+        } else {
+            0
+        };
+        self.store
+            .record_login_failure(&reviewer.id, locked_until)
+            .await?;
+        self.audit_login(&reviewer.id, reason).await?;
+        Err(AccountError::LoginFailed)
+    }
+
+    async fn audit_login(&self, actor: &str, reason: &str) -> Result<(), AccountError> {
+        let outcome = format!("failure:{reason}");
+        audit::record(
+            self.store.as_ref(),
+            audit_event(actor, "login", None, &outcome),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Finds the live session of a token and opens the reviewer's identity for this request.
+    pub async fn authenticate(&self, token: &str) -> Result<AuthenticatedReviewer, AccountError> {
+        let token = SessionToken::parse(token).map_err(|_| AccountError::NoSession)?;
+        let hash = token.lookup_hash();
+        let now = unix_now();
+        let (session, reviewer) = self
+            .store
+            .live_session(&hash, now)
+            .await?
+            .ok_or(AccountError::NoSession)?;
+        if now - session.last_seen_at > SESSION_IDLE_SECONDS {
+            self.store.delete_session(&hash).await?;
+            return Err(AccountError::NoSession);
+        }
+        let identity = open_identity_for_session(&session.sealed_identity, &token, &reviewer.id)
+            .map_err(|_| AccountError::NoSession)?;
+        if now - session.last_seen_at >= 60 {
+            self.store.touch_session(&hash, now).await?;
+        }
+        Ok(AuthenticatedReviewer { reviewer, identity })
+    }
+
+    /// Ends a session. Unknown tokens are ignored: logging out twice is fine.
+    pub async fn logout(&self, token: &str) -> Result<(), AccountError> {
+        if let Ok(token) = SessionToken::parse(token) {
+            self.store.delete_session(&token.lookup_hash()).await?;
+        }
+        Ok(())
+    }
+}
