@@ -91,14 +91,11 @@ impl Application {
         .listen(listener)?
         .workers(workers)
         .client_request_timeout(Duration::from_secs(10))
+        // Signals are ours (see run_until_stopped): registered before "ready" is announced.
+        .disable_signals()
         .shutdown_timeout(settings.server.shutdown_timeout_seconds)
         .run();
-        tracing::info!(
-            port,
-            workers,
-            database = store.backend(),
-            "incident-vault is ready"
-        );
+        tracing::debug!(port, workers, "the HTTP server is bound");
         Ok(Self {
             port,
             server,
@@ -135,14 +132,51 @@ impl Application {
     }
 
     /// Serves until SIGINT or SIGTERM, lets in-flight requests finish, then closes the pool.
+    /// The signal handlers are in place before "ready" is logged, so a supervisor that signals
+    /// as soon as it reads that line gets a graceful stop, not the default kill.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let stop_signals = stop_signals()?;
+        let handle = self.server.handle();
+        let stopper = tokio::spawn(async move {
+            stop_signals.await;
+            tracing::info!("stopping: finishing in-flight requests");
+            handle.stop(true).await;
+        });
         let purger = tokio::spawn(purge_expired_idempotency(self.store.clone()));
+        tracing::info!(
+            port = self.port,
+            database = self.store.backend(),
+            "incident-vault is ready"
+        );
         let outcome = self.server.await;
+        stopper.abort();
         purger.abort();
         self.store.close().await;
         tracing::info!("incident-vault stopped");
         outcome
     }
+}
+
+/// Resolves on the first SIGTERM or SIGINT. The handlers are registered when this is called.
+#[cfg(unix)]
+fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// Deletes expired idempotency records hourly, so that none outlives its day.

@@ -124,12 +124,7 @@ async fn a_spent_setup_code_and_a_second_setup_code_are_refused(backend: Backend
         json!({"token": app.setup_code.clone().unwrap(), "username": "intruder", "password": PASSWORD}),
     )
     .await;
-    let fresh = std::process::Command::new(env!("CARGO_BIN_EXE_incident-vault"))
-        .arg("setup-code")
-        .env("APP_DATABASE__URL", app.database.url())
-        .env("APP_TELEMETRY__LEVEL", "warn")
-        .output()
-        .unwrap();
+    let fresh = app.cli(&["setup-code"]);
 
     assert_eq!(again.status(), 422);
     let body: Value = again.json().await.unwrap();

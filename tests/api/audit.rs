@@ -1,21 +1,9 @@
 //! The hash-chained audit log and `incident-vault audit verify`.
 
-use std::process::Command;
-
 use incident_vault::services::audit;
 use incident_vault::storage::NewAuditEvent;
 
-use crate::helpers::{Backend, TestApp, full_report, spawn_app};
-
-fn cli(app: &TestApp, arguments: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_incident-vault"))
-        .args(arguments)
-        .env("APP_DATABASE__URL", app.database.url())
-        .env("APP_STORAGE__DATA_DIR", app.dir.path().join("data"))
-        .env("APP_TELEMETRY__LEVEL", "warn")
-        .output()
-        .expect("the incident-vault binary runs")
-}
+use crate::helpers::{Backend, full_report, spawn_app};
 
 fn event(number: usize) -> NewAuditEvent {
     NewAuditEvent {
@@ -34,17 +22,14 @@ async fn an_offline_case_read_is_audited_and_the_chain_verifies(backend: Backend
     let (case_ref, _) = app.file(&full_report("x")).await;
     let identity = app.escrow_identity_file();
 
-    let read = cli(
-        &app,
-        &[
-            "case",
-            "decrypt",
-            "--identity",
-            identity.to_str().unwrap(),
-            &case_ref,
-        ],
-    );
-    let verified = cli(&app, &["audit", "verify"]);
+    let read = app.cli(&[
+        "case",
+        "decrypt",
+        "--identity",
+        identity.to_str().unwrap(),
+        &case_ref,
+    ]);
+    let verified = app.cli(&["audit", "verify"]);
 
     assert!(
         read.status.success(),
@@ -95,11 +80,11 @@ async fn tampering_with_one_audit_row_makes_verify_fail_and_name_it(backend: Bac
             .await
             .unwrap();
     }
-    assert!(cli(&app, &["audit", "verify"]).status.success());
+    assert!(app.cli(&["audit", "verify"]).status.success());
 
     app.execute("UPDATE audit_events SET outcome = 'failure' WHERE sequence = 3")
         .await;
-    let output = cli(&app, &["audit", "verify"]);
+    let output = app.cli(&["audit", "verify"]);
 
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);

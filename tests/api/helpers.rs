@@ -445,6 +445,17 @@ impl TestApp {
         path
     }
 
+    /// Runs the `incident-vault` binary against this test's database, as an operator would.
+    pub fn cli(&self, arguments: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_incident-vault"))
+            .args(arguments)
+            .env("APP_DATABASE__URL", self.database.url())
+            .env("APP_STORAGE__DATA_DIR", self.dir.path().join("data"))
+            .env("APP_TELEMETRY__LEVEL", "warn")
+            .output()
+            .expect("the incident-vault binary runs")
+    }
+
     /// Stops the server gracefully.
     pub async fn stop(&self) {
         self.handle.stop(true).await;

@@ -7,17 +7,7 @@ use incident_vault::crypto::CryptoError;
 use incident_vault::domain::CaseRef;
 use incident_vault::services::offline::{OfflineError, decrypt_case};
 
-use crate::helpers::{Backend, TestApp, canary, full_report, skip_or_fail, spawn_app};
-
-fn cli(app: &TestApp, arguments: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_incident-vault"))
-        .args(arguments)
-        .env("APP_DATABASE__URL", app.database.url())
-        .env("APP_STORAGE__DATA_DIR", app.dir.path().join("data"))
-        .env("APP_TELEMETRY__LEVEL", "warn")
-        .output()
-        .expect("the incident-vault binary runs")
-}
+use crate::helpers::{Backend, canary, full_report, skip_or_fail, spawn_app};
 
 async fn the_escrow_identity_decrypts_the_report_with_case_decrypt(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
@@ -27,16 +17,13 @@ async fn the_escrow_identity_decrypts_the_report_with_case_decrypt(backend: Back
     let (case_ref, _) = app.file(&full_report(&secret)).await;
     let identity = app.escrow_identity_file();
 
-    let output = cli(
-        &app,
-        &[
-            "case",
-            "decrypt",
-            "--identity",
-            identity.to_str().unwrap(),
-            &case_ref,
-        ],
-    );
+    let output = app.cli(&[
+        "case",
+        "decrypt",
+        "--identity",
+        identity.to_str().unwrap(),
+        &case_ref,
+    ]);
 
     assert!(
         output.status.success(),
@@ -114,10 +101,7 @@ async fn the_reference_age_tool_opens_the_files_of_case_dump(backend: Backend) {
     let identity = app.escrow_identity_file();
     let out = app.dir.path().join("dump");
 
-    let output = cli(
-        &app,
-        &["case", "dump", &case_ref, "--out", out.to_str().unwrap()],
-    );
+    let output = app.cli(&["case", "dump", &case_ref, "--out", out.to_str().unwrap()]);
 
     assert!(
         output.status.success(),
