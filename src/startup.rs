@@ -86,6 +86,13 @@ impl Application {
                 .wrap(from_fn(request_span))
                 .app_data(vault.clone())
                 .app_data(limits.clone())
+                .app_data(web::QueryConfig::default().error_handler(|_, _| {
+                    crate::error::ApiError::BadRequest {
+                        code: "invalid_query",
+                        message: "The query string has an unknown or mistyped parameter.".into(),
+                    }
+                    .into()
+                }))
                 .configure(routes::configure)
         })
         .listen(listener)?

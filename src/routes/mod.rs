@@ -2,6 +2,7 @@
 
 mod accounts;
 mod body;
+mod cases;
 mod health;
 mod intake;
 mod reports;
@@ -30,7 +31,9 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .service(accounts::enrol)
                 .service(accounts::confirm_enrolment)
                 .service(accounts::login)
-                .service(accounts::logout),
+                .service(accounts::logout)
+                .service(cases::list_cases)
+                .service(cases::read_case),
         )
         .default_service(web::to(not_found));
 }

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod cases;
 pub mod instance;
 pub mod intake;
 pub mod offline;

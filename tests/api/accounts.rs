@@ -198,7 +198,143 @@ async fn a_weak_password_is_refused_and_creates_nothing(backend: Backend) {
     assert_eq!(app.count("reviewers").await, 0);
 }
 
+/// Enrols the first account and logs it in; returns the bearer token.
+async fn logged_in_coordinator(app: &TestApp) -> String {
+    let secret = enrol_first_account(app, "coordinator").await;
+    let login = post(
+        app,
+        "/api/v1/auth/login",
+        json!({"username": "coordinator", "password": PASSWORD, "totp": code(&secret, now() + 30)}),
+    )
+    .await;
+    assert_eq!(login.status(), 200);
+    let body: Value = login.json().await.unwrap();
+    body["token"].as_str().unwrap().to_owned()
+}
+
+async fn get_as(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
+    app.client
+        .get(format!("{}{path}", app.address))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn a_coordinator_lists_and_reads_the_cases_granted_to_them_and_nothing_else(
+    backend: Backend,
+) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    // Filed before the coordinator existed: granted to escrow only.
+    let (earlier, _) = app
+        .file(&minimal_report("Before the desk had members."))
+        .await;
+    let token = logged_in_coordinator(&app).await;
+    let (granted, _) = app.file(&minimal_report("Photographed in Room XX.")).await;
+
+    let list = get_as(&app, &token, "/api/v1/cases?status=new&limit=10").await;
+    let read = get_as(&app, &token, &format!("/api/v1/cases/{granted}")).await;
+    let hidden = get_as(&app, &token, &format!("/api/v1/cases/{earlier}")).await;
+    let unknown = get_as(&app, &token, "/api/v1/cases/0000-0000-0000").await;
+
+    assert_eq!(list.status(), 200);
+    let list: Value = list.json().await.unwrap();
+    let listed: Vec<&str> = list["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|case| case["case_ref"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [granted.as_str()]);
+    assert_eq!(read.status(), 200);
+    let case: Value = read.json().await.unwrap();
+    assert_eq!(case["report"]["description"], "Photographed in Room XX.");
+    assert_eq!(case["thread"][0]["kind"], "report");
+    assert_eq!(hidden.status(), 404, "no grant: 404, not 403");
+    assert_eq!(unknown.status(), 404);
+    let hidden: Value = hidden.json().await.unwrap();
+    let unknown: Value = unknown.json().await.unwrap();
+    assert_eq!(
+        hidden, unknown,
+        "a case without a grant looks exactly like no case"
+    );
+}
+
+async fn case_routes_need_a_live_session(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let token = logged_in_coordinator(&app).await;
+    let (case_ref, _) = app.file(&minimal_report("x")).await;
+    app.client
+        .post(format!("{}/api/v1/auth/logout", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+
+    let anonymous = app.get("/api/v1/cases").await;
+    let logged_out = get_as(&app, &token, &format!("/api/v1/cases/{case_ref}")).await;
+    let forged = get_as(&app, &"A".repeat(43), "/api/v1/cases").await;
+
+    for response in [anonymous, logged_out, forged] {
+        assert_eq!(response.status(), 401);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "no_session");
+    }
+}
+
+async fn the_triage_list_refuses_unknown_filters_and_pages_with_a_cursor(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let token = logged_in_coordinator(&app).await;
+    for number in 0..3 {
+        app.file(&minimal_report(&format!("report {number}"))).await;
+    }
+
+    let bad_type = get_as(&app, &token, "/api/v1/cases?incident_type=kidnapping").await;
+    let bad_parameter = get_as(&app, &token, "/api/v1/cases?sort=oldest").await;
+    let first: Value = get_as(&app, &token, "/api/v1/cases?limit=2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cursor = first["next"]
+        .as_str()
+        .expect("a cursor after a full page")
+        .to_owned();
+    let second: Value = get_as(
+        &app,
+        &token,
+        &format!("/api/v1/cases?limit=2&after={cursor}"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+
+    assert_eq!(bad_type.status(), 422);
+    assert_eq!(bad_parameter.status(), 400);
+    assert_eq!(first["cases"].as_array().unwrap().len(), 2);
+    assert_eq!(second["cases"].as_array().unwrap().len(), 1);
+    assert!(second["next"].is_null());
+    let all: std::collections::BTreeSet<&str> = first["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["cases"].as_array().unwrap())
+        .map(|case| case["case_ref"].as_str().unwrap())
+        .collect();
+    assert_eq!(all.len(), 3, "pages neither skip nor repeat");
+}
+
 crate::on_both_backends!(
+    a_coordinator_lists_and_reads_the_cases_granted_to_them_and_nothing_else,
+    case_routes_need_a_live_session,
+    the_triage_list_refuses_unknown_filters_and_pages_with_a_cursor,
     the_setup_code_creates_the_first_account_which_can_log_in_and_out,
     the_first_account_joins_the_default_desk_and_receives_new_cases,
     a_spent_setup_code_and_a_second_setup_code_are_refused,
