@@ -38,6 +38,21 @@ fn kdf(criterion: &mut Criterion) {
                 .expect("the default parameters are valid")
         });
     });
+    // Two runs side by side, one per core, as the saturated intake runs them: the time of one
+    // iteration is the time of each run under contention for memory bandwidth and caches.
+    group.bench_function("argon2id_two_at_once_per_run", |bencher| {
+        bencher.iter(|| {
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| params.derive(b"6543210987654321", &[9u8; 32]));
+                let here = params.derive(black_box(b"1234567890123456"), black_box(&[7u8; 32]));
+                let there = other.join().expect("the second KDF thread finishes");
+                (
+                    here.expect("valid parameters"),
+                    there.expect("valid parameters"),
+                )
+            })
+        });
+    });
     group.finish();
 }
 
