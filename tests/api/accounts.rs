@@ -331,7 +331,34 @@ async fn the_triage_list_refuses_unknown_filters_and_pages_with_a_cursor(backend
     assert_eq!(all.len(), 3, "pages neither skip nor repeat");
 }
 
+async fn a_session_works_on_a_second_instance_of_the_same_database(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let token = logged_in_coordinator(&app).await;
+    let (case_ref, _) = app.file(&minimal_report("Seen from either node.")).await;
+    // A second node: same settings, same database, its own port and memory.
+    let second = incident_vault::startup::Application::build(app.settings.clone())
+        .await
+        .unwrap();
+    let second_address = format!("http://127.0.0.1:{}", second.port());
+    tokio::spawn(second.run_until_stopped());
+
+    let read = app
+        .client
+        .get(format!("{second_address}/api/v1/cases/{case_ref}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(read.status(), 200);
+    let case: Value = read.json().await.unwrap();
+    assert_eq!(case["report"]["description"], "Seen from either node.");
+}
+
 crate::on_both_backends!(
+    a_session_works_on_a_second_instance_of_the_same_database,
     a_coordinator_lists_and_reads_the_cases_granted_to_them_and_nothing_else,
     case_routes_need_a_live_session,
     the_triage_list_refuses_unknown_filters_and_pages_with_a_cursor,

@@ -1,5 +1,6 @@
 //! `POST /api/v1/reports`.
 
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, full_report, minimal_report, spawn_app};
@@ -327,6 +328,40 @@ async fn a_chunked_body_over_the_limit_is_cut_off_with_413(backend: Backend) {
     app.assert_nothing_stored().await;
 }
 
+async fn a_body_that_stalls_gets_408_and_stores_nothing(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(database) = crate::helpers::TestDatabase::create_for_test(backend, dir.path()).await
+    else {
+        return;
+    };
+    let escrow = age::x25519::Identity::generate();
+    let mut settings = crate::helpers::test_settings(database.url(), dir.path(), Some(&escrow));
+    settings.limits.body_timeout_seconds = 1;
+    let application = incident_vault::startup::Application::build(settings.clone())
+        .await
+        .unwrap();
+    let app = crate::helpers::start(application, settings, escrow, database, dir);
+    // The first half of a report, then nothing for longer than the limit.
+    let first_half: Result<Vec<u8>, std::io::Error> =
+        Ok(b"{\"incident_type\": \"threat\", ".to_vec());
+    let stalled = futures_util::stream::iter([first_half]).chain(futures_util::stream::pending());
+    let body = reqwest::Body::wrap_stream(stalled);
+
+    let response = app
+        .client
+        .post(format!("{}/api/v1/reports", app.address))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 408);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "body_timeout");
+    app.assert_nothing_stored().await;
+}
+
 fn bytes_of(length: usize) -> Vec<u8> {
     vec![b' '; length]
 }
@@ -407,6 +442,7 @@ crate::on_both_backends!(
     one_key_reused_for_another_report_is_refused,
     each_class_of_bad_input_gets_its_code_and_stores_nothing,
     a_chunked_body_over_the_limit_is_cut_off_with_413,
+    a_body_that_stalls_gets_408_and_stores_nothing,
     a_desk_member_gets_a_grant_that_opens_the_report,
     a_database_failure_midway_gives_an_opaque_500_and_leaves_nothing,
 );
