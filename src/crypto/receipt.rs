@@ -2,9 +2,6 @@
 //! the instance-wide salt, then HKDF-SHA256 into a lookup id and a wrap key. The lookup id finds
 //! the `reporter_access` row; the wrap key opens the reporter's own age identity.
 
-use std::str::FromStr;
-
-use age::secrecy::ExposeSecret;
 use age::x25519;
 
 use super::CryptoError;
@@ -52,12 +49,9 @@ pub struct SealedReporterIdentity {
 /// Generates a reporter identity and seals it under `keys`.
 pub fn seal_new_reporter_identity(keys: &ReceiptKeys) -> SealedReporterIdentity {
     let identity = x25519::Identity::generate();
-    let secret = identity.to_string();
     SealedReporterIdentity {
         recipient: identity.to_public().to_string(),
-        sealed_identity: keys
-            .wrap_key
-            .seal(&keys.lookup_id, secret.expose_secret().as_bytes()),
+        sealed_identity: keys.wrap_key.seal_identity(&keys.lookup_id, &identity),
     }
 }
 
@@ -66,14 +60,14 @@ pub fn open_reporter_identity(
     keys: &ReceiptKeys,
     sealed_identity: &[u8],
 ) -> Result<x25519::Identity, CryptoError> {
-    let plaintext = keys.wrap_key.open(&keys.lookup_id, sealed_identity)?;
-    let text = std::str::from_utf8(&plaintext).map_err(|_| CryptoError::Malformed)?;
-    x25519::Identity::from_str(text).map_err(|_| CryptoError::Malformed)
+    keys.wrap_key
+        .open_identity(&keys.lookup_id, sealed_identity)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use age::secrecy::ExposeSecret;
 
     const CHEAP: Argon2Params = Argon2Params {
         memory_kib: 64,

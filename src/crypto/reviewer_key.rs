@@ -3,8 +3,6 @@
 //! stored in clear, and a wrap key that seals the reviewer's age X25519 identity with
 //! XChaCha20-Poly1305. A personal recovery code seals a second copy the same way.
 
-use std::str::FromStr;
-
 use age::secrecy::{ExposeSecret, SecretString};
 use age::x25519;
 use rand::{RngCore, rngs::OsRng};
@@ -72,11 +70,7 @@ pub fn seal_identity(
     wrap_key: &SymmetricKey,
     reviewer_id: &str,
 ) -> Vec<u8> {
-    let secret = identity.to_string();
-    wrap_key.seal(
-        &identity_associated_data(reviewer_id),
-        secret.expose_secret().as_bytes(),
-    )
+    wrap_key.seal_identity(&identity_associated_data(reviewer_id), identity)
 }
 
 /// Opens what [`seal_identity`] produced for the same reviewer id.
@@ -85,9 +79,7 @@ pub fn open_identity(
     wrap_key: &SymmetricKey,
     reviewer_id: &str,
 ) -> Result<x25519::Identity, CryptoError> {
-    let plaintext = wrap_key.open(&identity_associated_data(reviewer_id), sealed)?;
-    let text = std::str::from_utf8(&plaintext).map_err(|_| CryptoError::Malformed)?;
-    x25519::Identity::from_str(text).map_err(|_| CryptoError::Malformed)
+    wrap_key.open_identity(&identity_associated_data(reviewer_id), sealed)
 }
 
 /// Crockford's base32 alphabet: no I, L, O or U, so that nothing reads as another character.

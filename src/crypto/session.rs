@@ -3,8 +3,6 @@
 //! a key HKDF derives from it, so that any node can serve the session and a copy of the table
 //! without live tokens opens nothing.
 
-use std::str::FromStr;
-
 use age::secrecy::{ExposeSecret, SecretBox, SecretString};
 use age::x25519;
 use base64::Engine as _;
@@ -103,10 +101,9 @@ pub fn seal_identity_for_session(
     token: &SessionToken,
     reviewer_id: &str,
 ) -> Vec<u8> {
-    let secret = identity.to_string();
-    token.session_key().seal(
+    token.session_key().seal_identity(
         &session_associated_data(&token.lookup_hash(), reviewer_id),
-        secret.expose_secret().as_bytes(),
+        identity,
     )
 }
 
@@ -116,12 +113,10 @@ pub fn open_identity_for_session(
     token: &SessionToken,
     reviewer_id: &str,
 ) -> Result<x25519::Identity, CryptoError> {
-    let plaintext = token.session_key().open(
+    token.session_key().open_identity(
         &session_associated_data(&token.lookup_hash(), reviewer_id),
         sealed,
-    )?;
-    let text = std::str::from_utf8(&plaintext).map_err(|_| CryptoError::Malformed)?;
-    x25519::Identity::from_str(text).map_err(|_| CryptoError::Malformed)
+    )
 }
 
 #[cfg(test)]

@@ -73,6 +73,29 @@ impl SymmetricKey {
             .map_err(|_| CryptoError::Undecryptable)
     }
 
+    /// Seals an age X25519 identity (its `AGE-SECRET-KEY-1…` text) under this key: the one way
+    /// reporter, reviewer and session copies of an identity are stored.
+    pub fn seal_identity(
+        &self,
+        associated_data: &[u8],
+        identity: &age::x25519::Identity,
+    ) -> Vec<u8> {
+        use age::secrecy::ExposeSecret;
+        let secret = identity.to_string();
+        self.seal(associated_data, secret.expose_secret().as_bytes())
+    }
+
+    /// Opens what [`SymmetricKey::seal_identity`] produced with the same associated data.
+    pub fn open_identity(
+        &self,
+        associated_data: &[u8],
+        sealed: &[u8],
+    ) -> Result<age::x25519::Identity, CryptoError> {
+        let plaintext = self.open(associated_data, sealed)?;
+        let text = std::str::from_utf8(&plaintext).map_err(|_| CryptoError::Malformed)?;
+        text.parse().map_err(|_| CryptoError::Malformed)
+    }
+
     /// The raw key bytes. Only for values that are derived as keys but used as public ids (the
     /// receipt lookup id), never for a key that seals anything.
     pub fn expose_bytes(&self) -> [u8; 32] {
