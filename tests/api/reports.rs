@@ -311,16 +311,8 @@ async fn a_chunked_body_over_the_limit_is_cut_off_with_413(backend: Backend) {
     };
     let chunk = bytes_of(64 * 1024);
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..8).map(|_| Ok(chunk.clone())).collect();
-    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
 
-    let response = app
-        .client
-        .post(format!("{}/api/v1/reports", app.address))
-        .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = post_streamed(&app, futures_util::stream::iter(chunks)).await;
 
     assert_eq!(response.status(), 413);
     let body: Value = response.json().await.unwrap();
@@ -345,21 +337,27 @@ async fn a_body_that_stalls_gets_408_and_stores_nothing(backend: Backend) {
     let first_half: Result<Vec<u8>, std::io::Error> =
         Ok(b"{\"incident_type\": \"threat\", ".to_vec());
     let stalled = futures_util::stream::iter([first_half]).chain(futures_util::stream::pending());
-    let body = reqwest::Body::wrap_stream(stalled);
 
-    let response = app
-        .client
-        .post(format!("{}/api/v1/reports", app.address))
-        .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = post_streamed(&app, stalled).await;
 
     assert_eq!(response.status(), 408);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "body_timeout");
     app.assert_nothing_stored().await;
+}
+
+/// POSTs a JSON report body sent as a stream, without Content-Length, as a slow phone might.
+async fn post_streamed<S>(app: &crate::helpers::TestApp, chunks: S) -> reqwest::Response
+where
+    S: futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + Sync + 'static,
+{
+    app.client
+        .post(format!("{}/api/v1/reports", app.address))
+        .header("Content-Type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap()
 }
 
 fn bytes_of(length: usize) -> Vec<u8> {
