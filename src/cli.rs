@@ -1,4 +1,4 @@
-//! The command line: `incident-vault [serve|migrate|case decrypt|case dump]`.
+//! The command line: `incident-vault [serve|migrate|setup-code|case|audit|escrow|reviewer|desk]`.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -8,9 +8,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::configuration::{Environment, Settings};
-use crate::domain::CaseRef;
+use crate::domain::{CaseRef, DeskRole, Role};
 use crate::services::instance::{EscrowGeneration, GeneratedEscrow};
-use crate::services::{audit, offline};
+use crate::services::{accounts, audit, grants, offline};
 use crate::startup::Application;
 use crate::storage;
 use crate::storage::NewAuditEvent;
@@ -44,6 +44,72 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         action: AuditCommand,
+    },
+    /// The offline escrow key: restore access after a lost password or a lost reviewer.
+    Escrow {
+        #[command(subcommand)]
+        action: EscrowCommand,
+    },
+    /// Reviewer accounts, offline.
+    Reviewer {
+        #[command(subcommand)]
+        action: ReviewerCommand,
+    },
+    /// Desks, offline.
+    Desk {
+        #[command(subcommand)]
+        action: DeskCommand,
+    },
+}
+
+/// `incident-vault escrow …`
+#[derive(Debug, Subcommand)]
+pub enum EscrowCommand {
+    /// Grant cases to a reviewer with the escrow identity, with a progress bar.
+    Grant {
+        /// The escrow identity file (kept offline).
+        #[arg(long)]
+        identity: PathBuf,
+        /// One case reference.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        case: Option<String>,
+        /// Every case in the database.
+        #[arg(long)]
+        all: bool,
+        /// The username that receives the grants.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+/// `incident-vault reviewer …`
+#[derive(Debug, Subcommand)]
+pub enum ReviewerCommand {
+    /// Ask for a reviewer's password and write their identity as a standard age identity file,
+    /// to work offline with the reference `age` tool.
+    ExportIdentity {
+        /// The reviewer's username.
+        username: String,
+        /// The file to create (readable by its owner only; never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// `incident-vault desk …`
+#[derive(Debug, Subcommand)]
+pub enum DeskCommand {
+    /// Grant every case of a desk that a coordinator can read to a member of the desk, as a
+    /// batch with a progress bar. Asks for the coordinator's password.
+    GrantCases {
+        /// The desk's slug.
+        desk: String,
+        /// The coordinator whose grants open the cases.
+        #[arg(long = "as")]
+        coordinator: String,
+        /// The member who receives the grants.
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -112,6 +178,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             // is wrong. Its audit table must exist, since every read is audited first.
             let store = storage::open(&settings.database.url, 1).await?;
             let outcome = case_command(store.as_ref(), action).await;
+            store.close().await;
+            outcome
+        }
+        Command::Escrow { action } => {
+            init_telemetry(&settings, std::io::stderr)?;
+            let store = storage::connect(&settings.database.url, 1).await?;
+            let outcome = escrow_command(store.as_ref(), action).await;
+            store.close().await;
+            outcome
+        }
+        Command::Reviewer {
+            action: ReviewerCommand::ExportIdentity { username, out },
+        } => {
+            init_telemetry(&settings, std::io::stderr)?;
+            let store = storage::connect(&settings.database.url, 1).await?;
+            let outcome = export_identity(store.as_ref(), &username, &out).await;
+            store.close().await;
+            outcome
+        }
+        Command::Desk {
+            action:
+                DeskCommand::GrantCases {
+                    desk,
+                    coordinator,
+                    to,
+                },
+        } => {
+            init_telemetry(&settings, std::io::stderr)?;
+            let store = storage::connect(&settings.database.url, 1).await?;
+            let outcome = grant_desk_cases(store.as_ref(), &desk, &coordinator, &to).await;
             store.close().await;
             outcome
         }
@@ -205,6 +301,206 @@ async fn case_command(store: &dyn storage::Store, action: CaseCommand) -> anyhow
             Ok(())
         }
     }
+}
+
+async fn escrow_command(store: &dyn storage::Store, action: EscrowCommand) -> anyhow::Result<()> {
+    let EscrowCommand::Grant {
+        identity,
+        case,
+        all,
+        to,
+    } = action;
+    let identities = read_identities(&identity)?;
+    let openers: Vec<&dyn age::Identity> = identities
+        .iter()
+        .map(|identity| identity.as_ref() as &dyn age::Identity)
+        .collect();
+    let target = reviewer_named(store, &to).await?;
+    let cases = match case {
+        Some(case) => vec![CaseRef::parse(&case)?],
+        None if all => every_case(store).await?,
+        None => anyhow::bail!("name a case with --case, or give --all"),
+    };
+    let tally = grant_with_progress(store, &openers, &cases, &target, "cli:escrow").await?;
+    if tally.not_opened == cases.len() as u64 && !cases.is_empty() {
+        anyhow::bail!(
+            "the identity in {} opened none of the cases: is it the escrow identity of this \
+             instance?",
+            identity.display()
+        );
+    }
+    Ok(())
+}
+
+async fn grant_desk_cases(
+    store: &dyn storage::Store,
+    desk: &str,
+    coordinator: &str,
+    to: &str,
+) -> anyhow::Result<()> {
+    let desk = store
+        .desk_by_slug(desk)
+        .await?
+        .with_context(|| format!("there is no desk `{desk}`"))?;
+    let target = reviewer_named(store, to).await?;
+    let member = store
+        .memberships_of(&target.id)
+        .await?
+        .iter()
+        .any(|membership| membership.desk_id == desk.id);
+    anyhow::ensure!(member, "{to} is not a member of the desk `{}`", desk.slug);
+    let password = read_password(&format!("password of {coordinator}: "))?;
+    let (reviewer, identity) = accounts::unlock_with_password(store, coordinator, password)
+        .await
+        .map_err(|_| anyhow::anyhow!("the username or password is wrong"))?;
+    let coordinates = reviewer.role == Role::Coordinator.as_str()
+        || store
+            .memberships_of(&reviewer.id)
+            .await?
+            .iter()
+            .any(|m| m.desk_id == desk.id && m.role == DeskRole::Coordinator.as_str());
+    anyhow::ensure!(
+        coordinates,
+        "{coordinator} does not coordinate the desk `{}`",
+        desk.slug
+    );
+    let mut cases = Vec::new();
+    let mut filter = storage::CaseFilter {
+        desk_id: Some(desk.id.clone()),
+        limit: 500,
+        ..storage::CaseFilter::default()
+    };
+    loop {
+        let page = store.cases_granted_to(&reviewer.id, &filter).await?;
+        for case in &page {
+            cases.push(CaseRef::parse(&case.id)?);
+        }
+        match page.last() {
+            Some(last) if page.len() as i64 == filter.limit => {
+                filter.after = Some((last.received_on.clone(), last.id.clone()));
+            }
+            _ => break,
+        }
+    }
+    let actor = reviewer.id.clone();
+    grant_with_progress(store, &[&identity], &cases, &target, &actor).await?;
+    Ok(())
+}
+
+async fn grant_with_progress(
+    store: &dyn storage::Store,
+    openers: &[&dyn age::Identity],
+    cases: &[CaseRef],
+    target: &storage::ReviewerRecord,
+    actor: &str,
+) -> anyhow::Result<grants::OfflineTally> {
+    let bar = indicatif::ProgressBar::new(cases.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cases  {eta} left")
+            .context("the progress bar template is malformed")?,
+    );
+    let tally = grants::grant_cases_offline(store, openers, cases, target, actor, || bar.inc(1))
+        .await
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    bar.finish_and_clear();
+    writeln!(
+        std::io::stdout().lock(),
+        "granted {} case(s) to {}; {} held already; {} not opened by the given identity",
+        tally.granted,
+        target.username,
+        tally.already_held,
+        tally.not_opened
+    )?;
+    Ok(tally)
+}
+
+async fn every_case(store: &dyn storage::Store) -> anyhow::Result<Vec<CaseRef>> {
+    let mut cases = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.case_ids(after.as_deref(), 1000).await?;
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        for id in &page {
+            cases.push(CaseRef::parse(id)?);
+        }
+        after = Some(last);
+    }
+    Ok(cases)
+}
+
+async fn reviewer_named(
+    store: &dyn storage::Store,
+    username: &str,
+) -> anyhow::Result<storage::ReviewerRecord> {
+    store
+        .reviewer_by_username(username)
+        .await?
+        .map(|(reviewer, _)| reviewer)
+        .with_context(|| format!("there is no account `{username}`"))
+}
+
+async fn export_identity(
+    store: &dyn storage::Store,
+    username: &str,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let password = read_password(&format!("password of {username}: "))?;
+    let (reviewer, identity) = accounts::unlock_with_password(store, username, password)
+        .await
+        .map_err(|_| anyhow::anyhow!("the username or password is wrong"))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(out).with_context(|| {
+        format!(
+            "could not create {} (it is never overwritten)",
+            out.display()
+        )
+    })?;
+    let secret = identity.to_string();
+    writeln!(
+        file,
+        "# incident-vault reviewer identity of {}\n# public key: {}\n{}",
+        reviewer.username,
+        identity.to_public(),
+        secret.expose_secret()
+    )?;
+    file.sync_all()?;
+    audit::record(
+        store,
+        NewAuditEvent {
+            occurred_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+            actor: "cli".into(),
+            action: "reviewer.identity_exported".into(),
+            target: Some(reviewer.id.clone()),
+            outcome: "success".into(),
+        },
+    )
+    .await?;
+    writeln!(
+        std::io::stdout().lock(),
+        "wrote the identity of {} to {}: keep it encrypted, and delete it when done",
+        reviewer.username,
+        out.display()
+    )?;
+    Ok(())
+}
+
+/// Reads a password: without echo from a terminal, or one line from standard input otherwise
+/// (scripts, tests).
+fn read_password(prompt: &str) -> anyhow::Result<age::secrecy::SecretString> {
+    if std::io::stdin().is_terminal() {
+        let password = rpassword::prompt_password(prompt).context("could not read the password")?;
+        return Ok(password.into());
+    }
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("could not read the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned().into())
 }
 
 fn read_identities(path: &Path) -> anyhow::Result<Vec<Box<dyn age::Identity + Send + Sync>>> {

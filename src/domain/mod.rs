@@ -19,6 +19,6 @@ pub use receipt::{InvalidReceipt, ReceiptCode};
 pub use report::{Report, ReportRejected, ReportWire};
 pub use username::{InvalidUsername, Username};
 pub use vocabulary::{
-    CaseStatus, EntryKind, IncidentType, MechanismKind, OccurredAtPrecision, PerpetratorKind,
-    SgReportConsent,
+    AccountStatus, CaseStatus, DeskRole, EntryKind, IncidentType, MechanismKind,
+    OccurredAtPrecision, PerpetratorKind, Role, SgReportConsent,
 };

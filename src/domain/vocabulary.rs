@@ -3,11 +3,11 @@
 
 /// Declares a closed vocabulary: an enum whose serde names, `as_str`, `parse` and `ALL` agree.
 macro_rules! vocabulary {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         pub enum $name {
-            $(#[serde(rename = $text)] $variant),+
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }
 
         impl $name {
@@ -114,6 +114,40 @@ vocabulary! {
         AwaitingReporter => "awaiting_reporter",
         Referred => "referred",
         Closed => "closed",
+    }
+}
+
+vocabulary! {
+    /// What an account may do (issue 3). A role alone never reveals case content: reading needs a
+    /// grant, whatever the role.
+    Role {
+        /// Manages accounts, desks and memberships; reads the audit log.
+        Admin => "admin",
+        /// Grants and revokes the cases they can read, on any desk.
+        Coordinator => "coordinator",
+        /// Reads the cases granted to them.
+        Reviewer => "reviewer",
+        /// Reads the audit log; nothing else.
+        Auditor => "auditor",
+    }
+}
+
+vocabulary! {
+    /// A member's role on one desk. A desk coordinator grants and revokes that desk's cases.
+    DeskRole {
+        Coordinator => "coordinator",
+        Member => "member",
+    }
+}
+
+vocabulary! {
+    /// Whether an account may log in.
+    AccountStatus {
+        /// Enrolled, TOTP not yet confirmed.
+        Pending => "pending",
+        Active => "active",
+        /// Disabled by an admin: no login, no session, no new grants at intake.
+        Disabled => "disabled",
     }
 }
 

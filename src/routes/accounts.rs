@@ -13,7 +13,9 @@ use crate::domain::password::Password;
 use crate::domain::username::Username;
 use crate::error::ApiError;
 use crate::services::Vault;
-use crate::services::accounts::{AccountError, SESSION_ABSOLUTE_SECONDS};
+use crate::services::accounts::{
+    AccountError, AuthenticatedReviewer, NewSession, SESSION_ABSOLUTE_SECONDS,
+};
 
 /// The session cookie: `__Host-` pins it to this origin, over HTTPS, for every path.
 pub const SESSION_COOKIE: &str = "__Host-iv_session";
@@ -35,6 +37,28 @@ struct ConfirmRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct StepUpRequest {
+    password: SecretString,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChangeRequest {
+    current_password: SecretString,
+    new_password: SecretString,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoverRequest {
+    username: String,
+    recovery_code: SecretString,
+    totp: SecretString,
+    new_password: SecretString,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct LoginRequest {
     username: String,
     password: SecretString,
@@ -51,6 +75,16 @@ pub(super) fn account_error(error: AccountError) -> ApiError {
         AccountError::UsernameTaken => {
             ApiError::invalid_field("username_taken", "username", "is taken; choose another")
         }
+        AccountError::UsernameMismatch => ApiError::invalid_field(
+            "username_mismatch",
+            "username",
+            "must be the username the invitation was made for",
+        ),
+        AccountError::WrongPassword => ApiError::invalid_field(
+            "wrong_password",
+            "password",
+            "is wrong; repeated failures lock the account for a while",
+        ),
         AccountError::InvalidTotp => ApiError::invalid_field(
             "invalid_totp",
             "totp",
@@ -127,6 +161,12 @@ pub async fn login(
         .login(&body.username, body.password, body.totp)
         .await
         .map_err(account_error)?;
+    Ok(session_response(&session, None))
+}
+
+/// The answer that starts a session: the token in JSON for API clients, and the same token in an
+/// HttpOnly cookie for browsers.
+fn session_response(session: &NewSession, recovery_code: Option<&SecretString>) -> HttpResponse {
     let cookie = Cookie::build(SESSION_COOKIE, session.token.expose_secret().to_owned())
         .path("/")
         .secure(true)
@@ -136,12 +176,110 @@ pub async fn login(
             SESSION_ABSOLUTE_SECONDS,
         ))
         .finish();
-    Ok(HttpResponse::Ok().cookie(cookie).json(json!({
+    let mut body = json!({
         "token": session.token.expose_secret(),
         "expires_at": time::OffsetDateTime::from_unix_timestamp(session.expires_at)
             .ok()
             .and_then(|moment| moment.format(&time::format_description::well_known::Rfc3339).ok()),
-    })))
+    });
+    if let Some(code) = recovery_code {
+        body["recovery_code"] = json!(code.expose_secret());
+    }
+    HttpResponse::Ok().cookie(cookie).json(body)
+}
+
+fn removed_session_cookie() -> Cookie<'static> {
+    let mut removal = Cookie::build(SESSION_COOKIE, "")
+        .path("/")
+        .secure(true)
+        .http_only(true)
+        .finish();
+    removal.make_removal();
+    removal
+}
+
+/// The reviewer behind the request's session, with their identity open for this request.
+pub async fn authenticated(
+    request: &HttpRequest,
+    vault: &Vault,
+) -> Result<AuthenticatedReviewer, ApiError> {
+    let credential =
+        session_credential(request)?.ok_or_else(|| account_error(AccountError::NoSession))?;
+    vault
+        .authenticate(credential.token.expose_secret())
+        .await
+        .map_err(account_error)
+}
+
+/// The password entered again within a session: granting a case needs one in the last 5 minutes.
+#[post("/auth/step-up")]
+pub async fn step_up(
+    request: HttpRequest,
+    payload: web::Payload,
+    vault: web::Data<Vault>,
+    limits: web::Data<RequestLimits>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticated(&request, &vault).await?;
+    let body: StepUpRequest = read_json(&request, payload, &limits).await?;
+    vault
+        .step_up(&caller, body.password)
+        .await
+        .map_err(account_error)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Changes the caller's password. Every session of the account ends, this one too.
+#[post("/auth/password")]
+pub async fn change_password(
+    request: HttpRequest,
+    payload: web::Payload,
+    vault: web::Data<Vault>,
+    limits: web::Data<RequestLimits>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticated(&request, &vault).await?;
+    let body: PasswordChangeRequest = read_json(&request, payload, &limits).await?;
+    let new_password =
+        Password::parse(body.new_password.expose_secret(), &caller.reviewer.username).map_err(
+            |error| ApiError::invalid_field("weak_password", "new_password", error.to_string()),
+        )?;
+    vault
+        .change_password(&caller, body.current_password, new_password)
+        .await
+        .map_err(|error| match error {
+            AccountError::WrongPassword => ApiError::invalid_field(
+                "wrong_password",
+                "current_password",
+                "is wrong; repeated failures lock the account for a while",
+            ),
+            other => account_error(other),
+        })?;
+    Ok(HttpResponse::NoContent()
+        .cookie(removed_session_cookie())
+        .finish())
+}
+
+/// The recovery code replaces a forgotten password, once; the TOTP code is still needed. Gives a
+/// session and a new recovery code.
+#[post("/auth/recover")]
+pub async fn recover(
+    request: HttpRequest,
+    payload: web::Payload,
+    vault: web::Data<Vault>,
+    limits: web::Data<RequestLimits>,
+) -> Result<HttpResponse, ApiError> {
+    let body: RecoverRequest = read_json(&request, payload, &limits).await?;
+    let new_password =
+        Password::parse(body.new_password.expose_secret(), &body.username).map_err(|error| {
+            ApiError::invalid_field("weak_password", "new_password", error.to_string())
+        })?;
+    let recovered = vault
+        .recover(&body.username, body.recovery_code, body.totp, new_password)
+        .await
+        .map_err(account_error)?;
+    Ok(session_response(
+        &recovered.session,
+        Some(&recovered.recovery_code),
+    ))
 }
 
 /// Ends the caller's session and clears the cookie.
@@ -156,13 +294,9 @@ pub async fn logout(
             .await
             .map_err(account_error)?;
     }
-    let mut removal = Cookie::build(SESSION_COOKIE, "")
-        .path("/")
-        .secure(true)
-        .http_only(true)
-        .finish();
-    removal.make_removal();
-    Ok(HttpResponse::NoContent().cookie(removal).finish())
+    Ok(HttpResponse::NoContent()
+        .cookie(removed_session_cookie())
+        .finish())
 }
 
 /// A session token from `Authorization: Bearer` or the session cookie.

@@ -1,16 +1,18 @@
 //! The triage list and reading one case (issue 3, item 6). A case the caller holds no grant for
 //! is a 404, whatever their role: a role alone never reveals content.
 
-use actix_web::{HttpRequest, HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::accounts::{account_error, session_credential};
+use super::RequestLimits;
+use super::accounts::authenticated;
+use super::body::read_json;
 use crate::domain::{CaseRef, CaseStatus, IncidentType, MechanismKind};
 use crate::error::ApiError;
 use crate::services::Vault;
-use crate::services::accounts::{AccountError, AuthenticatedReviewer};
 use crate::services::cases::{CaseListQuery, ReadCaseError};
+use crate::services::grants::{GrantError, GrantOutcome};
 
 /// Largest page of the triage list.
 const MAX_PAGE: i64 = 100;
@@ -29,13 +31,54 @@ struct ListParameters {
     limit: Option<i64>,
 }
 
-async fn reviewer(request: &HttpRequest, vault: &Vault) -> Result<AuthenticatedReviewer, ApiError> {
-    let credential =
-        session_credential(request)?.ok_or_else(|| account_error(AccountError::NoSession))?;
-    vault
-        .authenticate(age::secrecy::ExposeSecret::expose_secret(&credential.token))
-        .await
-        .map_err(account_error)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantRequest {
+    /// The username of the reviewer who receives the grant.
+    reviewer: String,
+}
+
+fn case_not_found() -> ApiError {
+    ApiError::NotFound {
+        code: "case_not_found",
+        message: "There is no such case, or you hold no grant for it.".into(),
+    }
+}
+
+pub(super) fn grant_error(error: GrantError) -> ApiError {
+    match error {
+        GrantError::CaseNotFound => case_not_found(),
+        GrantError::NotCoordinator => ApiError::Forbidden {
+            code: "forbidden",
+            message: "Only a coordinator grants and revokes access.".into(),
+        },
+        GrantError::StepUpRequired => ApiError::Forbidden {
+            code: "step_up_required",
+            message: "Enter your password again (POST /api/v1/auth/step-up), then retry within \
+                      5 minutes."
+                .into(),
+        },
+        GrantError::Ineligible(why) => {
+            ApiError::invalid_field("ineligible_grantee", "reviewer", why)
+        }
+        GrantError::GrantNotFound => ApiError::NotFound {
+            code: "grant_not_found",
+            message: "That reviewer holds no grant for this case.".into(),
+        },
+        GrantError::UnknownDesk => ApiError::NotFound {
+            code: "desk_not_found",
+            message: "There is no desk of that name.".into(),
+        },
+        GrantError::Saturated => ApiError::Unavailable {
+            code: "busy",
+            message: "The server is busy sealing. Please retry shortly.".into(),
+        },
+        GrantError::Internal(cause) => ApiError::Internal(cause),
+    }
+}
+
+fn parse_case_ref(text: &str) -> Result<CaseRef, ApiError> {
+    CaseRef::parse(text).map_err(|_| case_not_found())
 }
 
 fn vocabulary_filter(
@@ -72,7 +115,7 @@ pub async fn list_cases(
     query: web::Query<ListParameters>,
     vault: web::Data<Vault>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = reviewer(&request, &vault).await?;
+    let caller = authenticated(&request, &vault).await?;
     let parameters = query.into_inner();
     let limit = parameters.limit.unwrap_or(50);
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -151,17 +194,13 @@ pub async fn read_case(
     path: web::Path<String>,
     vault: web::Data<Vault>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = reviewer(&request, &vault).await?;
-    let not_found = || ApiError::NotFound {
-        code: "case_not_found",
-        message: "There is no such case, or you hold no grant for it.".into(),
-    };
-    let case_ref = CaseRef::parse(&path.into_inner()).map_err(|_| not_found())?;
+    let caller = authenticated(&request, &vault).await?;
+    let case_ref = parse_case_ref(&path.into_inner())?;
     let case = vault
         .read_case(&caller, &case_ref)
         .await
         .map_err(|error| match error {
-            ReadCaseError::NotGranted => not_found(),
+            ReadCaseError::NotGranted => case_not_found(),
             ReadCaseError::Internal(cause) => ApiError::Internal(cause),
         })?;
     Ok(HttpResponse::Ok().json(json!({
@@ -177,4 +216,65 @@ pub async fn read_case(
         "attachments": [],
         "links": [],
     })))
+}
+
+/// Grants a case to another reviewer: a coordinator who can read it seals its key again for them.
+/// Needs a step-up in the last 5 minutes. 201 when granted, 200 when they held it already.
+#[post("/cases/{case_ref}/grants")]
+pub async fn grant_case(
+    request: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    vault: web::Data<Vault>,
+    limits: web::Data<RequestLimits>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticated(&request, &vault).await?;
+    let case_ref = parse_case_ref(&path.into_inner())?;
+    let body: GrantRequest = read_json(&request, payload, &limits).await?;
+    let outcome = vault
+        .grant_case(&caller, &case_ref, &body.reviewer)
+        .await
+        .map_err(grant_error)?;
+    let answer = json!({"case_ref": case_ref.as_str(), "reviewer": body.reviewer});
+    Ok(match outcome {
+        GrantOutcome::Granted => HttpResponse::Created().json(answer),
+        GrantOutcome::AlreadyHeld => HttpResponse::Ok().json(answer),
+    })
+}
+
+/// Revokes a reviewer's access: their grants go, and the case is re-keyed so that nothing added
+/// later opens with what they held.
+#[delete("/cases/{case_ref}/grants/{reviewer}")]
+pub async fn revoke_grant(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    vault: web::Data<Vault>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticated(&request, &vault).await?;
+    let (case_ref, reviewer) = path.into_inner();
+    let case_ref = parse_case_ref(&case_ref)?;
+    vault
+        .revoke_grant(&caller, &case_ref, &reviewer)
+        .await
+        .map_err(grant_error)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Grants every case of a desk that the caller can read to a member of that desk, as a batch.
+/// Needs a step-up in the last 5 minutes.
+#[post("/desks/{slug}/grants")]
+pub async fn grant_desk_cases(
+    request: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    vault: web::Data<Vault>,
+    limits: web::Data<RequestLimits>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticated(&request, &vault).await?;
+    let body: GrantRequest = read_json(&request, payload, &limits).await?;
+    let tally = vault
+        .grant_desk_cases(&caller, &path.into_inner(), &body.reviewer)
+        .await
+        .map_err(grant_error)?;
+    Ok(HttpResponse::Ok().json(tally))
 }

@@ -1,6 +1,7 @@
 //! HTTP resources, one file each: DTO → domain type → service call. No SQL, no crypto here.
 
 mod accounts;
+mod admin;
 mod body;
 mod cases;
 mod health;
@@ -32,8 +33,21 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .service(accounts::confirm_enrolment)
                 .service(accounts::login)
                 .service(accounts::logout)
+                .service(accounts::step_up)
+                .service(accounts::change_password)
+                .service(accounts::recover)
                 .service(cases::list_cases)
-                .service(cases::read_case),
+                .service(cases::read_case)
+                .service(cases::grant_case)
+                .service(cases::revoke_grant)
+                .service(cases::grant_desk_cases)
+                .service(admin::invite)
+                .service(admin::list_accounts)
+                .service(admin::change_account)
+                .service(admin::list_desks)
+                .service(admin::create_desk)
+                .service(admin::set_desk_members)
+                .service(admin::audit_log),
         )
         .default_service(web::to(not_found));
 }

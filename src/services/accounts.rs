@@ -5,9 +5,10 @@
 
 use age::secrecy::{ExposeSecret, SecretString};
 use anyhow::Context;
-use sha2::{Digest, Sha256};
 
+use super::admin::enrolment_token_hash;
 use super::{Vault, today, unix_now};
+use crate::crypto::kdf::Argon2Params;
 use crate::crypto::pool::PoolError;
 use crate::crypto::reviewer_key::{
     RecoveryCode, derive_recovery_wrap_key, derive_reviewer_keys, new_salt, open_identity,
@@ -16,10 +17,10 @@ use crate::crypto::reviewer_key::{
 use crate::crypto::session::{SessionToken, open_identity_for_session, seal_identity_for_session};
 use crate::crypto::symmetric::SymmetricKey;
 use crate::crypto::totp::{self, TotpSecret, open_totp_secret, seal_totp_secret};
-use crate::domain::EntryId;
 use crate::domain::desk::DEFAULT_DESK_SLUG;
 use crate::domain::password::Password;
 use crate::domain::username::Username;
+use crate::domain::{EntryId, Role};
 use crate::services::audit;
 use crate::storage::{
     EnrolmentRecord, NewAuditEvent, ReviewerRecord, ReviewerSecretsRecord, SessionRecord, Store,
@@ -36,6 +37,8 @@ pub const SESSION_IDLE_SECONDS: i64 = 30 * 60;
 const FREE_FAILURES: i64 = 3;
 /// The longest lock-out after repeated failures.
 const MAX_LOCK_SECONDS: i64 = 15 * 60;
+/// How long a step-up (the password entered again within a session) allows sensitive actions.
+pub const STEP_UP_SECONDS: i64 = 5 * 60;
 /// The issuer shown in authenticator apps.
 const TOTP_ISSUER: &str = "incident-vault";
 
@@ -46,10 +49,14 @@ pub enum AccountError {
     InvalidToken,
     #[error("this username is taken")]
     UsernameTaken,
+    #[error("the invitation was made for another username")]
+    UsernameMismatch,
     #[error("the TOTP code is wrong or was used already")]
     InvalidTotp,
     #[error("the username, password or TOTP code is wrong, or the account is locked")]
     LoginFailed,
+    #[error("the password is wrong")]
+    WrongPassword,
     #[error("the session is unknown, expired or ended")]
     NoSession,
     #[error("too many logins are being checked right now")]
@@ -87,20 +94,23 @@ pub struct NewSession {
 pub struct AuthenticatedReviewer {
     pub reviewer: ReviewerRecord,
     pub identity: age::x25519::Identity,
+    /// The session's lookup hash.
+    pub session_hash: [u8; 32],
+    /// When the password was last re-entered in this session (step-up), Unix seconds.
+    pub stepped_up_at: Option<i64>,
 }
 
-/// SHA-256 of an enrolment token, domain-separated: the stored lookup.
-fn enrolment_hash(token: &str) -> Vec<u8> {
-    let mut hasher = Sha256::new();
-    hasher.update(b"incident-vault/enrolment/v1\0");
-    hasher.update(
-        token
-            .trim()
-            .to_ascii_uppercase()
-            .replace(['-', ' '], "")
-            .as_bytes(),
-    );
-    hasher.finalize().to_vec()
+impl AuthenticatedReviewer {
+    /// The account's role; an unknown spelling in the database counts as the least privileged.
+    pub fn role(&self) -> Role {
+        Role::parse(&self.reviewer.role).unwrap_or(Role::Reviewer)
+    }
+
+    /// Whether the password was re-entered in this session within [`STEP_UP_SECONDS`].
+    pub fn has_fresh_step_up(&self, now: i64) -> bool {
+        self.stepped_up_at
+            .is_some_and(|at| at <= now && now - at <= STEP_UP_SECONDS)
+    }
 }
 
 /// The key that seals the pending TOTP secret between the two enrolment steps.
@@ -132,7 +142,7 @@ pub async fn issue_setup_code(store: &dyn Store) -> Result<Option<SecretString>,
         .context("the default desk is missing")?;
     let code = RecoveryCode::generate().formatted();
     let enrolment = EnrolmentRecord {
-        token_hash: enrolment_hash(code.expose_secret()),
+        token_hash: enrolment_token_hash(code.expose_secret()),
         kind: "setup".into(),
         role: "admin".into(),
         desk_ids: format!("{}:coordinator", desk.id),
@@ -140,6 +150,7 @@ pub async fn issue_setup_code(store: &dyn Store) -> Result<Option<SecretString>,
         pending_totp: None,
         expires_at: unix_now() + SETUP_CODE_TTL_SECONDS,
         spent: false,
+        username: None,
     };
     if !store.replace_setup_code(&enrolment).await? {
         return Ok(None);
@@ -162,7 +173,7 @@ impl Vault {
         username: Username,
         password: Password,
     ) -> Result<EnrolmentStarted, AccountError> {
-        let token_hash = enrolment_hash(token);
+        let token_hash = enrolment_token_hash(token);
         let now = unix_now();
         let enrolment = self
             .store
@@ -171,6 +182,13 @@ impl Vault {
             .filter(|enrolment| !enrolment.spent && enrolment.reviewer_id.is_none())
             .filter(|enrolment| enrolment.expires_at > now)
             .ok_or(AccountError::InvalidToken)?;
+        if enrolment
+            .username
+            .as_deref()
+            .is_some_and(|invited| invited != username.as_str())
+        {
+            return Err(AccountError::UsernameMismatch);
+        }
         let memberships: Vec<(String, String)> = enrolment
             .desk_ids
             .split_whitespace()
@@ -210,6 +228,11 @@ impl Vault {
                     must_change_password: false,
                     failed_logins: 0,
                     locked_until: 0,
+                    recovery_sealed_totp: Some(seal_totp_secret(
+                        &totp_secret,
+                        &recovery_key,
+                        &reviewer_id,
+                    )),
                 };
                 let pending_totp =
                     pending_key.seal(reviewer_id.as_bytes(), totp_secret.expose_bytes());
@@ -271,7 +294,7 @@ impl Vault {
 
     /// Confirms enrolment with a first TOTP code; the account becomes active.
     pub async fn confirm_enrolment(&self, token: &str, code: &str) -> Result<(), AccountError> {
-        let token_hash = enrolment_hash(token);
+        let token_hash = enrolment_token_hash(token);
         let enrolment = self
             .store
             .enrolment(&token_hash)
@@ -321,8 +344,8 @@ impl Vault {
             Some((_, secrets)) => (secrets.password_salt.clone(), secrets.kdf_params.clone()),
             None => (vec![0u8; 16], params.encode()),
         };
-        let params = crate::crypto::kdf::Argon2Params::decode(&stored_params)
-            .context("stored KDF parameters are malformed")?;
+        let params =
+            Argon2Params::decode(&stored_params).context("stored KDF parameters are malformed")?;
         let keys = self
             .crypto
             .run(move || derive_reviewer_keys(password.expose_secret().as_bytes(), &salt, &params))
@@ -335,17 +358,17 @@ impl Vault {
         };
         let refuse = |reason: &'static str| self.refuse_login(&reviewer, &secrets, now, reason);
         if reviewer.status != "active" {
-            return refuse("inactive").await;
+            return Err(refuse("inactive").await);
         }
         if secrets.locked_until > now {
-            return refuse("locked").await;
+            return Err(refuse("locked").await);
         }
         if !verifier_matches(&secrets.login_verifier, &keys.login_verifier) {
-            return refuse("bad_password").await;
+            return Err(refuse("bad_password").await);
         }
         let Ok(totp_secret) = open_totp_secret(&secrets.sealed_totp, &keys.wrap_key, &reviewer.id)
         else {
-            return refuse("sealed_totp_unreadable").await;
+            return Err(refuse("sealed_totp_unreadable").await);
         };
         let last_step = secrets.totp_last_step.map(|step| step.max(0) as u64);
         let Some(step) = totp::verify(
@@ -354,7 +377,7 @@ impl Vault {
             now.max(0) as u64,
             last_step,
         ) else {
-            return refuse("bad_totp").await;
+            return Err(refuse("bad_totp").await);
         };
         match self
             .store
@@ -362,54 +385,36 @@ impl Vault {
             .await
         {
             Ok(()) => {}
-            Err(StoreError::Conflict(_)) => return refuse("totp_replay").await,
+            Err(StoreError::Conflict(_)) => return Err(refuse("totp_replay").await),
             Err(error) => return Err(error.into()),
         }
         let identity = open_identity(&secrets.sealed_identity, &keys.wrap_key, &reviewer.id)
             .context("the sealed identity does not open with a correct password")?;
-        let token = SessionToken::generate();
-        let expires_at = now + SESSION_ABSOLUTE_SECONDS;
-        self.store
-            .insert_session(&SessionRecord {
-                token_hash: token.lookup_hash().to_vec(),
-                reviewer_id: reviewer.id.clone(),
-                created_at: now,
-                last_seen_at: now,
-                expires_at,
-                sealed_identity: seal_identity_for_session(&identity, &token, &reviewer.id),
-            })
-            .await?;
+        let session = self.open_session(&reviewer, &identity, now).await?;
         audit::record(
             self.store.as_ref(),
             audit_event(&reviewer.id, "login", None, "success"),
         )
         .await?;
-        Ok(NewSession {
-            token: token.to_text(),
-            expires_at,
-        })
+        Ok(session)
     }
 
-    /// Counts a failed login, locks the account for a doubling delay after a few, audits it.
+    /// Counts a failed login, locks the account for a doubling delay after a few, audits it, and
+    /// gives the one generic error (or the storage error that stopped it).
     async fn refuse_login(
         &self,
         reviewer: &ReviewerRecord,
         secrets: &ReviewerSecretsRecord,
         now: i64,
         reason: &'static str,
-    ) -> Result<NewSession, AccountError> {
-        let failures = secrets.failed_logins + 1;
-        let locked_until = if failures > FREE_FAILURES {
-            let exponent = (failures - FREE_FAILURES - 1).min(20) as u32;
-            now + (1i64 << exponent).min(MAX_LOCK_SECONDS)
-        } else {
-            0
-        };
-        self.store
-            .record_login_failure(&reviewer.id, locked_until)
-            .await?;
-        self.audit_login(&reviewer.id, reason).await?;
-        Err(AccountError::LoginFailed)
+    ) -> AccountError {
+        if let Err(error) = self.count_failure(&reviewer.id, secrets, now).await {
+            return error;
+        }
+        if let Err(error) = self.audit_login(&reviewer.id, reason).await {
+            return error;
+        }
+        AccountError::LoginFailed
     }
 
     async fn audit_login(&self, actor: &str, reason: &str) -> Result<(), AccountError> {
@@ -441,7 +446,12 @@ impl Vault {
         if now - session.last_seen_at >= 60 {
             self.store.touch_session(&hash, now).await?;
         }
-        Ok(AuthenticatedReviewer { reviewer, identity })
+        Ok(AuthenticatedReviewer {
+            reviewer,
+            identity,
+            session_hash: hash,
+            stepped_up_at: session.stepped_up_at,
+        })
     }
 
     /// Ends a session. Unknown tokens are ignored: logging out twice is fine.
@@ -450,5 +460,359 @@ impl Vault {
             self.store.delete_session(&token.lookup_hash()).await?;
         }
         Ok(())
+    }
+}
+
+/// What a recovery gives back: a session, and a fresh recovery code (the old one is spent).
+pub struct Recovered {
+    pub session: NewSession,
+    pub recovery_code: SecretString,
+}
+
+/// Opens a reviewer's identity with their password, for the offline tools (`reviewer
+/// export-identity`, batch grants from the command line). Runs one argon2id on the blocking pool.
+/// Every failure is [`AccountError::LoginFailed`], and is audited.
+pub async fn unlock_with_password(
+    store: &dyn Store,
+    username: &str,
+    password: SecretString,
+) -> Result<(ReviewerRecord, age::x25519::Identity), AccountError> {
+    let found = store.reviewer_by_username(username).await?;
+    let Some((reviewer, secrets)) = found else {
+        return Err(AccountError::LoginFailed);
+    };
+    let params =
+        Argon2Params::decode(&secrets.kdf_params).context("stored KDF parameters are malformed")?;
+    let salt = secrets.password_salt.clone();
+    let keys = tokio::task::spawn_blocking(move || {
+        derive_reviewer_keys(password.expose_secret().as_bytes(), &salt, &params)
+    })
+    .await
+    .context("the password KDF was aborted")?
+    .context("the password KDF failed")?;
+    let opened = verifier_matches(&secrets.login_verifier, &keys.login_verifier)
+        .then(|| open_identity(&secrets.sealed_identity, &keys.wrap_key, &reviewer.id).ok())
+        .flatten();
+    let outcome = if opened.is_some() {
+        "success"
+    } else {
+        "failure"
+    };
+    audit::record(
+        store,
+        audit_event(
+            "cli",
+            "reviewer.identity_unlocked",
+            Some(&reviewer.id),
+            outcome,
+        ),
+    )
+    .await?;
+    opened
+        .map(|identity| (reviewer, identity))
+        .ok_or(AccountError::LoginFailed)
+}
+
+impl Vault {
+    /// Creates a session for a reviewer whose identity is open.
+    async fn open_session(
+        &self,
+        reviewer: &ReviewerRecord,
+        identity: &age::x25519::Identity,
+        now: i64,
+    ) -> Result<NewSession, AccountError> {
+        let token = SessionToken::generate();
+        let expires_at = now + SESSION_ABSOLUTE_SECONDS;
+        self.store
+            .insert_session(&SessionRecord {
+                token_hash: token.lookup_hash().to_vec(),
+                reviewer_id: reviewer.id.clone(),
+                created_at: now,
+                last_seen_at: now,
+                expires_at,
+                sealed_identity: seal_identity_for_session(identity, &token, &reviewer.id),
+                stepped_up_at: None,
+            })
+            .await?;
+        Ok(NewSession {
+            token: token.to_text(),
+            expires_at,
+        })
+    }
+
+    /// The password entered again within a session (step-up): sensitive actions such as granting
+    /// a case need one within [`STEP_UP_SECONDS`]. A wrong password counts as a failed login.
+    pub async fn step_up(
+        &self,
+        caller: &AuthenticatedReviewer,
+        password: SecretString,
+    ) -> Result<(), AccountError> {
+        let now = unix_now();
+        let secrets = self
+            .store
+            .reviewer_secrets(&caller.reviewer.id)
+            .await?
+            .context("an authenticated reviewer has no login material")?;
+        let matches = self.password_matches(&secrets, password).await?.is_some();
+        if !matches || secrets.locked_until > now {
+            self.count_failure(&caller.reviewer.id, &secrets, now)
+                .await?;
+            audit::record(
+                self.store.as_ref(),
+                audit_event(&caller.reviewer.id, "session.step_up", None, "failure"),
+            )
+            .await?;
+            return Err(AccountError::WrongPassword);
+        }
+        self.store.record_step_up(&caller.session_hash, now).await?;
+        audit::record(
+            self.store.as_ref(),
+            audit_event(&caller.reviewer.id, "session.step_up", None, "success"),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Changes the caller's password: the identity and TOTP secret are sealed again under the new
+    /// password's wrap key, and every session of the account ends (this one too). The KDF
+    /// parameters stay those stored, because the recovery code was derived with them.
+    pub async fn change_password(
+        &self,
+        caller: &AuthenticatedReviewer,
+        current: SecretString,
+        new_password: Password,
+    ) -> Result<(), AccountError> {
+        let now = unix_now();
+        let reviewer_id = caller.reviewer.id.clone();
+        let stored = self
+            .store
+            .reviewer_secrets(&reviewer_id)
+            .await?
+            .context("an authenticated reviewer has no login material")?;
+        let Some(old_keys) = self.password_matches(&stored, current).await? else {
+            self.count_failure(&reviewer_id, &stored, now).await?;
+            audit::record(
+                self.store.as_ref(),
+                audit_event(&reviewer_id, "account.password_change", None, "failure"),
+            )
+            .await?;
+            return Err(AccountError::WrongPassword);
+        };
+        let params = Argon2Params::decode(&stored.kdf_params)
+            .context("stored KDF parameters are malformed")?;
+        let identity = caller.identity.clone();
+        let expected_verifier = stored.login_verifier.clone();
+        let id = reviewer_id.clone();
+        let replacement = self
+            .crypto
+            .run(move || -> Result<ReviewerSecretsRecord, AccountError> {
+                let totp_secret = open_totp_secret(&stored.sealed_totp, &old_keys.wrap_key, &id)
+                    .context("the TOTP secret does not open with a correct password")?;
+                let salt = new_salt();
+                let keys = derive_reviewer_keys(new_password.as_bytes(), &salt, &params)
+                    .context("the password KDF failed")?;
+                Ok(ReviewerSecretsRecord {
+                    password_salt: salt.to_vec(),
+                    login_verifier: keys.login_verifier.to_vec(),
+                    sealed_identity: seal_identity(&identity, &keys.wrap_key, &id),
+                    sealed_totp: seal_totp_secret(&totp_secret, &keys.wrap_key, &id),
+                    must_change_password: false,
+                    ..stored
+                })
+            })
+            .await
+            .map_err(pool_error)??;
+        match self
+            .store
+            .replace_login_secrets(&replacement, &expected_verifier)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Err(AccountError::WrongPassword),
+            Err(error) => return Err(error.into()),
+        }
+        audit::record(
+            self.store.as_ref(),
+            audit_event(&reviewer_id, "account.password_change", None, "success"),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The recovery code replaces a forgotten password, once. The TOTP code is still required.
+    /// Everything is sealed again under the new password and a new recovery code (returned), every
+    /// other session ends, and a new session starts. Failures are one generic error, counted and
+    /// audited like failed logins.
+    pub async fn recover(
+        &self,
+        username: &str,
+        recovery_code: SecretString,
+        code: SecretString,
+        new_password: Password,
+    ) -> Result<Recovered, AccountError> {
+        let now = unix_now();
+        let found = self.store.reviewer_by_username(username).await?;
+        let parsed = RecoveryCode::parse(recovery_code.expose_secret()).ok();
+        let (salt, stored_params) = match &found {
+            Some((_, secrets)) => (secrets.recovery_salt.clone(), secrets.kdf_params.clone()),
+            None => (vec![0u8; 16], self.argon2.encode()),
+        };
+        let params =
+            Argon2Params::decode(&stored_params).context("stored KDF parameters are malformed")?;
+        let recovery_key = self
+            .crypto
+            .run(move || {
+                // A malformed code costs the same work as a wrong one.
+                let fallback = RecoveryCode::generate();
+                let code = parsed.as_ref().unwrap_or(&fallback);
+                derive_recovery_wrap_key(code, &salt, &params).map(|key| (key, parsed.is_some()))
+            })
+            .await
+            .map_err(pool_error)?
+            .context("the recovery KDF failed")?;
+        let (recovery_key, well_formed) = recovery_key;
+        let Some((reviewer, secrets)) = found else {
+            self.audit_login("unknown", "unknown_user").await?;
+            return Err(AccountError::LoginFailed);
+        };
+        let refuse = |reason: &'static str| self.refuse_login(&reviewer, &secrets, now, reason);
+        if reviewer.status != "active" {
+            return Err(refuse("inactive").await);
+        }
+        if secrets.locked_until > now {
+            return Err(refuse("locked").await);
+        }
+        let opened = well_formed
+            .then(|| {
+                let identity = secrets
+                    .recovery_sealed_identity
+                    .as_deref()
+                    .map(|sealed| open_identity(sealed, &recovery_key, &reviewer.id))?;
+                let totp = secrets
+                    .recovery_sealed_totp
+                    .as_deref()
+                    .map(|sealed| open_totp_secret(sealed, &recovery_key, &reviewer.id))?;
+                Some((identity.ok()?, totp.ok()?))
+            })
+            .flatten();
+        let Some((identity, totp_secret)) = opened else {
+            return Err(refuse("bad_recovery_code").await);
+        };
+        let last_step = secrets.totp_last_step.map(|step| step.max(0) as u64);
+        let Some(step) = totp::verify(
+            &totp_secret,
+            code.expose_secret(),
+            now.max(0) as u64,
+            last_step,
+        ) else {
+            return Err(refuse("bad_totp").await);
+        };
+        match self
+            .store
+            .record_login_success(&reviewer.id, step as i64)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(refuse("totp_replay").await);
+            }
+            Err(error) => return Err(error.into()),
+        }
+        let params = self.argon2;
+        let id = reviewer.id.clone();
+        let sealed_identity = identity.clone();
+        let stored = secrets.clone();
+        let (replacement, new_recovery) = self
+            .crypto
+            .run(move || -> Result<_, AccountError> {
+                let salt = new_salt();
+                let keys = derive_reviewer_keys(new_password.as_bytes(), &salt, &params)
+                    .context("the password KDF failed")?;
+                let recovery = RecoveryCode::generate();
+                let recovery_salt = new_salt();
+                let recovery_key = derive_recovery_wrap_key(&recovery, &recovery_salt, &params)
+                    .context("the recovery KDF failed")?;
+                let replacement = ReviewerSecretsRecord {
+                    kdf_params: params.encode(),
+                    password_salt: salt.to_vec(),
+                    login_verifier: keys.login_verifier.to_vec(),
+                    sealed_identity: seal_identity(&sealed_identity, &keys.wrap_key, &id),
+                    sealed_totp: seal_totp_secret(&totp_secret, &keys.wrap_key, &id),
+                    recovery_salt: recovery_salt.to_vec(),
+                    recovery_sealed_identity: Some(seal_identity(
+                        &sealed_identity,
+                        &recovery_key,
+                        &id,
+                    )),
+                    recovery_sealed_totp: Some(seal_totp_secret(&totp_secret, &recovery_key, &id)),
+                    must_change_password: false,
+                    ..stored
+                };
+                Ok((replacement, recovery.formatted()))
+            })
+            .await
+            .map_err(pool_error)??;
+        match self
+            .store
+            .replace_login_secrets(&replacement, &secrets.login_verifier)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Err(AccountError::LoginFailed),
+            Err(error) => return Err(error.into()),
+        }
+        let session = self.open_session(&reviewer, &identity, now).await?;
+        audit::record(
+            self.store.as_ref(),
+            audit_event(&reviewer.id, "account.recovered", None, "success"),
+        )
+        .await?;
+        Ok(Recovered {
+            session,
+            recovery_code: new_recovery,
+        })
+    }
+
+    /// Runs the password KDF against stored material; the keys when the password is right.
+    async fn password_matches(
+        &self,
+        secrets: &ReviewerSecretsRecord,
+        password: SecretString,
+    ) -> Result<Option<crate::crypto::reviewer_key::ReviewerKeys>, AccountError> {
+        let params = Argon2Params::decode(&secrets.kdf_params)
+            .context("stored KDF parameters are malformed")?;
+        let salt = secrets.password_salt.clone();
+        let keys = self
+            .crypto
+            .run(move || derive_reviewer_keys(password.expose_secret().as_bytes(), &salt, &params))
+            .await
+            .map_err(pool_error)?
+            .context("the password KDF failed")?;
+        Ok(verifier_matches(&secrets.login_verifier, &keys.login_verifier).then_some(keys))
+    }
+
+    /// Counts a failed password entry towards the account's lock-out.
+    async fn count_failure(
+        &self,
+        reviewer_id: &str,
+        secrets: &ReviewerSecretsRecord,
+        now: i64,
+    ) -> Result<(), AccountError> {
+        let failures = secrets.failed_logins + 1;
+        let locked_until = lock_deadline(failures, now);
+        self.store
+            .record_login_failure(reviewer_id, locked_until)
+            .await?;
+        Ok(())
+    }
+}
+
+/// When an account with `failures` failed logins may try again.
+fn lock_deadline(failures: i64, now: i64) -> i64 {
+    if failures > FREE_FAILURES {
+        let exponent = (failures - FREE_FAILURES - 1).min(20) as u32;
+        now + (1i64 << exponent).min(MAX_LOCK_SECONDS)
+    } else {
+        0
     }
 }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::Vault;
+use super::{Vault, hex};
 use crate::crypto::case_key::{CaseIdentity, seal_grant};
 use crate::crypto::envelope::{EnvelopeBinding, seal_envelope};
 use crate::crypto::kdf::Argon2Params;
@@ -213,10 +213,6 @@ impl IdempotencySeal {
             replayed: true,
         })
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// What the blocking job needs: owned, so it can cross to the blocking pool.

@@ -1,8 +1,10 @@
 //! The use cases. Each ties storage and crypto together; routes call these and nothing below.
 
 pub mod accounts;
+pub mod admin;
 pub mod audit;
 pub mod cases;
+pub mod grants;
 pub mod instance;
 pub mod intake;
 pub mod offline;
@@ -39,4 +41,9 @@ pub(crate) fn today() -> String {
         u8::from(date.month()),
         date.day()
     )
+}
+
+/// Lower-case hexadecimal of bytes (hashes in logs and answers).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

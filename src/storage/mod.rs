@@ -205,6 +205,75 @@ pub trait Store: Send + Sync + 'static {
         reviewer_id: &str,
         case_id: &str,
     ) -> Result<Vec<GrantRecord>, StoreError>;
+
+    /// Every account, by username.
+    async fn reviewers(&self) -> Result<Vec<ReviewerRecord>, StoreError>;
+
+    /// A reviewer's login material, by reviewer id.
+    async fn reviewer_secrets(
+        &self,
+        reviewer_id: &str,
+    ) -> Result<Option<ReviewerSecretsRecord>, StoreError>;
+
+    /// Every desk membership, by desk then reviewer.
+    async fn desk_members(&self) -> Result<Vec<DeskMemberRecord>, StoreError>;
+
+    /// The desks one reviewer belongs to.
+    async fn memberships_of(&self, reviewer_id: &str) -> Result<Vec<DeskMemberRecord>, StoreError>;
+
+    /// Changes an account's role or status. Disabling deletes the account's sessions in the same
+    /// transaction. `false` when there is no such account.
+    async fn change_account(
+        &self,
+        reviewer_id: &str,
+        change: &AccountChange,
+    ) -> Result<bool, StoreError>;
+
+    /// Creates a desk. [`StoreError::Conflict`]`("slug")` when the slug is taken.
+    async fn insert_desk(&self, desk: &DeskRecord, created_on: &str) -> Result<(), StoreError>;
+
+    /// Replaces the members of a desk, in one transaction.
+    async fn set_desk_members(
+        &self,
+        desk_id: &str,
+        members: &[DeskMemberRecord],
+    ) -> Result<(), StoreError>;
+
+    /// Notes that the session's password was re-entered at `now` (step-up).
+    async fn record_step_up(&self, token_hash: &[u8], now: i64) -> Result<(), StoreError>;
+
+    /// Adds grants to a case whose key epoch is still `epoch`; grants that exist are kept as
+    /// they are. Returns how many were new. [`StoreError::Conflict`]`("epoch")` when the case was
+    /// re-keyed meanwhile, or does not exist.
+    async fn add_grants(
+        &self,
+        case_id: &str,
+        epoch: i64,
+        grants: &[GrantRecord],
+    ) -> Result<u64, StoreError>;
+
+    /// Revokes a reviewer's access and re-keys the case, in one transaction: deletes every grant
+    /// of the revoked reviewer, moves the case to the new epoch and recipient, and stores the new
+    /// epoch's grants. [`StoreError::Conflict`] when the epoch (`epoch`) or the set of reviewer
+    /// grantees (`grantees`) changed since the caller read them.
+    async fn rekey_case(&self, rekey: &Rekey) -> Result<(), StoreError>;
+
+    /// Appends an entry to a case whose key epoch is still the entry's epoch.
+    /// [`StoreError::Conflict`]`("epoch")` otherwise: content is never sealed to a revoked key.
+    async fn insert_entry(&self, entry: &EntryRecord) -> Result<(), StoreError>;
+
+    /// Case ids in id order, strictly after `after`, at most `limit`.
+    async fn case_ids(&self, after: Option<&str>, limit: i64) -> Result<Vec<String>, StoreError>;
+
+    /// Replaces a reviewer's password-derived material (new salt, verifier, sealed identity and
+    /// TOTP, and the recovery copies), clears lock-outs and deletes every session of the account,
+    /// in one transaction, provided the stored verifier is still `expected_verifier`; otherwise
+    /// [`StoreError::Conflict`]`("secrets")`.
+    async fn replace_login_secrets(
+        &self,
+        secrets: &ReviewerSecretsRecord,
+        expected_verifier: &[u8],
+    ) -> Result<(), StoreError>;
 }
 
 /// Opens the store named by `url` and migrates it. Refuses schemes this binary was built without

@@ -175,6 +175,9 @@ pub struct ReviewerSecretsRecord {
     pub must_change_password: bool,
     pub failed_logins: i64,
     pub locked_until: i64,
+    /// The TOTP secret sealed under the recovery key: the second factor still works when the
+    /// recovery code replaces a forgotten password.
+    pub recovery_sealed_totp: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for ReviewerSecretsRecord {
@@ -203,6 +206,8 @@ pub struct EnrolmentRecord {
     pub pending_totp: Option<Vec<u8>>,
     pub expires_at: i64,
     pub spent: bool,
+    /// The username an invitation is for; `None` for the setup code.
+    pub username: Option<String>,
 }
 
 /// A reviewer session: found by the token's hash; its identity copy opens only with the token.
@@ -214,6 +219,8 @@ pub struct SessionRecord {
     pub last_seen_at: i64,
     pub expires_at: i64,
     pub sealed_identity: Vec<u8>,
+    /// When the password was last re-entered in this session (step-up), Unix seconds.
+    pub stepped_up_at: Option<i64>,
 }
 
 impl std::fmt::Debug for SessionRecord {
@@ -239,4 +246,37 @@ pub struct CaseFilter {
     /// Keyset paging: only cases strictly after this (received_on, id) in newest-first order.
     pub after: Option<(String, String)>,
     pub limit: i64,
+}
+
+/// A reviewer's membership of a desk.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeskMemberRecord {
+    pub desk_id: String,
+    pub reviewer_id: String,
+    /// A [`crate::domain::DeskRole`] spelling.
+    pub role: String,
+}
+
+/// A change of an account's role or status by an admin. `None` leaves the value as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountChange {
+    pub role: Option<String>,
+    pub status: Option<String>,
+}
+
+/// A re-keying of a case after a revoke: the revoked reviewer's grants go, and a new epoch's key
+/// is granted to everyone who keeps access.
+#[derive(Debug, Clone)]
+pub struct Rekey {
+    pub case_id: String,
+    /// The epoch the caller saw; the write is refused if the case moved on meanwhile.
+    pub from_epoch: i64,
+    pub to_epoch: i64,
+    pub new_recipient: String,
+    /// Whose grants are deleted.
+    pub revoked_reviewer: String,
+    /// The reviewer grantees the caller expects to keep access; refused if it changed meanwhile.
+    pub remaining_reviewers: Vec<String>,
+    /// The new epoch's grants: one per remaining reviewer, and the escrow grant.
+    pub grants: Vec<GrantRecord>,
 }

@@ -357,7 +357,8 @@ macro_rules! impl_store {
             ) -> Result<(), $crate::storage::StoreError> {
                 sqlx::query(
                     "INSERT INTO enrolments (token_hash, kind, role, desk_ids, reviewer_id, \
-                     pending_totp, expires_at, spent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     pending_totp, expires_at, spent, username) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(&enrolment.token_hash)
                 .bind(&enrolment.kind)
@@ -367,6 +368,7 @@ macro_rules! impl_store {
                 .bind(&enrolment.pending_totp)
                 .bind(enrolment.expires_at)
                 .bind(enrolment.spent)
+                .bind(&enrolment.username)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -378,7 +380,7 @@ macro_rules! impl_store {
             ) -> Result<Option<$crate::storage::EnrolmentRecord>, $crate::storage::StoreError> {
                 Ok(sqlx::query_as(
                     "SELECT token_hash, kind, role, desk_ids, reviewer_id, pending_totp, \
-                     expires_at, spent FROM enrolments WHERE token_hash = $1",
+                     expires_at, spent, username FROM enrolments WHERE token_hash = $1",
                 )
                 .bind(token_hash)
                 .fetch_optional(&self.pool)
@@ -431,8 +433,9 @@ macro_rules! impl_store {
                 sqlx::query(
                     "INSERT INTO reviewer_secrets (reviewer_id, kdf_params, password_salt, \
                      login_verifier, sealed_identity, sealed_totp, totp_last_step, recovery_salt, \
-                     recovery_sealed_identity, must_change_password, failed_logins, locked_until) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     recovery_sealed_identity, must_change_password, failed_logins, locked_until, \
+                     recovery_sealed_totp) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(&secrets.reviewer_id)
                 .bind(&secrets.kdf_params)
@@ -446,6 +449,7 @@ macro_rules! impl_store {
                 .bind(secrets.must_change_password)
                 .bind(secrets.failed_logins)
                 .bind(secrets.locked_until)
+                .bind(&secrets.recovery_sealed_totp)
                 .execute(&mut *transaction)
                 .await?;
                 for (desk_id, desk_role) in memberships {
@@ -544,8 +548,8 @@ macro_rules! impl_store {
                 let secrets: Option<$crate::storage::ReviewerSecretsRecord> = sqlx::query_as(
                     "SELECT reviewer_id, kdf_params, password_salt, login_verifier, \
                      sealed_identity, sealed_totp, totp_last_step, recovery_salt, \
-                     recovery_sealed_identity, must_change_password, failed_logins, locked_until \
-                     FROM reviewer_secrets WHERE reviewer_id = $1",
+                     recovery_sealed_identity, must_change_password, failed_logins, locked_until, \
+                     recovery_sealed_totp FROM reviewer_secrets WHERE reviewer_id = $1",
                 )
                 .bind(&reviewer.id)
                 .fetch_optional(&self.pool)
@@ -610,7 +614,7 @@ macro_rules! impl_store {
             ) -> Result<(), $crate::storage::StoreError> {
                 sqlx::query(
                     "INSERT INTO sessions (token_hash, reviewer_id, created_at, last_seen_at, \
-                     expires_at, sealed_identity) VALUES ($1, $2, $3, $4, $5, $6)",
+                     expires_at, sealed_identity, stepped_up_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(&session.token_hash)
                 .bind(&session.reviewer_id)
@@ -618,6 +622,7 @@ macro_rules! impl_store {
                 .bind(session.last_seen_at)
                 .bind(session.expires_at)
                 .bind(&session.sealed_identity)
+                .bind(session.stepped_up_at)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -633,7 +638,8 @@ macro_rules! impl_store {
             > {
                 let session: Option<$crate::storage::SessionRecord> = sqlx::query_as(
                     "SELECT token_hash, reviewer_id, created_at, last_seen_at, expires_at, \
-                     sealed_identity FROM sessions WHERE token_hash = $1 AND expires_at > $2",
+                     sealed_identity, stepped_up_at FROM sessions \
+                     WHERE token_hash = $1 AND expires_at > $2",
                 )
                 .bind(token_hash)
                 .bind(now)
@@ -728,6 +734,323 @@ macro_rules! impl_store {
                 .bind(reviewer_id)
                 .fetch_all(&self.pool)
                 .await?)
+            }
+
+            async fn reviewers(
+                &self,
+            ) -> Result<Vec<$crate::storage::ReviewerRecord>, $crate::storage::StoreError> {
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ",
+                    $crate::storage::sql::reviewer_columns!(),
+                    " FROM reviewers r ORDER BY r.username"
+                ))
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn reviewer_secrets(
+                &self,
+                reviewer_id: &str,
+            ) -> Result<Option<$crate::storage::ReviewerSecretsRecord>, $crate::storage::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT reviewer_id, kdf_params, password_salt, login_verifier, \
+                     sealed_identity, sealed_totp, totp_last_step, recovery_salt, \
+                     recovery_sealed_identity, must_change_password, failed_logins, locked_until, \
+                     recovery_sealed_totp FROM reviewer_secrets WHERE reviewer_id = $1",
+                )
+                .bind(reviewer_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn desk_members(
+                &self,
+            ) -> Result<Vec<$crate::storage::DeskMemberRecord>, $crate::storage::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT desk_id, reviewer_id, role FROM desk_members ORDER BY desk_id, reviewer_id",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn memberships_of(
+                &self,
+                reviewer_id: &str,
+            ) -> Result<Vec<$crate::storage::DeskMemberRecord>, $crate::storage::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT desk_id, reviewer_id, role FROM desk_members WHERE reviewer_id = $1 \
+                     ORDER BY desk_id",
+                )
+                .bind(reviewer_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn change_account(
+                &self,
+                reviewer_id: &str,
+                change: &$crate::storage::AccountChange,
+            ) -> Result<bool, $crate::storage::StoreError> {
+                let mut transaction = self.pool.begin().await?;
+                let updated = sqlx::query(
+                    "UPDATE reviewers SET role = COALESCE($1, role), status = COALESCE($2, status) \
+                     WHERE id = $3",
+                )
+                .bind(&change.role)
+                .bind(&change.status)
+                .bind(reviewer_id)
+                .execute(&mut *transaction)
+                .await?;
+                if updated.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                if change.status.as_deref() == Some("disabled") {
+                    sqlx::query("DELETE FROM sessions WHERE reviewer_id = $1")
+                        .bind(reviewer_id)
+                        .execute(&mut *transaction)
+                        .await?;
+                }
+                transaction.commit().await?;
+                Ok(true)
+            }
+
+            async fn insert_desk(
+                &self,
+                desk: &$crate::storage::DeskRecord,
+                created_on: &str,
+            ) -> Result<(), $crate::storage::StoreError> {
+                let inserted = sqlx::query(
+                    "INSERT INTO desks (id, slug, name, created_on) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (slug) DO NOTHING",
+                )
+                .bind(&desk.id)
+                .bind(&desk.slug)
+                .bind(&desk.name)
+                .bind(created_on)
+                .execute(&self.pool)
+                .await?;
+                if inserted.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    Err($crate::storage::StoreError::Conflict("slug"))
+                }
+            }
+
+            async fn set_desk_members(
+                &self,
+                desk_id: &str,
+                members: &[$crate::storage::DeskMemberRecord],
+            ) -> Result<(), $crate::storage::StoreError> {
+                let mut transaction = self.pool.begin().await?;
+                sqlx::query("DELETE FROM desk_members WHERE desk_id = $1")
+                    .bind(desk_id)
+                    .execute(&mut *transaction)
+                    .await?;
+                for member in members {
+                    sqlx::query(
+                        "INSERT INTO desk_members (desk_id, reviewer_id, role) VALUES ($1, $2, $3)",
+                    )
+                    .bind(desk_id)
+                    .bind(&member.reviewer_id)
+                    .bind(&member.role)
+                    .execute(&mut *transaction)
+                    .await?;
+                }
+                transaction.commit().await?;
+                Ok(())
+            }
+
+            async fn record_step_up(
+                &self,
+                token_hash: &[u8],
+                now: i64,
+            ) -> Result<(), $crate::storage::StoreError> {
+                sqlx::query("UPDATE sessions SET stepped_up_at = $1 WHERE token_hash = $2")
+                    .bind(now)
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn add_grants(
+                &self,
+                case_id: &str,
+                epoch: i64,
+                grants: &[$crate::storage::GrantRecord],
+            ) -> Result<u64, $crate::storage::StoreError> {
+                let mut transaction = self.pool.begin().await?;
+                // A write first: it locks the case row, so a concurrent re-key waits for us (or
+                // we for it, and then see its new epoch and refuse).
+                let current = sqlx::query(
+                    "UPDATE cases SET key_epoch = key_epoch WHERE id = $1 AND key_epoch = $2",
+                )
+                .bind(case_id)
+                .bind(epoch)
+                .execute(&mut *transaction)
+                .await?;
+                if current.rows_affected() != 1 {
+                    return Err($crate::storage::StoreError::Conflict("epoch"));
+                }
+                let mut added = 0;
+                for grant in grants {
+                    added += sqlx::query(
+                        "INSERT INTO grants (case_id, grantee_kind, grantee_id, epoch, ciphertext) \
+                         VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (case_id, grantee_kind, grantee_id, epoch) DO NOTHING",
+                    )
+                    .bind(case_id)
+                    .bind(&grant.grantee_kind)
+                    .bind(&grant.grantee_id)
+                    .bind(grant.epoch)
+                    .bind(&grant.ciphertext)
+                    .execute(&mut *transaction)
+                    .await?
+                    .rows_affected();
+                }
+                transaction.commit().await?;
+                Ok(added)
+            }
+
+            async fn rekey_case(
+                &self,
+                rekey: &$crate::storage::Rekey,
+            ) -> Result<(), $crate::storage::StoreError> {
+                let mut transaction = self.pool.begin().await?;
+                let moved = sqlx::query(
+                    "UPDATE cases SET key_epoch = $1, case_recipient = $2 \
+                     WHERE id = $3 AND key_epoch = $4",
+                )
+                .bind(rekey.to_epoch)
+                .bind(&rekey.new_recipient)
+                .bind(&rekey.case_id)
+                .bind(rekey.from_epoch)
+                .execute(&mut *transaction)
+                .await?;
+                if moved.rows_affected() != 1 {
+                    return Err($crate::storage::StoreError::Conflict("epoch"));
+                }
+                sqlx::query(
+                    "DELETE FROM grants WHERE case_id = $1 AND grantee_kind = 'reviewer' \
+                     AND grantee_id = $2",
+                )
+                .bind(&rekey.case_id)
+                .bind(&rekey.revoked_reviewer)
+                .execute(&mut *transaction)
+                .await?;
+                let mut grantees: Vec<String> = sqlx::query_scalar(
+                    "SELECT DISTINCT grantee_id FROM grants WHERE case_id = $1 \
+                     AND grantee_kind = 'reviewer'",
+                )
+                .bind(&rekey.case_id)
+                .fetch_all(&mut *transaction)
+                .await?;
+                grantees.sort();
+                let mut expected = rekey.remaining_reviewers.clone();
+                expected.sort();
+                expected.dedup();
+                if grantees != expected {
+                    return Err($crate::storage::StoreError::Conflict("grantees"));
+                }
+                for grant in &rekey.grants {
+                    sqlx::query(
+                        "INSERT INTO grants (case_id, grantee_kind, grantee_id, epoch, ciphertext) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(&rekey.case_id)
+                    .bind(&grant.grantee_kind)
+                    .bind(&grant.grantee_id)
+                    .bind(grant.epoch)
+                    .bind(&grant.ciphertext)
+                    .execute(&mut *transaction)
+                    .await?;
+                }
+                transaction.commit().await?;
+                Ok(())
+            }
+
+            async fn insert_entry(
+                &self,
+                entry: &$crate::storage::EntryRecord,
+            ) -> Result<(), $crate::storage::StoreError> {
+                let mut transaction = self.pool.begin().await?;
+                let current = sqlx::query(
+                    "UPDATE cases SET updated_on = $1 WHERE id = $2 AND key_epoch = $3",
+                )
+                .bind(&entry.created_on)
+                .bind(&entry.case_id)
+                .bind(entry.epoch)
+                .execute(&mut *transaction)
+                .await?;
+                if current.rows_affected() != 1 {
+                    return Err($crate::storage::StoreError::Conflict("epoch"));
+                }
+                sqlx::query(
+                    "INSERT INTO entries (id, case_id, kind, author, epoch, created_on, ciphertext) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&entry.id)
+                .bind(&entry.case_id)
+                .bind(&entry.kind)
+                .bind(&entry.author)
+                .bind(entry.epoch)
+                .bind(&entry.created_on)
+                .bind(&entry.ciphertext)
+                .execute(&mut *transaction)
+                .await?;
+                transaction.commit().await?;
+                Ok(())
+            }
+
+            async fn case_ids(
+                &self,
+                after: Option<&str>,
+                limit: i64,
+            ) -> Result<Vec<String>, $crate::storage::StoreError> {
+                Ok(sqlx::query_scalar(
+                    "SELECT id FROM cases WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn replace_login_secrets(
+                &self,
+                secrets: &$crate::storage::ReviewerSecretsRecord,
+                expected_verifier: &[u8],
+            ) -> Result<(), $crate::storage::StoreError> {
+                let mut transaction = self.pool.begin().await?;
+                let replaced = sqlx::query(
+                    "UPDATE reviewer_secrets SET kdf_params = $1, password_salt = $2, \
+                     login_verifier = $3, sealed_identity = $4, sealed_totp = $5, \
+                     recovery_salt = $6, recovery_sealed_identity = $7, recovery_sealed_totp = $8, \
+                     must_change_password = $9, failed_logins = 0, locked_until = 0 \
+                     WHERE reviewer_id = $10 AND login_verifier = $11",
+                )
+                .bind(&secrets.kdf_params)
+                .bind(&secrets.password_salt)
+                .bind(&secrets.login_verifier)
+                .bind(&secrets.sealed_identity)
+                .bind(&secrets.sealed_totp)
+                .bind(&secrets.recovery_salt)
+                .bind(&secrets.recovery_sealed_identity)
+                .bind(&secrets.recovery_sealed_totp)
+                .bind(secrets.must_change_password)
+                .bind(&secrets.reviewer_id)
+                .bind(expected_verifier)
+                .execute(&mut *transaction)
+                .await?;
+                if replaced.rows_affected() != 1 {
+                    return Err($crate::storage::StoreError::Conflict("secrets"));
+                }
+                sqlx::query("DELETE FROM sessions WHERE reviewer_id = $1")
+                    .bind(&secrets.reviewer_id)
+                    .execute(&mut *transaction)
+                    .await?;
+                transaction.commit().await?;
+                Ok(())
             }
         }
     };

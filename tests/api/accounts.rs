@@ -1,42 +1,13 @@
 //! The first account: setup code, enrolment with password and TOTP, login, logout.
 
-use incident_vault::crypto::totp::{TotpSecret, code_at};
+use incident_vault::crypto::totp::TotpSecret;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, minimal_report, spawn_app};
-
-const PASSWORD: &str = "correct horse battery staple violet";
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// The TOTP secret inside an `otpauth://` URI, as an authenticator app would read it.
-fn totp_secret(uri: &str) -> TotpSecret {
-    let encoded = uri
-        .split(['?', '&'])
-        .find_map(|part| part.strip_prefix("secret="))
-        .expect("the URI carries a secret");
-    let secret = totp_rs::Secret::try_from_base32(encoded).unwrap();
-    let bytes: &[u8] = secret.as_ref();
-    TotpSecret::from_bytes(bytes).unwrap()
-}
-
-fn code(secret: &TotpSecret, at: u64) -> String {
-    use age::secrecy::ExposeSecret;
-    code_at(secret, at).expose_secret().to_owned()
-}
+use crate::people::{PASSWORD, code, now, totp_secret};
 
 async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
-    app.client
-        .post(format!("{}{path}", app.address))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    app.post_json(path, body).await
 }
 
 /// Enrols and confirms the first account with the setup code; returns its TOTP secret.
@@ -200,25 +171,12 @@ async fn a_weak_password_is_refused_and_creates_nothing(backend: Backend) {
 
 /// Enrols the first account and logs it in; returns the bearer token.
 async fn logged_in_coordinator(app: &TestApp) -> String {
-    let secret = enrol_first_account(app, "coordinator").await;
-    let login = post(
-        app,
-        "/api/v1/auth/login",
-        json!({"username": "coordinator", "password": PASSWORD, "totp": code(&secret, now() + 30)}),
-    )
-    .await;
-    assert_eq!(login.status(), 200);
-    let body: Value = login.json().await.unwrap();
-    body["token"].as_str().unwrap().to_owned()
+    let admin = app.enrol_first_admin("coordinator").await;
+    app.login(&admin).await
 }
 
 async fn get_as(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
-    app.client
-        .get(format!("{}{path}", app.address))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
+    app.get_as(token, path).await
 }
 
 async fn a_coordinator_lists_and_reads_the_cases_granted_to_them_and_nothing_else(

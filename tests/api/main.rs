@@ -2,10 +2,13 @@
 //! PostgreSQL, each with its own fresh database.
 
 mod helpers;
+mod people;
 
+mod account_admin;
 mod accounts;
 mod audit;
 mod cli;
+mod grants;
 mod health;
 mod instance;
 mod intake;

@@ -1,0 +1,416 @@
+//! Administration (issue 3, items 2, 5 and 8): invitations, roles, disabling, desks and their
+//! members, and reading the audit log. An admin manages accounts but reads no case without a
+//! grant: nothing here touches a case key.
+
+use age::secrecy::SecretString;
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+
+use super::accounts::AuthenticatedReviewer;
+use super::{Vault, audit, today, unix_now};
+use crate::crypto::reviewer_key::RecoveryCode;
+use crate::domain::{AccountStatus, DeskRole, DeskSlug, EntryId, Role, Username};
+use crate::storage::{
+    AccountChange, AuditEventRecord, DeskMemberRecord, DeskRecord, EnrolmentRecord, NewAuditEvent,
+    ReviewerRecord, StoreError,
+};
+
+/// How long an invitation can be redeemed.
+pub const INVITATION_TTL_SECONDS: i64 = 72 * 3600;
+/// Largest page of the audit log.
+pub const MAX_AUDIT_PAGE: i64 = 500;
+
+/// Why an administrative request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The caller's role does not allow this.
+    #[error("this needs the {0} role")]
+    Forbidden(&'static str),
+    #[error("there is no account of that name")]
+    UnknownAccount,
+    #[error("there is no desk of that name")]
+    UnknownDesk,
+    /// A field is invalid: (field, why).
+    #[error("{0}: {1}")]
+    Invalid(&'static str, &'static str),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for AdminError {
+    fn from(error: StoreError) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+/// An invitation, shown once to the admin, who passes it to the new reviewer.
+pub struct Invitation {
+    pub token: SecretString,
+    pub expires_at: i64,
+}
+
+/// An account as the admin sees it: no secret, no key material.
+#[derive(Debug, serde::Serialize)]
+pub struct AccountView {
+    pub username: String,
+    pub role: String,
+    pub status: String,
+    pub created_on: String,
+    /// `(desk slug, desk role)` pairs.
+    pub desks: Vec<MembershipView>,
+}
+
+/// One desk membership.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MembershipView {
+    pub desk: String,
+    pub role: String,
+}
+
+/// A desk and its members.
+#[derive(Debug, serde::Serialize)]
+pub struct DeskView {
+    pub slug: String,
+    pub name: String,
+    pub members: Vec<MemberView>,
+}
+
+/// A member of a desk.
+#[derive(Debug, serde::Serialize)]
+pub struct MemberView {
+    pub username: String,
+    pub role: String,
+}
+
+/// The stored hash of an enrolment token (same normalisation as the setup code).
+pub(crate) fn enrolment_token_hash(token: &str) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(b"incident-vault/enrolment/v1\0");
+    hasher.update(
+        token
+            .trim()
+            .to_ascii_uppercase()
+            .replace(['-', ' '], "")
+            .as_bytes(),
+    );
+    hasher.finalize().to_vec()
+}
+
+fn event(actor: &str, action: &str, target: &str) -> NewAuditEvent {
+    NewAuditEvent {
+        occurred_at: unix_now(),
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: Some(target.to_owned()),
+        outcome: "success".into(),
+    }
+}
+
+fn require(caller: &AuthenticatedReviewer, allowed: &[Role]) -> Result<(), AdminError> {
+    if allowed.contains(&caller.role()) {
+        Ok(())
+    } else if allowed == [Role::Admin] {
+        Err(AdminError::Forbidden("admin"))
+    } else {
+        Err(AdminError::Forbidden("admin or auditor"))
+    }
+}
+
+impl Vault {
+    async fn account(&self, username: &str) -> Result<ReviewerRecord, AdminError> {
+        self.store
+            .reviewer_by_username(username)
+            .await?
+            .map(|(reviewer, _)| reviewer)
+            .ok_or(AdminError::UnknownAccount)
+    }
+
+    async fn desk(&self, slug: &str) -> Result<DeskRecord, AdminError> {
+        self.store
+            .desk_by_slug(slug)
+            .await?
+            .ok_or(AdminError::UnknownDesk)
+    }
+
+    /// `POST /admin/reviewers`: a single-use enrolment token for a named account with a role and
+    /// desks. The reviewer redeems it with their own password: the admin never knows it.
+    pub async fn invite(
+        &self,
+        caller: &AuthenticatedReviewer,
+        username: &Username,
+        role: Role,
+        desks: &[DeskSlug],
+    ) -> Result<Invitation, AdminError> {
+        require(caller, &[Role::Admin])?;
+        if role == Role::Auditor && !desks.is_empty() {
+            return Err(AdminError::Invalid(
+                "desks",
+                "auditors join no desk: desk members receive the desk's cases",
+            ));
+        }
+        if self
+            .store
+            .reviewer_by_username(username.as_str())
+            .await?
+            .is_some()
+        {
+            return Err(AdminError::Invalid("username", "is taken"));
+        }
+        let desk_role = if role == Role::Coordinator {
+            DeskRole::Coordinator
+        } else {
+            DeskRole::Member
+        };
+        let mut pairs = Vec::with_capacity(desks.len());
+        for slug in desks {
+            let desk = self.desk(slug.as_str()).await?;
+            pairs.push(format!("{}:{}", desk.id, desk_role.as_str()));
+        }
+        pairs.sort();
+        pairs.dedup();
+        let token = RecoveryCode::generate().formatted();
+        let expires_at = unix_now() + INVITATION_TTL_SECONDS;
+        self.store
+            .insert_enrolment(&EnrolmentRecord {
+                token_hash: enrolment_token_hash(age::secrecy::ExposeSecret::expose_secret(&token)),
+                kind: "invitation".into(),
+                role: role.as_str().into(),
+                desk_ids: pairs.join(" "),
+                reviewer_id: None,
+                pending_totp: None,
+                expires_at,
+                spent: false,
+                username: Some(username.as_str().to_owned()),
+            })
+            .await?;
+        audit::record(
+            self.store.as_ref(),
+            event(&caller.reviewer.id, "account.invited", username.as_str()),
+        )
+        .await?;
+        Ok(Invitation { token, expires_at })
+    }
+
+    /// `GET /admin/reviewers`: every account with its desks.
+    pub async fn accounts(
+        &self,
+        caller: &AuthenticatedReviewer,
+    ) -> Result<Vec<AccountView>, AdminError> {
+        require(caller, &[Role::Admin])?;
+        let desks = self.store.desks().await?;
+        let members = self.store.desk_members().await?;
+        let slug_of = |desk_id: &str| {
+            desks
+                .iter()
+                .find(|desk| desk.id == desk_id)
+                .map(|desk| desk.slug.clone())
+                .unwrap_or_default()
+        };
+        Ok(self
+            .store
+            .reviewers()
+            .await?
+            .into_iter()
+            .map(|reviewer| AccountView {
+                desks: members
+                    .iter()
+                    .filter(|member| member.reviewer_id == reviewer.id)
+                    .map(|member| MembershipView {
+                        desk: slug_of(&member.desk_id),
+                        role: member.role.clone(),
+                    })
+                    .collect(),
+                username: reviewer.username,
+                role: reviewer.role,
+                status: reviewer.status,
+                created_on: reviewer.created_on,
+            })
+            .collect())
+    }
+
+    /// `PATCH /admin/reviewers/{username}`: changes a role, or disables (ending every session at
+    /// once) or re-enables an account. An admin cannot change their own account, so that the
+    /// last admin cannot lock everyone out by mistake.
+    pub async fn change_account(
+        &self,
+        caller: &AuthenticatedReviewer,
+        username: &str,
+        role: Option<Role>,
+        status: Option<AccountStatus>,
+    ) -> Result<(), AdminError> {
+        require(caller, &[Role::Admin])?;
+        let target = self.account(username).await?;
+        if target.id == caller.reviewer.id {
+            return Err(AdminError::Invalid(
+                "username",
+                "is your own account; another admin must change it",
+            ));
+        }
+        if status == Some(AccountStatus::Pending) {
+            return Err(AdminError::Invalid("status", "must be active or disabled"));
+        }
+        if status == Some(AccountStatus::Active) && target.status == AccountStatus::Pending.as_str()
+        {
+            return Err(AdminError::Invalid(
+                "status",
+                "a pending account becomes active when its owner confirms a TOTP code",
+            ));
+        }
+        if role == Some(Role::Auditor) && !self.store.memberships_of(&target.id).await?.is_empty() {
+            return Err(AdminError::Invalid(
+                "role",
+                "an auditor joins no desk: remove the account from its desks first",
+            ));
+        }
+        let change = AccountChange {
+            role: role.map(|role| role.as_str().to_owned()),
+            status: status.map(|status| status.as_str().to_owned()),
+        };
+        if !self.store.change_account(&target.id, &change).await? {
+            return Err(AdminError::UnknownAccount);
+        }
+        if let Some(role) = role {
+            let action = format!("account.role_changed:{}", role.as_str());
+            audit::record(
+                self.store.as_ref(),
+                event(&caller.reviewer.id, &action, &target.id),
+            )
+            .await?;
+        }
+        if let Some(status) = status {
+            let action = match status {
+                AccountStatus::Disabled => "account.disabled",
+                _ => "account.enabled",
+            };
+            audit::record(
+                self.store.as_ref(),
+                event(&caller.reviewer.id, action, &target.id),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// `GET /admin/desks`: every desk with its members.
+    pub async fn desks_with_members(
+        &self,
+        caller: &AuthenticatedReviewer,
+    ) -> Result<Vec<DeskView>, AdminError> {
+        require(caller, &[Role::Admin])?;
+        let reviewers = self.store.reviewers().await?;
+        let members = self.store.desk_members().await?;
+        Ok(self
+            .store
+            .desks()
+            .await?
+            .into_iter()
+            .map(|desk| DeskView {
+                members: members
+                    .iter()
+                    .filter(|member| member.desk_id == desk.id)
+                    .filter_map(|member| {
+                        let reviewer = reviewers.iter().find(|r| r.id == member.reviewer_id)?;
+                        Some(MemberView {
+                            username: reviewer.username.clone(),
+                            role: member.role.clone(),
+                        })
+                    })
+                    .collect(),
+                slug: desk.slug,
+                name: desk.name,
+            })
+            .collect())
+    }
+
+    /// `POST /admin/desks`: creates a desk.
+    pub async fn create_desk(
+        &self,
+        caller: &AuthenticatedReviewer,
+        slug: &DeskSlug,
+        name: &str,
+    ) -> Result<(), AdminError> {
+        require(caller, &[Role::Admin])?;
+        let desk = DeskRecord {
+            id: EntryId::generate().to_string(),
+            slug: slug.as_str().to_owned(),
+            name: name.to_owned(),
+        };
+        match self.store.insert_desk(&desk, &today()).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Err(AdminError::Invalid("slug", "is taken")),
+            Err(error) => return Err(error.into()),
+        }
+        audit::record(
+            self.store.as_ref(),
+            event(&caller.reviewer.id, "desk.created", slug.as_str()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `PUT /admin/desks/{slug}/members`: sets the members of a desk. New members receive new
+    /// cases from now on; existing cases are granted to them by a coordinator, as a batch.
+    /// Removing a member revokes nothing: revoking is done case by case.
+    pub async fn set_desk_members(
+        &self,
+        caller: &AuthenticatedReviewer,
+        slug: &str,
+        members: &[(Username, DeskRole)],
+    ) -> Result<(), AdminError> {
+        require(caller, &[Role::Admin])?;
+        let desk = self.desk(slug).await?;
+        let mut records: Vec<DeskMemberRecord> = Vec::with_capacity(members.len());
+        for (username, role) in members {
+            let reviewer = self.account(username.as_str()).await?;
+            if reviewer.role == Role::Auditor.as_str() {
+                return Err(AdminError::Invalid(
+                    "members",
+                    "an auditor joins no desk: desk members receive the desk's cases",
+                ));
+            }
+            if records
+                .iter()
+                .any(|record| record.reviewer_id == reviewer.id)
+            {
+                return Err(AdminError::Invalid("members", "names an account twice"));
+            }
+            records.push(DeskMemberRecord {
+                desk_id: desk.id.clone(),
+                reviewer_id: reviewer.id,
+                role: role.as_str().to_owned(),
+            });
+        }
+        self.store.set_desk_members(&desk.id, &records).await?;
+        audit::record(
+            self.store.as_ref(),
+            event(&caller.reviewer.id, "desk.members_set", &desk.slug),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `GET /admin/audit`: audit events after a sequence number, oldest first. For admins and
+    /// auditors. Reading the log is itself logged.
+    pub async fn audit_log(
+        &self,
+        caller: &AuthenticatedReviewer,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEventRecord>, AdminError> {
+        require(caller, &[Role::Admin, Role::Auditor])?;
+        let events = self
+            .store
+            .audit_events(after, limit.clamp(1, MAX_AUDIT_PAGE))
+            .await
+            .context("could not read the audit log")?;
+        audit::record(
+            self.store.as_ref(),
+            NewAuditEvent {
+                target: None,
+                ..event(&caller.reviewer.id, "audit.read", "")
+            },
+        )
+        .await?;
+        Ok(events)
+    }
+}

@@ -1,0 +1,402 @@
+//! Account administration and the account's own life (issue 3): invitations, disabling, roles,
+//! password change, recovery, the audit endpoint, the stored KDF floor, and sessions across a
+//! restart.
+
+use incident_vault::crypto::kdf::Argon2Params;
+use incident_vault::crypto::session::{SessionToken, open_identity_for_session};
+use incident_vault::startup::Application;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, minimal_report, spawn_app};
+use crate::people::PASSWORD;
+
+const NEW_PASSWORD: &str = "a different long passphrase, plum quartz";
+
+async fn error_code(response: reqwest::Response) -> String {
+    let body: Value = response.json().await.unwrap();
+    body["error"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn an_invitation_is_for_one_username_and_one_use(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let admin_token = app.login(&admin).await;
+    let invitation = app
+        .invite(&admin_token, "rita", "reviewer", &["default"])
+        .await;
+
+    let other_name = app
+        .post_json(
+            "/api/v1/enrol",
+            json!({"token": invitation, "username": "mallory", "password": PASSWORD}),
+        )
+        .await;
+    let taken = app
+        .send(
+            Method::POST,
+            "/api/v1/admin/reviewers",
+            Some(&admin_token),
+            Some(json!({"username": "ada", "role": "reviewer"})),
+        )
+        .await;
+    let unknown_desk = app
+        .send(
+            Method::POST,
+            "/api/v1/admin/reviewers",
+            Some(&admin_token),
+            Some(json!({"username": "otto", "role": "reviewer", "desks": ["nowhere"]})),
+        )
+        .await;
+    let auditor_on_desk = app
+        .send(
+            Method::POST,
+            "/api/v1/admin/reviewers",
+            Some(&admin_token),
+            Some(json!({"username": "otto", "role": "auditor", "desks": ["default"]})),
+        )
+        .await;
+    app.enrol_with(&invitation, "rita").await;
+    let reused = app
+        .post_json(
+            "/api/v1/enrol",
+            json!({"token": invitation, "username": "rita2", "password": PASSWORD}),
+        )
+        .await;
+
+    assert_eq!(other_name.status(), 422);
+    assert_eq!(error_code(other_name).await, "username_mismatch");
+    assert_eq!(taken.status(), 422);
+    assert_eq!(unknown_desk.status(), 404);
+    assert_eq!(auditor_on_desk.status(), 422);
+    assert_eq!(reused.status(), 422);
+    assert_eq!(error_code(reused).await, "invalid_token");
+    let accounts: Value = app
+        .get_as(&admin_token, "/api/v1/admin/reviewers")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rita = accounts["reviewers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|account| account["username"] == "rita")
+        .unwrap();
+    assert_eq!(rita["role"], "reviewer");
+    assert_eq!(rita["status"], "active");
+    assert_eq!(
+        rita["desks"],
+        json!([{"desk": "default", "role": "member"}])
+    );
+}
+
+async fn disabling_an_account_ends_its_sessions_at_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let admin_token = app.login(&admin).await;
+    let (rita, rita_token) = app
+        .add_reviewer(&admin_token, "rita", "reviewer", &["default"])
+        .await;
+    assert_eq!(app.get_as(&rita_token, "/api/v1/cases").await.status(), 200);
+
+    let disabled = app
+        .send(
+            Method::PATCH,
+            "/api/v1/admin/reviewers/rita",
+            Some(&admin_token),
+            Some(json!({"status": "disabled"})),
+        )
+        .await;
+    let own = app
+        .send(
+            Method::PATCH,
+            "/api/v1/admin/reviewers/ada",
+            Some(&admin_token),
+            Some(json!({"role": "reviewer"})),
+        )
+        .await;
+
+    assert_eq!(disabled.status(), 204);
+    assert_eq!(own.status(), 422, "an admin cannot demote themselves");
+    assert_eq!(app.get_as(&rita_token, "/api/v1/cases").await.status(), 401);
+    let login = app
+        .post_json(
+            "/api/v1/auth/login",
+            // Refused for being disabled, before the code is even looked at.
+            json!({"username": "rita", "password": PASSWORD, "totp": "000000"}),
+        )
+        .await;
+    assert_eq!(login.status(), 401);
+    // A disabled member receives no grant for new cases.
+    let (case_ref, _) = app.file(&minimal_report("After rita left.")).await;
+    assert_eq!(app.store.grants_of_case(&case_ref).await.unwrap().len(), 2);
+    let events = app.store.audit_events(0, 1000).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|event| event.action == "account.disabled")
+    );
+
+    let enabled = app
+        .send(
+            Method::PATCH,
+            "/api/v1/admin/reviewers/rita",
+            Some(&admin_token),
+            Some(json!({"status": "active", "role": "coordinator"})),
+        )
+        .await;
+    assert_eq!(enabled.status(), 204);
+    app.login(&rita).await;
+    let events = app.store.audit_events(0, 1000).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|event| event.action == "account.role_changed:coordinator")
+    );
+}
+
+async fn a_password_change_re_seals_the_identity_and_ends_every_session(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mut admin = app.enrol_first_admin("ada").await;
+    let token = app.login(&admin).await;
+    let (case_ref, _) = app.file(&minimal_report("Still readable after.")).await;
+
+    let wrong = app
+        .send(
+            Method::POST,
+            "/api/v1/auth/password",
+            Some(&token),
+            Some(
+                json!({"current_password": "not my password at all", "new_password": NEW_PASSWORD}),
+            ),
+        )
+        .await;
+    let weak = app
+        .send(
+            Method::POST,
+            "/api/v1/auth/password",
+            Some(&token),
+            Some(json!({"current_password": PASSWORD, "new_password": "password1234"})),
+        )
+        .await;
+    let changed = app
+        .send(
+            Method::POST,
+            "/api/v1/auth/password",
+            Some(&token),
+            Some(json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD})),
+        )
+        .await;
+
+    assert_eq!(wrong.status(), 422);
+    assert_eq!(error_code(wrong).await, "wrong_password");
+    assert_eq!(weak.status(), 422);
+    assert_eq!(changed.status(), 204);
+    assert_eq!(app.get_as(&token, "/api/v1/cases").await.status(), 401);
+    assert_eq!(app.count("sessions").await, 0);
+    let old = app
+        .post_json(
+            "/api/v1/auth/login",
+            // Refused at the password, before the code is looked at.
+            json!({"username": "ada", "password": PASSWORD, "totp": "000000"}),
+        )
+        .await;
+    assert_eq!(old.status(), 401);
+    admin.password = NEW_PASSWORD.to_owned();
+    let token = app.login(&admin).await;
+    let read = app
+        .get_as(&token, &format!("/api/v1/cases/{case_ref}"))
+        .await;
+    assert_eq!(read.status(), 200, "the same identity, sealed again");
+}
+
+async fn the_recovery_code_replaces_a_forgotten_password_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mut admin = app.enrol_first_admin("ada").await;
+    let old_token = app.login(&admin).await;
+    let (case_ref, _) = app.file(&minimal_report("Kept through recovery.")).await;
+
+    let without_totp = app
+        .post_json(
+            "/api/v1/auth/recover",
+            json!({"username": "ada", "recovery_code": admin.recovery_code,
+                   "totp": "000000", "new_password": NEW_PASSWORD}),
+        )
+        .await;
+    let recovered = app
+        .post_json(
+            "/api/v1/auth/recover",
+            json!({"username": "ada", "recovery_code": admin.recovery_code,
+                   "totp": admin.next_code().await, "new_password": NEW_PASSWORD}),
+        )
+        .await;
+
+    assert_eq!(without_totp.status(), 401);
+    assert_eq!(recovered.status(), 200, "{:?}", recovered.text().await);
+    let body: Value = recovered.json().await.unwrap();
+    let token = body["token"].as_str().unwrap().to_owned();
+    let new_code = body["recovery_code"].as_str().unwrap().to_owned();
+    assert_ne!(new_code, admin.recovery_code);
+    assert_eq!(app.get_as(&old_token, "/api/v1/cases").await.status(), 401);
+    let read = app
+        .get_as(&token, &format!("/api/v1/cases/{case_ref}"))
+        .await;
+    assert_eq!(read.status(), 200);
+    let again = app
+        .post_json(
+            "/api/v1/auth/recover",
+            json!({"username": "ada", "recovery_code": admin.recovery_code,
+                   "totp": admin.next_code().await, "new_password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(again.status(), 401, "the old recovery code is spent");
+    admin.password = NEW_PASSWORD.to_owned();
+    app.login(&admin).await;
+    let events = app.store.audit_events(0, 1000).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|event| event.action == "account.recovered")
+    );
+}
+
+async fn auditors_and_admins_read_the_audit_log_and_nobody_else(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let admin_token = app.login(&admin).await;
+    let (_, auditor_token) = app.add_reviewer(&admin_token, "aud", "auditor", &[]).await;
+    let (_, rita_token) = app
+        .add_reviewer(&admin_token, "rita", "reviewer", &[])
+        .await;
+
+    let by_auditor = app
+        .get_as(&auditor_token, "/api/v1/admin/audit?limit=2")
+        .await;
+    let by_reviewer = app.get_as(&rita_token, "/api/v1/admin/audit").await;
+    let accounts_by_auditor = app.get_as(&auditor_token, "/api/v1/admin/reviewers").await;
+
+    assert_eq!(by_auditor.status(), 200);
+    let page: Value = by_auditor.json().await.unwrap();
+    assert_eq!(page["events"].as_array().unwrap().len(), 2);
+    assert_eq!(page["events"][0]["sequence"], 1);
+    assert_eq!(page["next"], 2);
+    let rest: Value = app
+        .get_as(&admin_token, "/api/v1/admin/audit?after=2&limit=500")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = rest["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "account.invited",
+        "enrolment.invitation",
+        "login",
+        "audit.read",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    assert_eq!(by_reviewer.status(), 403);
+    assert_eq!(accounts_by_auditor.status(), 403);
+}
+
+async fn every_stored_password_kdf_meets_the_floor(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let admin_token = app.login(&admin).await;
+    app.add_reviewer(&admin_token, "rita", "reviewer", &[])
+        .await;
+    app.file(&minimal_report("A receipt KDF too.")).await;
+
+    let mut stored = Vec::new();
+    for username in ["ada", "rita"] {
+        let (_, secrets) = app
+            .store
+            .reviewer_by_username(username)
+            .await
+            .unwrap()
+            .unwrap();
+        stored.push(secrets.kdf_params);
+    }
+
+    assert_eq!(stored.len(), 2);
+    for encoded in stored {
+        let params = Argon2Params::decode(&encoded).expect("stored parameters parse");
+        assert!(
+            params.memory_kib >= 19 * 1024,
+            "m = {} KiB",
+            params.memory_kib
+        );
+        assert!(params.iterations >= 2, "t = {}", params.iterations);
+    }
+}
+
+async fn sessions_survive_a_restart_and_a_copy_of_the_table_opens_nothing(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let token = app.login(&admin).await;
+    let (case_ref, _) = app.file(&minimal_report("Across the restart.")).await;
+    app.stop().await;
+
+    // The same database, a new process-worth of state: nothing of the session is in memory.
+    let restarted = Application::build(app.settings.clone()).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", restarted.port());
+    let store = restarted.store();
+    tokio::spawn(restarted.run_until_stopped());
+    let read = app
+        .client
+        .get(format!("{address}/api/v1/cases/{case_ref}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(read.status(), 200);
+    // The copied row holds the token's hash and a sealed identity; neither the hash, nor any
+    // other token, opens it. Only the token itself does.
+    let real = SessionToken::parse(&token).unwrap();
+    let (session, reviewer) = store
+        .live_session(&real.lookup_hash(), 0)
+        .await
+        .unwrap()
+        .unwrap();
+    use base64::Engine as _;
+    let hash_as_token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(session.token_hash);
+    let guesses = [
+        SessionToken::parse(&hash_as_token).unwrap(),
+        SessionToken::generate(),
+    ];
+    for guess in &guesses {
+        assert!(open_identity_for_session(&session.sealed_identity, guess, &reviewer.id).is_err());
+    }
+    assert!(open_identity_for_session(&session.sealed_identity, &real, &reviewer.id).is_ok());
+}
+
+crate::on_both_backends!(
+    an_invitation_is_for_one_username_and_one_use,
+    disabling_an_account_ends_its_sessions_at_once,
+    a_password_change_re_seals_the_identity_and_ends_every_session,
+    the_recovery_code_replaces_a_forgotten_password_once,
+    auditors_and_admins_read_the_audit_log_and_nobody_else,
+    every_stored_password_kdf_meets_the_floor,
+    sessions_survive_a_restart_and_a_copy_of_the_table_opens_nothing,
+);
