@@ -8,6 +8,7 @@ mod account_admin;
 mod accounts;
 mod audit;
 mod cli;
+mod cli_grants;
 mod grants;
 mod health;
 mod instance;

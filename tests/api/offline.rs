@@ -64,7 +64,7 @@ async fn a_stranger_identity_decrypts_nothing(backend: Backend) {
     );
 }
 
-fn age_tool() -> Option<&'static str> {
+pub fn age_tool() -> Option<&'static str> {
     let present = Command::new("age")
         .arg("--version")
         .output()
@@ -77,7 +77,7 @@ fn age_tool() -> Option<&'static str> {
     }
 }
 
-fn run_age(age: &str, arguments: &[&str], directory: &Path) -> Vec<u8> {
+pub fn run_age(age: &str, arguments: &[&str], directory: &Path) -> Vec<u8> {
     let output = Command::new(age)
         .args(arguments)
         .current_dir(directory)

@@ -1,0 +1,283 @@
+//! The offline tools of issue 3: `reviewer export-identity` (checked with the reference `age`
+//! tool), `escrow grant` and `desk grant-cases`.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::helpers::{Backend, TestApp, minimal_report, spawn_app};
+use crate::offline::{age_tool, run_age};
+use crate::people::PASSWORD;
+
+/// Runs the binary against the test's database with `input` on standard input (a password,
+/// as a script would pipe it).
+fn cli_with_input(app: &TestApp, arguments: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_incident-vault"))
+        .args(arguments)
+        .env("APP_DATABASE__URL", app.database.url())
+        .env("APP_STORAGE__DATA_DIR", app.dir.path().join("data"))
+        .env("APP_TELEMETRY__LEVEL", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the incident-vault binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{input}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+async fn an_exported_identity_opens_the_grant_and_then_the_report_with_the_age_tool(
+    backend: Backend,
+) {
+    let Some(age) = age_tool() else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.enrol_first_admin("ada").await;
+    let (case_ref, _) = app
+        .file(&minimal_report("Read offline with age alone."))
+        .await;
+    let out = app.dir.path().join("offline");
+    std::fs::create_dir(&out).unwrap();
+    let exported = out.join("ada-identity.txt");
+
+    let wrong = cli_with_input(
+        &app,
+        &[
+            "reviewer",
+            "export-identity",
+            "ada",
+            "--out",
+            exported.to_str().unwrap(),
+        ],
+        "not the password",
+    );
+    assert!(!wrong.status.success());
+    assert!(
+        !exported.exists(),
+        "nothing is written for a wrong password"
+    );
+    let export = cli_with_input(
+        &app,
+        &[
+            "reviewer",
+            "export-identity",
+            "ada",
+            "--out",
+            exported.to_str().unwrap(),
+        ],
+        PASSWORD,
+    );
+    let dump = app.cli(&["case", "dump", &case_ref, "--out", out.to_str().unwrap()]);
+
+    assert_success(&export);
+    assert_success(&dump);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&exported).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "readable by its owner only");
+    }
+    let (ada, _) = app
+        .store
+        .reviewer_by_username("ada")
+        .await
+        .unwrap()
+        .unwrap();
+    let grant = format!("grant-epoch1-reviewer-{}.age", ada.id);
+    let entry = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|name| name.starts_with("entry-001-report-"))
+        .expect("the report entry");
+    let case_key = run_age(age, &["-d", "-i", "ada-identity.txt", &grant], &out);
+    assert!(String::from_utf8_lossy(&case_key).contains(&format!("# case: {case_ref}")));
+    std::fs::write(out.join("case-key.txt"), &case_key).unwrap();
+    let report =
+        String::from_utf8(run_age(age, &["-d", "-i", "case-key.txt", &entry], &out)).unwrap();
+    assert!(report.contains("Read offline with age alone."));
+    let events = app.store.audit_events(0, 1000).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|event| event.action == "reviewer.identity_exported")
+    );
+}
+
+async fn the_escrow_key_grants_one_case_or_all_of_them_to_a_reviewer(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (first, _) = app.file(&minimal_report("Before anyone enrolled.")).await;
+    let admin = app.enrol_first_admin("ada").await;
+    let admin_token = app.login(&admin).await;
+    let (_, rita_token) = app
+        .add_reviewer(&admin_token, "rita", "reviewer", &[])
+        .await;
+    let (second, _) = app.file(&minimal_report("After.")).await;
+    let escrow = app.escrow_identity_file();
+    let stranger = app.dir.path().join("stranger.txt");
+    std::fs::write(
+        &stranger,
+        format!(
+            "{}\n",
+            age::secrecy::ExposeSecret::expose_secret(
+                &age::x25519::Identity::generate().to_string()
+            )
+        ),
+    )
+    .unwrap();
+
+    let with_stranger = app.cli(&[
+        "escrow",
+        "grant",
+        "--identity",
+        stranger.to_str().unwrap(),
+        "--all",
+        "--to",
+        "rita",
+    ]);
+    let one = app.cli(&[
+        "escrow",
+        "grant",
+        "--identity",
+        escrow.to_str().unwrap(),
+        "--case",
+        &first,
+        "--to",
+        "rita",
+    ]);
+    let read_first = app
+        .get_as(&rita_token, &format!("/api/v1/cases/{first}"))
+        .await;
+    let still_hidden = app
+        .get_as(&rita_token, &format!("/api/v1/cases/{second}"))
+        .await;
+    let all = app.cli(&[
+        "escrow",
+        "grant",
+        "--identity",
+        escrow.to_str().unwrap(),
+        "--all",
+        "--to",
+        "rita",
+    ]);
+
+    assert!(!with_stranger.status.success());
+    assert!(String::from_utf8_lossy(&with_stranger.stderr).contains("opened none of the cases"));
+    assert_success(&one);
+    assert_eq!(read_first.status(), 200);
+    assert_eq!(still_hidden.status(), 404);
+    assert_success(&all);
+    assert!(
+        String::from_utf8_lossy(&all.stdout).contains("granted 1 case(s) to rita; 1 held already"),
+        "{}",
+        String::from_utf8_lossy(&all.stdout)
+    );
+    let list: Value = app
+        .get_as(&rita_token, "/api/v1/cases")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["cases"].as_array().unwrap().len(), 2);
+    let grants_by_escrow = app
+        .store
+        .audit_events(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|event| event.action == "case.grant" && event.actor == "cli:escrow")
+        .count();
+    assert_eq!(grants_by_escrow, 2);
+}
+
+async fn a_coordinator_grants_a_desk_to_a_new_member_from_the_command_line(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let admin_token = app.login(&admin).await;
+    for number in 0..3 {
+        app.file(&minimal_report(&format!("desk case {number}")))
+            .await;
+    }
+    let (_, nora_token) = app
+        .add_reviewer(&admin_token, "nora", "reviewer", &["default"])
+        .await;
+    app.add_reviewer(&admin_token, "otto", "reviewer", &[])
+        .await;
+
+    let not_a_member = cli_with_input(
+        &app,
+        &[
+            "desk",
+            "grant-cases",
+            "default",
+            "--as",
+            "ada",
+            "--to",
+            "otto",
+        ],
+        PASSWORD,
+    );
+    let wrong_password = cli_with_input(
+        &app,
+        &[
+            "desk",
+            "grant-cases",
+            "default",
+            "--as",
+            "ada",
+            "--to",
+            "nora",
+        ],
+        "wrong password",
+    );
+    let granted = cli_with_input(
+        &app,
+        &[
+            "desk",
+            "grant-cases",
+            "default",
+            "--as",
+            "ada",
+            "--to",
+            "nora",
+        ],
+        PASSWORD,
+    );
+
+    assert!(!not_a_member.status.success());
+    assert!(!wrong_password.status.success());
+    assert_success(&granted);
+    assert!(String::from_utf8_lossy(&granted.stdout).contains("granted 3 case(s) to nora"));
+    let list: Value = app
+        .get_as(&nora_token, "/api/v1/cases")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["cases"].as_array().unwrap().len(), 3);
+}
+
+crate::on_both_backends!(
+    an_exported_identity_opens_the_grant_and_then_the_report_with_the_age_tool,
+    the_escrow_key_grants_one_case_or_all_of_them_to_a_reviewer,
+    a_coordinator_grants_a_desk_to_a_new_member_from_the_command_line,
+);
