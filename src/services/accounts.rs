@@ -295,11 +295,12 @@ impl Vault {
     /// Confirms enrolment with a first TOTP code; the account becomes active.
     pub async fn confirm_enrolment(&self, token: &str, code: &str) -> Result<(), AccountError> {
         let token_hash = enrolment_token_hash(token);
+        let now = unix_now();
         let enrolment = self
             .store
             .enrolment(&token_hash)
             .await?
-            .filter(|enrolment| !enrolment.spent)
+            .filter(|enrolment| !enrolment.spent && enrolment.expires_at > now)
             .ok_or(AccountError::InvalidToken)?;
         let (Some(reviewer_id), Some(pending)) = (&enrolment.reviewer_id, &enrolment.pending_totp)
         else {
@@ -310,7 +311,7 @@ impl Vault {
             .map_err(|_| AccountError::InvalidToken)?;
         let secret =
             TotpSecret::from_bytes(&secret_bytes).context("a pending TOTP secret is malformed")?;
-        let step = totp::verify(&secret, code, unix_now().max(0) as u64, None)
+        let step = totp::verify(&secret, code, now.max(0) as u64, None)
             .ok_or(AccountError::InvalidTotp)?;
         match self
             .store

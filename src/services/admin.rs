@@ -11,8 +11,8 @@ use super::{Vault, audit, today, unix_now};
 use crate::crypto::reviewer_key::RecoveryCode;
 use crate::domain::{AccountStatus, DeskRole, DeskSlug, EntryId, Role, Username};
 use crate::storage::{
-    AccountChange, AuditEventRecord, DeskMemberRecord, DeskRecord, EnrolmentRecord, NewAuditEvent,
-    ReviewerRecord, StoreError,
+    AccountChange, AuditEventRecord, CaseFilter, DeskMemberRecord, DeskRecord, EnrolmentRecord,
+    NewAuditEvent, ReviewerRecord, StoreError,
 };
 
 /// How long an invitation can be redeemed.
@@ -249,18 +249,43 @@ impl Vault {
         if status == Some(AccountStatus::Pending) {
             return Err(AdminError::Invalid("status", "must be active or disabled"));
         }
-        if status == Some(AccountStatus::Active) && target.status == AccountStatus::Pending.as_str()
-        {
-            return Err(AdminError::Invalid(
-                "status",
-                "a pending account becomes active when its owner confirms a TOTP code",
-            ));
+        if status == Some(AccountStatus::Active) {
+            // An account whose owner never confirmed a TOTP code (pending, or disabled while
+            // pending) has no verified second factor: only the owner's confirmation activates it.
+            let confirmed = self
+                .store
+                .reviewer_secrets(&target.id)
+                .await?
+                .is_some_and(|secrets| secrets.totp_last_step.is_some());
+            if !confirmed {
+                return Err(AdminError::Invalid(
+                    "status",
+                    "the account becomes active when its owner confirms a TOTP code",
+                ));
+            }
         }
-        if role == Some(Role::Auditor) && !self.store.memberships_of(&target.id).await?.is_empty() {
-            return Err(AdminError::Invalid(
-                "role",
-                "an auditor joins no desk: remove the account from its desks first",
-            ));
+        if role == Some(Role::Auditor) {
+            if !self.store.memberships_of(&target.id).await?.is_empty() {
+                return Err(AdminError::Invalid(
+                    "role",
+                    "an auditor joins no desk: remove the account from its desks first",
+                ));
+            }
+            let first_grant = CaseFilter {
+                limit: 1,
+                ..CaseFilter::default()
+            };
+            if !self
+                .store
+                .cases_granted_to(&target.id, &first_grant)
+                .await?
+                .is_empty()
+            {
+                return Err(AdminError::Invalid(
+                    "role",
+                    "an auditor reads no case: revoke the account's grants first",
+                ));
+            }
         }
         let change = AccountChange {
             role: role.map(|role| role.as_str().to_owned()),

@@ -7,6 +7,7 @@ mod people;
 mod account_admin;
 mod accounts;
 mod audit;
+mod authorization;
 mod cli;
 mod cli_grants;
 mod grants;
