@@ -371,24 +371,8 @@ impl Vault {
         else {
             return Err(refuse("sealed_totp_unreadable").await);
         };
-        let last_step = secrets.totp_last_step.map(|step| step.max(0) as u64);
-        let Some(step) = totp::verify(
-            &totp_secret,
-            code.expose_secret(),
-            now.max(0) as u64,
-            last_step,
-        ) else {
-            return Err(refuse("bad_totp").await);
-        };
-        match self
-            .store
-            .record_login_success(&reviewer.id, step as i64)
-            .await
-        {
-            Ok(()) => {}
-            Err(StoreError::Conflict(_)) => return Err(refuse("totp_replay").await),
-            Err(error) => return Err(error.into()),
-        }
+        self.spend_totp(&reviewer, &secrets, &totp_secret, &code, now)
+            .await?;
         let identity = open_identity(&secrets.sealed_identity, &keys.wrap_key, &reviewer.id)
             .context("the sealed identity does not open with a correct password")?;
         let session = self.open_session(&reviewer, &identity, now).await?;
@@ -699,26 +683,8 @@ impl Vault {
         let Some((identity, totp_secret)) = opened else {
             return Err(refuse("bad_recovery_code").await);
         };
-        let last_step = secrets.totp_last_step.map(|step| step.max(0) as u64);
-        let Some(step) = totp::verify(
-            &totp_secret,
-            code.expose_secret(),
-            now.max(0) as u64,
-            last_step,
-        ) else {
-            return Err(refuse("bad_totp").await);
-        };
-        match self
-            .store
-            .record_login_success(&reviewer.id, step as i64)
-            .await
-        {
-            Ok(()) => {}
-            Err(StoreError::Conflict(_)) => {
-                return Err(refuse("totp_replay").await);
-            }
-            Err(error) => return Err(error.into()),
-        }
+        self.spend_totp(&reviewer, &secrets, &totp_secret, &code, now)
+            .await?;
         let params = self.argon2;
         let id = reviewer.id.clone();
         let sealed_identity = identity.clone();
@@ -772,6 +738,38 @@ impl Vault {
             session,
             recovery_code: new_recovery,
         })
+    }
+
+    /// Checks a TOTP code and spends its time step, so that it (or an earlier one) never works
+    /// again; a wrong or replayed code is a failed login.
+    async fn spend_totp(
+        &self,
+        reviewer: &ReviewerRecord,
+        secrets: &ReviewerSecretsRecord,
+        totp_secret: &TotpSecret,
+        code: &SecretString,
+        now: i64,
+    ) -> Result<(), AccountError> {
+        let last_step = secrets.totp_last_step.map(|step| step.max(0) as u64);
+        let Some(step) = totp::verify(
+            totp_secret,
+            code.expose_secret(),
+            now.max(0) as u64,
+            last_step,
+        ) else {
+            return Err(self.refuse_login(reviewer, secrets, now, "bad_totp").await);
+        };
+        match self
+            .store
+            .record_login_success(&reviewer.id, step as i64)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(StoreError::Conflict(_)) => Err(self
+                .refuse_login(reviewer, secrets, now, "totp_replay")
+                .await),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Runs the password KDF against stored material; the keys when the password is right.
