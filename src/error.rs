@@ -55,10 +55,16 @@ impl std::fmt::Debug for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The JSON body of every error. It is also the `ApiError` schema of `/api/v1/openapi.json`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ApiError)]
+pub struct ErrorBody<'a> {
+    /// The stable snake_case code, e.g. `case_not_found`.
+    #[schema(example = "case_not_found")]
     error: &'a str,
+    /// A sentence for a person; it never repeats what the client sent.
     message: String,
+    /// For a 422: each field at fault (dotted path) and what is wrong with it. Absent otherwise.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     fields: BTreeMap<String, String>,
 }

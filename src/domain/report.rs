@@ -42,7 +42,7 @@ pub mod limits {
 }
 
 /// The UN mechanism and session.
-#[derive(Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
+#[derive(Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mechanism {
     #[zeroize(skip)]
@@ -56,7 +56,7 @@ pub struct Mechanism {
 }
 
 /// The perpetrator, as the reporter describes them.
-#[derive(Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
+#[derive(Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Perpetrator {
     #[zeroize(skip)]
@@ -67,7 +67,7 @@ pub struct Perpetrator {
 }
 
 /// A submission blocked from, or removed from, a UN platform.
-#[derive(Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
+#[derive(Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlockedSubmission {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +76,7 @@ pub struct BlockedSubmission {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(length(max = limits::SUBMISSION_FIELD), custom(function = "single_line"))]
     pub reference: Option<String>,
+    /// A date, `YYYY-MM-DD`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(custom(function = "calendar_date"))]
     pub submitted_on: Option<String>,
@@ -85,7 +86,7 @@ pub struct BlockedSubmission {
 }
 
 /// Whether, and how, the desk may contact the reporter.
-#[derive(Default, Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
+#[derive(Default, Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
     pub allowed: bool,
@@ -98,7 +99,7 @@ pub struct Contact {
 }
 
 /// The reporter's consent. Every flag defaults to the most protective choice.
-#[derive(Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
+#[derive(Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Consent {
     #[serde(default)]
@@ -132,9 +133,10 @@ impl Default for Consent {
 }
 
 /// The wire shape of a report. Only `incident_type` and `description` are required.
-#[derive(Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop)]
+#[derive(Serialize, Deserialize, Validate, Zeroize, ZeroizeOnDrop, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportWire {
+    /// The receiving desk's slug (`GET /api/v1/intake` lists them); `default` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(custom(function = "desk_slug"))]
     pub desk: Option<String>,
@@ -143,6 +145,7 @@ pub struct ReportWire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(nested)]
     pub mechanism: Option<Mechanism>,
+    /// A date-time (`2024-01-23T10:30:00Z`), a date (`2024-01-23`) or a month (`2024-01`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(custom(function = "valid_occurred_at"))]
     pub occurred_at: Option<String>,
@@ -167,6 +170,7 @@ pub struct ReportWire {
     #[serde(default)]
     #[validate(nested)]
     pub consent: Consent,
+    /// A BCP 47 language tag such as `en`, `fr` or `zh-Hant`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(length(max = limits::LANGUAGE), custom(function = "language_tag"))]
     pub language: Option<String>,

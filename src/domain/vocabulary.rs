@@ -1,11 +1,16 @@
 //! The closed vocabularies of the report (DESIGN §4). Each wire value is spelled once, here, so
 //! that the parser, the intake form vocabulary and the plaintext triage columns cannot drift.
 
-/// Declares a closed vocabulary: an enum whose serde names, `as_str`, `parse` and `ALL` agree.
+/// Declares a closed vocabulary: an enum whose serde names, `as_str`, `parse`, `ALL` and OpenAPI
+/// schema agree. `$text` is a `tt`, not a `literal`: a `literal` fragment reaches derive macros
+/// wrapped in an invisible group, which `utoipa` skips, so the schema would list the Rust names.
 macro_rules! vocabulary {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:tt),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+            utoipa::ToSchema,
+        )]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }
@@ -171,6 +176,15 @@ mod tests {
             let json = serde_json::to_string(value).unwrap();
             assert_eq!(json, format!("\"{}\"", value.as_str()));
         }
+    }
+
+    #[test]
+    fn the_openapi_schema_lists_the_wire_spellings() {
+        let schema = serde_json::to_value(<Role as utoipa::PartialSchema>::schema()).unwrap();
+        assert_eq!(schema["enum"], serde_json::json!(Role::names()));
+        let schema =
+            serde_json::to_value(<IncidentType as utoipa::PartialSchema>::schema()).unwrap();
+        assert_eq!(schema["enum"], serde_json::json!(IncidentType::names()));
     }
 
     #[test]

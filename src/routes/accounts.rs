@@ -4,8 +4,8 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use age::secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::RequestLimits;
 use super::body::read_json;
@@ -20,49 +20,83 @@ use crate::services::accounts::{
 /// The session cookie: `__Host-` pins it to this origin, over HTTPS, for every path.
 pub const SESSION_COOKIE: &str = "__Host-iv_session";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EnrolRequest {
+    /// The setup code, or an invitation token from `POST /api/v1/admin/reviewers`.
     token: String,
     username: String,
+    /// At least 12 characters, and not a common password.
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ConfirmRequest {
     token: String,
+    /// The first code from the authenticator app.
+    #[schema(value_type = String, format = Password)]
     totp: SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StepUpRequest {
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PasswordChangeRequest {
+    #[schema(value_type = String, format = Password)]
     current_password: SecretString,
+    #[schema(value_type = String, format = Password)]
     new_password: SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RecoverRequest {
     username: String,
+    #[schema(value_type = String, format = Password)]
     recovery_code: SecretString,
+    #[schema(value_type = String, format = Password)]
     totp: SecretString,
+    #[schema(value_type = String, format = Password)]
     new_password: SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginRequest {
     username: String,
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
+    #[schema(value_type = String, format = Password)]
     totp: SecretString,
+}
+
+/// The answer to an enrolment: both values are shown once.
+#[derive(Serialize, ToSchema)]
+struct EnrolmentStarted<'a> {
+    /// An `otpauth://` URI for the authenticator app.
+    totp_uri: &'a str,
+    /// Replaces a forgotten password once; keep it offline.
+    recovery_code: &'a str,
+}
+
+/// A new session. The same token is also set as the session cookie.
+#[derive(Serialize, ToSchema)]
+struct SessionStarted<'a> {
+    /// Send it as `Authorization: Bearer <token>`.
+    token: &'a str,
+    /// When the session ends at the latest, RFC 3339.
+    expires_at: Option<String>,
+    /// Only after a recovery: the new recovery code, shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery_code: Option<&'a str>,
 }
 
 pub(super) fn account_error(error: AccountError) -> ApiError {
@@ -109,6 +143,21 @@ pub(super) fn account_error(error: AccountError) -> ApiError {
 }
 
 /// Redeems a setup code or invitation with the reviewer's own username and password.
+#[utoipa::path(
+    tag = "accounts",
+    request_body = EnrolRequest,
+    responses(
+        (
+            status = 200, description = "Enrolled; confirm with a first TOTP code.",
+            body = EnrolmentStarted,
+        ),
+        (status = 422, description = "`invalid_token`, `invalid_username`, `weak_password`, \
+            `username_taken`, `username_mismatch`, or a body of the wrong shape."),
+        (status = 503, description = "`busy`: too many key derivations at once; retry shortly."),
+        super::openapi::JsonBodyErrors,
+        super::openapi::InternalError,
+    ),
+)]
 #[post("/enrol")]
 pub async fn enrol(
     request: HttpRequest,
@@ -126,13 +175,25 @@ pub async fn enrol(
         .enrol(&body.token, username, password)
         .await
         .map_err(account_error)?;
-    Ok(HttpResponse::Ok().json(json!({
-        "totp_uri": started.totp_uri.expose_secret(),
-        "recovery_code": started.recovery_code.expose_secret(),
-    })))
+    Ok(HttpResponse::Ok().json(EnrolmentStarted {
+        totp_uri: started.totp_uri.expose_secret(),
+        recovery_code: started.recovery_code.expose_secret(),
+    }))
 }
 
 /// Confirms enrolment with a first TOTP code: the account becomes active.
+#[utoipa::path(
+    tag = "accounts",
+    request_body = ConfirmRequest,
+    responses(
+        (status = 204, description = "The account is active."),
+        (status = 422, description = "`invalid_token`, `invalid_totp`, or a body of the wrong \
+            shape."),
+        (status = 503, description = "`busy`: retry shortly."),
+        super::openapi::JsonBodyErrors,
+        super::openapi::InternalError,
+    ),
+)]
 #[post("/enrol/confirm")]
 pub async fn confirm_enrolment(
     request: HttpRequest,
@@ -149,6 +210,25 @@ pub async fn confirm_enrolment(
 }
 
 /// Password + TOTP → a session token (JSON for API clients, and an HttpOnly cookie for browsers).
+#[utoipa::path(
+    tag = "accounts",
+    request_body = LoginRequest,
+    responses(
+        (
+            status = 200, description = "A session.", body = SessionStarted,
+            headers((
+                "Set-Cookie" = String,
+                description = "The session cookie, `HttpOnly; Secure; SameSite=Strict`."
+            )),
+        ),
+        (status = 401, description = "`login_failed`: one generic answer for a wrong username, \
+            password or code, or a locked account."),
+        (status = 422, description = "A body of the wrong shape."),
+        (status = 503, description = "`busy`: too many logins are being checked; retry shortly."),
+        super::openapi::JsonBodyErrors,
+        super::openapi::InternalError,
+    ),
+)]
 #[post("/auth/login")]
 pub async fn login(
     request: HttpRequest,
@@ -176,15 +256,17 @@ fn session_response(session: &NewSession, recovery_code: Option<&SecretString>) 
             SESSION_ABSOLUTE_SECONDS,
         ))
         .finish();
-    let mut body = json!({
-        "token": session.token.expose_secret(),
-        "expires_at": time::OffsetDateTime::from_unix_timestamp(session.expires_at)
+    let body = SessionStarted {
+        token: session.token.expose_secret(),
+        expires_at: time::OffsetDateTime::from_unix_timestamp(session.expires_at)
             .ok()
-            .and_then(|moment| moment.format(&time::format_description::well_known::Rfc3339).ok()),
-    });
-    if let Some(code) = recovery_code {
-        body["recovery_code"] = json!(code.expose_secret());
-    }
+            .and_then(|moment| {
+                moment
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            }),
+        recovery_code: recovery_code.map(|code| code.expose_secret()),
+    };
     HttpResponse::Ok().cookie(cookie).json(body)
 }
 
@@ -212,6 +294,20 @@ pub async fn authenticated(
 }
 
 /// The password entered again within a session: granting a case needs one in the last 5 minutes.
+#[utoipa::path(
+    tag = "accounts",
+    request_body = StepUpRequest,
+    security(("session_token" = []), ("session_cookie" = [])),
+    responses(
+        (status = 204, description = "Stepped up for the next 5 minutes."),
+        (status = 403, description = "`cross_origin_request`."),
+        (status = 422, description = "`wrong_password`, or a body of the wrong shape."),
+        (status = 503, description = "`busy`: retry shortly."),
+        super::openapi::SessionErrors,
+        super::openapi::JsonBodyErrors,
+        super::openapi::InternalError,
+    ),
+)]
 #[post("/auth/step-up")]
 pub async fn step_up(
     request: HttpRequest,
@@ -229,6 +325,21 @@ pub async fn step_up(
 }
 
 /// Changes the caller's password. Every session of the account ends, this one too.
+#[utoipa::path(
+    tag = "accounts",
+    request_body = PasswordChangeRequest,
+    security(("session_token" = []), ("session_cookie" = [])),
+    responses(
+        (status = 204, description = "Changed; every session has ended and the cookie is cleared."),
+        (status = 403, description = "`cross_origin_request`."),
+        (status = 422, description = "`wrong_password` (`current_password`), `weak_password` \
+            (`new_password`), or a body of the wrong shape."),
+        (status = 503, description = "`busy`: retry shortly."),
+        super::openapi::SessionErrors,
+        super::openapi::JsonBodyErrors,
+        super::openapi::InternalError,
+    ),
+)]
 #[post("/auth/password")]
 pub async fn change_password(
     request: HttpRequest,
@@ -260,6 +371,23 @@ pub async fn change_password(
 
 /// The recovery code replaces a forgotten password, once; the TOTP code is still needed. Gives a
 /// session and a new recovery code.
+#[utoipa::path(
+    tag = "accounts",
+    request_body = RecoverRequest,
+    responses(
+        (
+            status = 200, description = "A session, and a new recovery code.",
+            body = SessionStarted,
+            headers(("Set-Cookie" = String, description = "The session cookie.")),
+        ),
+        (status = 401, description = "`login_failed`: one generic answer for every failure."),
+        (status = 422, description = "`weak_password` (`new_password`), or a body of the \
+            wrong shape."),
+        (status = 503, description = "`busy`: retry shortly."),
+        super::openapi::JsonBodyErrors,
+        super::openapi::InternalError,
+    ),
+)]
 #[post("/auth/recover")]
 pub async fn recover(
     request: HttpRequest,
@@ -283,6 +411,17 @@ pub async fn recover(
 }
 
 /// Ends the caller's session and clears the cookie.
+#[utoipa::path(
+    tag = "accounts",
+    security((), ("session_token" = []), ("session_cookie" = [])),
+    responses(
+        (status = 204, description = "The session, if any, has ended; the cookie is cleared."),
+        (status = 401, description = "`no_session`: an `Authorization` header that is not \
+            `Bearer`."),
+        (status = 403, description = "`cross_origin_request`."),
+        super::openapi::InternalError,
+    ),
+)]
 #[post("/auth/logout")]
 pub async fn logout(
     request: HttpRequest,

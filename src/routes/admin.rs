@@ -3,8 +3,8 @@
 
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, put, web};
 use age::secrecy::ExposeSecret;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::RequestLimits;
 use super::accounts::authenticated;
@@ -12,7 +12,7 @@ use super::body::read_json;
 use crate::domain::{AccountStatus, DeskRole, DeskSlug, Role, Username};
 use crate::error::ApiError;
 use crate::services::Vault;
-use crate::services::admin::AdminError;
+use crate::services::admin::{AccountView, AdminError, DeskView, MemberView, MembershipView};
 
 /// Most desks one invitation may name, and most members one desk may have.
 const MAX_DESKS: usize = 50;
@@ -20,47 +20,201 @@ const MAX_MEMBERS: usize = 500;
 /// Longest desk display name, in characters.
 const MAX_DESK_NAME: usize = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InviteRequest {
     username: String,
+    #[schema(value_type = Role)]
     role: String,
+    /// Slugs of the desks the reviewer joins as a member.
     #[serde(default)]
     desks: Vec<String>,
 }
 
-#[derive(Deserialize)]
+/// Give a role, a status, or both.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AccountChangeRequest {
+    #[schema(value_type = Option<Role>)]
     role: Option<String>,
+    /// `active` or `disabled`; disabling ends every session of the account at once.
+    #[schema(value_type = Option<AccountStatus>)]
     status: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewDeskRequest {
     slug: String,
+    /// 1 to 100 printable characters.
     name: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MembersRequest {
+    /// The whole new set of members.
     members: Vec<MemberRequest>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MemberRequest {
     username: String,
+    #[schema(value_type = DeskRole)]
     role: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditParameters {
+    /// The `next` of the previous page: events after this sequence number.
     after: Option<i64>,
+    /// Page size, 1 to 500; 100 by default.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+}
+
+/// A new invitation, shown once.
+#[derive(Serialize, ToSchema)]
+struct InvitationAnswer<'a> {
+    username: &'a str,
+    /// The single-use enrolment token for `POST /api/v1/enrol`.
+    token: &'a str,
+    /// RFC 3339.
+    expires_at: Option<String>,
+}
+
+/// Every account.
+#[derive(Serialize, ToSchema)]
+struct AccountList {
+    reviewers: Vec<Account>,
+}
+
+/// An account as the admin sees it: no secret, no key material.
+#[derive(Serialize, ToSchema)]
+struct Account {
+    username: String,
+    #[schema(value_type = Role)]
+    role: String,
+    #[schema(value_type = AccountStatus)]
+    status: String,
+    created_on: String,
+    desks: Vec<Membership>,
+}
+
+/// One desk membership of an account.
+#[derive(Serialize, ToSchema)]
+struct Membership {
+    /// The desk's slug.
+    desk: String,
+    #[schema(value_type = DeskRole)]
+    role: String,
+}
+
+/// Every desk.
+#[derive(Serialize, ToSchema)]
+struct DeskList {
+    desks: Vec<Desk>,
+}
+
+/// A desk and its members.
+#[derive(Serialize, ToSchema)]
+struct Desk {
+    slug: String,
+    name: String,
+    members: Vec<DeskMember>,
+}
+
+/// A member of a desk.
+#[derive(Serialize, ToSchema)]
+struct DeskMember {
+    username: String,
+    #[schema(value_type = DeskRole)]
+    role: String,
+}
+
+/// A desk just created.
+#[derive(Serialize, ToSchema)]
+struct NewDesk<'a> {
+    slug: &'a str,
+    name: &'a str,
+}
+
+/// A page of the audit log.
+#[derive(Serialize, ToSchema)]
+struct AuditPage {
+    events: Vec<AuditEvent>,
+    /// The `after` of the next page, or null on the last page.
+    next: Option<i64>,
+}
+
+/// One audit event: no content and no IP address.
+#[derive(Serialize, ToSchema)]
+struct AuditEvent {
+    sequence: i64,
+    /// RFC 3339.
+    occurred_at: Option<String>,
+    /// The acting account's id, or `reporter`, `system`.
+    actor: String,
+    #[schema(example = "case.read")]
+    action: String,
+    target: Option<String>,
+    #[schema(example = "success")]
+    outcome: String,
+    /// SHA-256 of this event and the previous event's hash, hex.
+    hash: String,
+}
+
+// The `From` impls below destructure exhaustively on purpose: a field added to a service view
+// must be exposed (and so documented) or skipped here, deliberately.
+impl From<AccountView> for Account {
+    fn from(view: AccountView) -> Self {
+        let AccountView {
+            username,
+            role,
+            status,
+            created_on,
+            desks,
+        } = view;
+        Self {
+            username,
+            role,
+            status,
+            created_on,
+            desks: desks.into_iter().map(Membership::from).collect(),
+        }
+    }
+}
+
+impl From<MembershipView> for Membership {
+    fn from(view: MembershipView) -> Self {
+        let MembershipView { desk, role } = view;
+        Self { desk, role }
+    }
+}
+
+impl From<DeskView> for Desk {
+    fn from(view: DeskView) -> Self {
+        let DeskView {
+            slug,
+            name,
+            members,
+        } = view;
+        Self {
+            slug,
+            name,
+            members: members.into_iter().map(DeskMember::from).collect(),
+        }
+    }
+}
+
+impl From<MemberView> for DeskMember {
+    fn from(view: MemberView) -> Self {
+        let MemberView { username, role } = view;
+        Self { username, role }
+    }
 }
 
 pub(super) fn admin_error(error: AdminError) -> ApiError {
@@ -108,6 +262,22 @@ fn rfc3339(unix: i64) -> Option<String> {
 }
 
 /// Invites a reviewer: a single-use enrolment token, shown once.
+#[utoipa::path(
+    tag = "admin",
+    request_body = InviteRequest,
+    security(("session_token" = []), ("session_cookie" = [])),
+    responses(
+        (status = 201, description = "Invited.", body = InvitationAnswer),
+        (status = 403, description = "`forbidden`: this needs the admin role; \
+            `cross_origin_request`."),
+        (status = 404, description = "`desk_not_found`."),
+        (status = 422, description = "`invalid_username`, `unknown_value`, `invalid_desk`, \
+            `too_many`, `invalid_field`, or a body of the wrong shape."),
+        super::openapi::SessionErrors,
+        super::openapi::JsonBodyErrors,
+        super::openapi::InternalError,
+    ),
+)]
 #[post("/admin/reviewers")]
 pub async fn invite(
     request: HttpRequest,
@@ -136,14 +306,24 @@ pub async fn invite(
         .invite(&caller, &name, role, &desks)
         .await
         .map_err(admin_error)?;
-    Ok(HttpResponse::Created().json(json!({
-        "username": name.as_str(),
-        "token": invitation.token.expose_secret(),
-        "expires_at": rfc3339(invitation.expires_at),
-    })))
+    Ok(HttpResponse::Created().json(InvitationAnswer {
+        username: name.as_str(),
+        token: invitation.token.expose_secret(),
+        expires_at: rfc3339(invitation.expires_at),
+    }))
 }
 
 /// Every account, with its role, status and desks.
+#[utoipa::path(
+    tag = "admin",
+    security(("session_token" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "Every account.", body = AccountList),
+        (status = 403, description = "`forbidden`: this needs the admin role."),
+        super::openapi::SessionErrors,
+        super::openapi::InternalError,
+    ),
+)]
 #[get("/admin/reviewers")]
 pub async fn list_accounts(
     request: HttpRequest,
@@ -151,10 +331,29 @@ pub async fn list_accounts(
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticated(&request, &vault).await?;
     let accounts = vault.accounts(&caller).await.map_err(admin_error)?;
-    Ok(HttpResponse::Ok().json(json!({ "reviewers": accounts })))
+    Ok(HttpResponse::Ok().json(AccountList {
+        reviewers: accounts.into_iter().map(Account::from).collect(),
+    }))
 }
 
 /// Changes an account's role, or disables or re-enables it.
+#[utoipa::path(
+    tag = "admin",
+    params(("username" = String, Path, description = "The account to change.")),
+    request_body = AccountChangeRequest,
+    security(("session_token" = []), ("session_cookie" = [])),
+    responses(
+        (status = 204, description = "Changed."),
+        (status = 403, description = "`forbidden`: this needs the admin role; \
+            `cross_origin_request`."),
+        (status = 404, description = "`account_not_found`."),
+        (status = 422, description = "`unknown_value`, `nothing_to_change`, `invalid_field`, or \
+            a body of the wrong shape."),
+        super::openapi::SessionErrors,
+        super::openapi::JsonBodyErrors,
+        super::openapi::InternalError,
+    ),
+)]
 #[patch("/admin/reviewers/{username}")]
 pub async fn change_account(
     request: HttpRequest,
@@ -190,6 +389,16 @@ pub async fn change_account(
 }
 
 /// Every desk and its members.
+#[utoipa::path(
+    tag = "admin",
+    security(("session_token" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "Every desk.", body = DeskList),
+        (status = 403, description = "`forbidden`: this needs the admin role."),
+        super::openapi::SessionErrors,
+        super::openapi::InternalError,
+    ),
+)]
 #[get("/admin/desks")]
 pub async fn list_desks(
     request: HttpRequest,
@@ -200,10 +409,27 @@ pub async fn list_desks(
         .desks_with_members(&caller)
         .await
         .map_err(admin_error)?;
-    Ok(HttpResponse::Ok().json(json!({ "desks": desks })))
+    Ok(HttpResponse::Ok().json(DeskList {
+        desks: desks.into_iter().map(Desk::from).collect(),
+    }))
 }
 
 /// Creates a desk.
+#[utoipa::path(
+    tag = "admin",
+    request_body = NewDeskRequest,
+    security(("session_token" = []), ("session_cookie" = [])),
+    responses(
+        (status = 201, description = "Created.", body = NewDesk),
+        (status = 403, description = "`forbidden`: this needs the admin role; \
+            `cross_origin_request`."),
+        (status = 422, description = "`invalid_desk`, `invalid_name`, `invalid_field`, or \
+            a body of the wrong shape."),
+        super::openapi::SessionErrors,
+        super::openapi::JsonBodyErrors,
+        super::openapi::InternalError,
+    ),
+)]
 #[post("/admin/desks")]
 pub async fn create_desk(
     request: HttpRequest,
@@ -228,10 +454,30 @@ pub async fn create_desk(
         .create_desk(&caller, &slug, name)
         .await
         .map_err(admin_error)?;
-    Ok(HttpResponse::Created().json(json!({ "slug": slug.as_str(), "name": name })))
+    Ok(HttpResponse::Created().json(NewDesk {
+        slug: slug.as_str(),
+        name,
+    }))
 }
 
 /// Sets the members of a desk (replacing the previous set).
+#[utoipa::path(
+    tag = "admin",
+    params(("slug" = String, Path, description = "The desk's slug.")),
+    request_body = MembersRequest,
+    security(("session_token" = []), ("session_cookie" = [])),
+    responses(
+        (status = 204, description = "The desk has exactly these members now."),
+        (status = 403, description = "`forbidden`: this needs the admin role; \
+            `cross_origin_request`."),
+        (status = 404, description = "`desk_not_found`, `account_not_found`."),
+        (status = 422, description = "`too_many`, `unknown_value`, `invalid_username`, \
+            `invalid_field`, or a body of the wrong shape."),
+        super::openapi::SessionErrors,
+        super::openapi::JsonBodyErrors,
+        super::openapi::InternalError,
+    ),
+)]
 #[put("/admin/desks/{slug}/members")]
 pub async fn set_desk_members(
     request: HttpRequest,
@@ -271,6 +517,19 @@ pub async fn set_desk_members(
 }
 
 /// The audit log, oldest first, paged by sequence number.
+#[utoipa::path(
+    tag = "admin",
+    params(AuditParameters),
+    security(("session_token" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "A page of events.", body = AuditPage),
+        (status = 400, description = "`invalid_query`: an unknown or mistyped parameter."),
+        (status = 403, description = "`forbidden`: this needs the admin or auditor role."),
+        (status = 422, description = "`invalid_limit`."),
+        super::openapi::SessionErrors,
+        super::openapi::InternalError,
+    ),
+)]
 #[get("/admin/audit")]
 pub async fn audit_log(
     request: HttpRequest,
@@ -296,17 +555,15 @@ pub async fn audit_log(
         .flatten();
     let events: Vec<_> = events
         .into_iter()
-        .map(|event| {
-            json!({
-                "sequence": event.sequence,
-                "occurred_at": rfc3339(event.occurred_at),
-                "actor": event.actor,
-                "action": event.action,
-                "target": event.target,
-                "outcome": event.outcome,
-                "hash": crate::services::hex(&event.hash),
-            })
+        .map(|event| AuditEvent {
+            sequence: event.sequence,
+            occurred_at: rfc3339(event.occurred_at),
+            actor: event.actor,
+            action: event.action,
+            target: event.target,
+            outcome: event.outcome,
+            hash: crate::services::hex(&event.hash),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "events": events, "next": next })))
+    Ok(HttpResponse::Ok().json(AuditPage { events, next }))
 }

@@ -3,26 +3,56 @@
 use std::time::Duration;
 
 use actix_web::{HttpResponse, get, web};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::services::Vault;
 
+/// The answer of `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+struct Liveness {
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// The answer of `GET /readyz`.
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    #[schema(example = "ready")]
+    status: &'static str,
+    /// The database backend that answered: `sqlite` or `postgres`.
+    #[schema(example = "postgres")]
+    database: &'static str,
+}
+
 /// Liveness: the process answers. Touches nothing shared, so it stays fast under load.
+#[utoipa::path(
+    tag = "health",
+    responses((status = 200, description = "The process answers.", body = Liveness)),
+)]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Liveness { status: "ok" })
 }
 
 /// Readiness: the database answers a real query within two seconds.
+#[utoipa::path(
+    tag = "health",
+    responses(
+        (status = 200, description = "The database answers.", body = Readiness),
+        (status = 503, description = "`database_unavailable`: the database does not answer \
+            within two seconds. `Retry-After` is set."),
+    ),
+)]
 #[get("/readyz")]
 pub async fn readyz(vault: web::Data<Vault>) -> Result<HttpResponse, ApiError> {
     let check = tokio::time::timeout(Duration::from_secs(2), vault.store.health_check()).await;
     match check {
-        Ok(Ok(())) => Ok(HttpResponse::Ok().json(json!({
-            "status": "ready",
-            "database": vault.store.backend(),
-        }))),
+        Ok(Ok(())) => Ok(HttpResponse::Ok().json(Readiness {
+            status: "ready",
+            database: vault.store.backend(),
+        })),
         Ok(Err(error)) => {
             tracing::warn!(error = %error, "readiness check failed");
             Err(database_unavailable())

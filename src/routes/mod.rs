@@ -6,6 +6,7 @@ mod body;
 mod cases;
 mod health;
 mod intake;
+mod openapi;
 mod reports;
 
 use actix_web::{HttpRequest, web};
@@ -20,13 +21,15 @@ pub struct RequestLimits {
     pub idempotency_ttl_hours: u32,
 }
 
-/// Mounts every route.
+/// Mounts every route. Each one must also be listed in `openapi::ApiDoc`: `tests/api/openapi.rs`
+/// fails on a route that is served but not documented.
 pub fn configure(config: &mut web::ServiceConfig) {
     config
         .service(health::healthz)
         .service(health::readyz)
         .service(
             web::scope("/api/v1")
+                .service(openapi::openapi_document)
                 .service(intake::intake_parameters)
                 .service(reports::file_report)
                 .service(accounts::enrol)

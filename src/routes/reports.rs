@@ -3,7 +3,8 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use age::secrecy::ExposeSecret;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::RequestLimits;
 use super::body::read_json;
@@ -15,8 +16,43 @@ use crate::services::intake::IntakeError;
 /// The header a phone sends so that a retry after a lost answer files nothing twice.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 
+/// The answer to a filed report.
+#[derive(Serialize, ToSchema)]
+struct FiledReport<'a> {
+    /// The case reference, for the desk.
+    case_ref: &'a str,
+    /// The reporter's receipt, shown once: it opens the reporter's way back into the case.
+    receipt: &'a str,
+}
+
 /// Files a JSON report → `201 {"case_ref", "receipt"}`. A retry with the same Idempotency-Key
 /// gets the same answer, marked `Idempotent-Replayed: true`.
+#[utoipa::path(
+    tag = "intake",
+    params((
+        "Idempotency-Key" = Option<String>, Header,
+        description = "A fresh random key for each new report (limits in `GET /api/v1/intake`): \
+            a retry with the same key files nothing twice.",
+    )),
+    request_body(content = ReportWire, content_type = "application/json"),
+    responses(
+        // First, so that the 400 below (which adds `invalid_idempotency_key`) replaces its 400.
+        super::openapi::JsonBodyErrors,
+        (
+            status = 201, description = "Filed. On a retry with the same Idempotency-Key, the \
+                first answer again.",
+            body = FiledReport,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replayed answer.")),
+        ),
+        (status = 400, description = "`invalid_idempotency_key`, `malformed_json`, \
+            `body_unreadable`."),
+        (status = 422, description = "`invalid_report` (validation; `fields` names each field), \
+            `unknown_desk`, `idempotency_key_reused`, or a body of the wrong shape."),
+        (status = 503, description = "`intake_saturated`: nothing was stored; retry with the \
+            same Idempotency-Key. `Retry-After` is set."),
+        super::openapi::InternalError,
+    ),
+)]
 #[post("/reports")]
 pub async fn file_report(
     request: HttpRequest,
@@ -72,10 +108,10 @@ pub async fn file_report(
         response.insert_header(("Idempotent-Replayed", "true"));
     }
     response.insert_header((header::CACHE_CONTROL, "no-store"));
-    Ok(response.json(json!({
-        "case_ref": filed.case_ref,
-        "receipt": filed.receipt.expose_secret(),
-    })))
+    Ok(response.json(FiledReport {
+        case_ref: filed.case_ref.as_str(),
+        receipt: filed.receipt.expose_secret(),
+    }))
 }
 
 fn idempotency_key(request: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {

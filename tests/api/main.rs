@@ -15,5 +15,6 @@ mod health;
 mod instance;
 mod intake;
 mod offline;
+mod openapi;
 mod privacy;
 mod reports;
