@@ -357,7 +357,7 @@ impl Vault {
             self.audit_login("unknown", "unknown_user").await?;
             return Err(AccountError::LoginFailed);
         };
-        let refuse = |reason: &'static str| self.refuse_login(&reviewer, &secrets, now, reason);
+        let refuse = |reason: &'static str| self.refuse_login(&reviewer, now, reason);
         if reviewer.status != "active" {
             return Err(refuse("inactive").await);
         }
@@ -371,17 +371,30 @@ impl Vault {
         else {
             return Err(refuse("sealed_totp_unreadable").await);
         };
-        self.spend_totp(&reviewer, &secrets, &totp_secret, &code, now)
+        let step = self
+            .verify_totp(&reviewer, &secrets, &totp_secret, &code, now)
             .await?;
         let identity = open_identity(&secrets.sealed_identity, &keys.wrap_key, &reviewer.id)
             .context("the sealed identity does not open with a correct password")?;
-        let session = self.open_session(&reviewer, &identity, now).await?;
-        audit::record(
-            self.store.as_ref(),
-            audit_event(&reviewer.id, "login", None, "success"),
-        )
-        .await?;
-        Ok(session)
+        let (session, record) = new_session(&reviewer, &identity, now);
+        // One transaction: the step is spent, the session stored and the login audited together,
+        // and only if no parallel guess locked the account or changed it meanwhile.
+        match self
+            .store
+            .complete_login(
+                &record,
+                step,
+                &secrets.login_verifier,
+                now,
+                &audit_event(&reviewer.id, "login", None, "success"),
+                &audit::chain_hash,
+            )
+            .await
+        {
+            Ok(()) => Ok(session),
+            Err(StoreError::Conflict(_)) => Err(refuse("spent_totp_or_locked").await),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Counts a failed login, locks the account for a doubling delay after a few, audits it, and
@@ -389,11 +402,10 @@ impl Vault {
     async fn refuse_login(
         &self,
         reviewer: &ReviewerRecord,
-        secrets: &ReviewerSecretsRecord,
         now: i64,
         reason: &'static str,
     ) -> AccountError {
-        if let Err(error) = self.count_failure(&reviewer.id, secrets, now).await {
+        if let Err(error) = self.count_failure(&reviewer.id, now).await {
             return error;
         }
         if let Err(error) = self.audit_login(&reviewer.id, reason).await {
@@ -475,7 +487,17 @@ pub async fn unlock_with_password(
     .await
     .context("the password KDF was aborted")?
     .context("the password KDF failed")?;
-    let opened = verifier_matches(&secrets.login_verifier, &keys.login_verifier)
+    // The offline tools obey the same rules as a login: a disabled or locked account opens
+    // nothing, and a wrong password counts towards the lock-out.
+    let now = unix_now();
+    let usable = reviewer.status == "active" && secrets.locked_until <= now;
+    let password_right = verifier_matches(&secrets.login_verifier, &keys.login_verifier);
+    if !password_right {
+        store
+            .record_login_failure(&reviewer.id, now, lock_deadline)
+            .await?;
+    }
+    let opened = (usable && password_right)
         .then(|| open_identity(&secrets.sealed_identity, &keys.wrap_key, &reviewer.id).ok())
         .flatten();
     let outcome = if opened.is_some() {
@@ -506,23 +528,9 @@ impl Vault {
         identity: &age::x25519::Identity,
         now: i64,
     ) -> Result<NewSession, AccountError> {
-        let token = SessionToken::generate();
-        let expires_at = now + SESSION_ABSOLUTE_SECONDS;
-        self.store
-            .insert_session(&SessionRecord {
-                token_hash: token.lookup_hash().to_vec(),
-                reviewer_id: reviewer.id.clone(),
-                created_at: now,
-                last_seen_at: now,
-                expires_at,
-                sealed_identity: seal_identity_for_session(identity, &token, &reviewer.id),
-                stepped_up_at: None,
-            })
-            .await?;
-        Ok(NewSession {
-            token: token.to_text(),
-            expires_at,
-        })
+        let (session, record) = new_session(reviewer, identity, now);
+        self.store.insert_session(&record).await?;
+        Ok(session)
     }
 
     /// The password entered again within a session (step-up): sensitive actions such as granting
@@ -540,8 +548,7 @@ impl Vault {
             .context("an authenticated reviewer has no login material")?;
         let matches = self.password_matches(&secrets, password).await?.is_some();
         if !matches || secrets.locked_until > now {
-            self.count_failure(&caller.reviewer.id, &secrets, now)
-                .await?;
+            self.count_failure(&caller.reviewer.id, now).await?;
             audit::record(
                 self.store.as_ref(),
                 audit_event(&caller.reviewer.id, "session.step_up", None, "failure"),
@@ -574,8 +581,11 @@ impl Vault {
             .reviewer_secrets(&reviewer_id)
             .await?
             .context("an authenticated reviewer has no login material")?;
-        let Some(old_keys) = self.password_matches(&stored, current).await? else {
-            self.count_failure(&reviewer_id, &stored, now).await?;
+        // A locked account cannot change its password either: the change would clear the lock.
+        let locked = stored.locked_until > now;
+        let old_keys = self.password_matches(&stored, current).await?;
+        let Some(old_keys) = old_keys.filter(|_| !locked) else {
+            self.count_failure(&reviewer_id, now).await?;
             audit::record(
                 self.store.as_ref(),
                 audit_event(&reviewer_id, "account.password_change", None, "failure"),
@@ -660,7 +670,7 @@ impl Vault {
             self.audit_login("unknown", "unknown_user").await?;
             return Err(AccountError::LoginFailed);
         };
-        let refuse = |reason: &'static str| self.refuse_login(&reviewer, &secrets, now, reason);
+        let refuse = |reason: &'static str| self.refuse_login(&reviewer, now, reason);
         if reviewer.status != "active" {
             return Err(refuse("inactive").await);
         }
@@ -750,25 +760,37 @@ impl Vault {
         code: &SecretString,
         now: i64,
     ) -> Result<(), AccountError> {
+        let step = self
+            .verify_totp(reviewer, secrets, totp_secret, code, now)
+            .await?;
+        match self.store.record_login_success(&reviewer.id, step).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Conflict(_)) => {
+                Err(self.refuse_login(reviewer, now, "totp_replay").await)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The time step of a TOTP code that is right now and later than the last one spent; a
+    /// wrong code is a failed login. Spending the step is the caller's write.
+    async fn verify_totp(
+        &self,
+        reviewer: &ReviewerRecord,
+        secrets: &ReviewerSecretsRecord,
+        totp_secret: &TotpSecret,
+        code: &SecretString,
+        now: i64,
+    ) -> Result<i64, AccountError> {
         let last_step = secrets.totp_last_step.map(|step| step.max(0) as u64);
-        let Some(step) = totp::verify(
+        match totp::verify(
             totp_secret,
             code.expose_secret(),
             now.max(0) as u64,
             last_step,
-        ) else {
-            return Err(self.refuse_login(reviewer, secrets, now, "bad_totp").await);
-        };
-        match self
-            .store
-            .record_login_success(&reviewer.id, step as i64)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(StoreError::Conflict(_)) => Err(self
-                .refuse_login(reviewer, secrets, now, "totp_replay")
-                .await),
-            Err(error) => Err(error.into()),
+        ) {
+            Some(step) => Ok(step as i64),
+            None => Err(self.refuse_login(reviewer, now, "bad_totp").await),
         }
     }
 
@@ -791,19 +813,37 @@ impl Vault {
     }
 
     /// Counts a failed password entry towards the account's lock-out.
-    async fn count_failure(
-        &self,
-        reviewer_id: &str,
-        secrets: &ReviewerSecretsRecord,
-        now: i64,
-    ) -> Result<(), AccountError> {
-        let failures = secrets.failed_logins + 1;
-        let locked_until = lock_deadline(failures, now);
+    async fn count_failure(&self, reviewer_id: &str, now: i64) -> Result<(), AccountError> {
         self.store
-            .record_login_failure(reviewer_id, locked_until)
+            .record_login_failure(reviewer_id, now, lock_deadline)
             .await?;
         Ok(())
     }
+}
+
+/// A new session token for a reviewer whose identity is open, and the row that stores it: the
+/// token's hash and the identity sealed under it, never the token.
+fn new_session(
+    reviewer: &ReviewerRecord,
+    identity: &age::x25519::Identity,
+    now: i64,
+) -> (NewSession, SessionRecord) {
+    let token = SessionToken::generate();
+    let expires_at = now + SESSION_ABSOLUTE_SECONDS;
+    let record = SessionRecord {
+        token_hash: token.lookup_hash().to_vec(),
+        reviewer_id: reviewer.id.clone(),
+        created_at: now,
+        last_seen_at: now,
+        expires_at,
+        sealed_identity: seal_identity_for_session(identity, &token, &reviewer.id),
+        stepped_up_at: None,
+    };
+    let session = NewSession {
+        token: token.to_text(),
+        expires_at,
+    };
+    (session, record)
 }
 
 /// When an account with `failures` failed logins may try again.

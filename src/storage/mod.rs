@@ -158,11 +158,28 @@ pub trait Store: Send + Sync + 'static {
     /// A reviewer by id.
     async fn reviewer(&self, reviewer_id: &str) -> Result<Option<ReviewerRecord>, StoreError>;
 
-    /// Counts a failed login and sets the lock-out deadline.
+    /// Counts a failed login, atomically, and moves the lock-out deadline to
+    /// `deadline(failures, now)` for the new count, unless it is already later.
     async fn record_login_failure(
         &self,
         reviewer_id: &str,
-        locked_until: i64,
+        now: i64,
+        deadline: fn(i64, i64) -> i64,
+    ) -> Result<(), StoreError>;
+
+    /// Completes a login in one transaction: spends the TOTP step, clears the failure count,
+    /// stores the session and appends `event`. Refused with [`StoreError::Conflict`]`("login")`,
+    /// and nothing written, when the step (or a later one) was spent, the account is locked at
+    /// `now` or no longer active, or its password changed since `login_verifier` was read.
+    #[allow(clippy::too_many_arguments)]
+    async fn complete_login(
+        &self,
+        session: &SessionRecord,
+        totp_step: i64,
+        login_verifier: &[u8],
+        now: i64,
+        event: &NewAuditEvent,
+        chain: &AuditChain,
     ) -> Result<(), StoreError>;
 
     /// Records a successful login with the TOTP step it used, unless that step (or a later one)

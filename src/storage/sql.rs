@@ -20,6 +20,41 @@ macro_rules! reviewer_columns {
     };
 }
 
+/// Appends an audit event inside an open transaction (`$transaction`), and evaluates to its
+/// sequence number: so that an action and its audit event commit together or not at all.
+macro_rules! append_audit {
+    ($transaction:ident, $event:expr, $chain:expr) => {{
+        // A write first: it takes the lock, and returns the new sequence with the hash
+        // of the previous event (the hash column is not changed by this statement).
+        let (sequence, previous_hash): (i64, Vec<u8>) = sqlx::query_as(
+            "UPDATE audit_head SET sequence = sequence + 1 WHERE id = 1 \
+             RETURNING sequence, hash",
+        )
+        .fetch_one(&mut *$transaction)
+        .await?;
+        let hash = $chain(sequence, &previous_hash, $event);
+        sqlx::query(
+            "INSERT INTO audit_events (sequence, occurred_at, actor, action, target, \
+             outcome, previous_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(sequence)
+        .bind($event.occurred_at)
+        .bind(&$event.actor)
+        .bind(&$event.action)
+        .bind(&$event.target)
+        .bind(&$event.outcome)
+        .bind(&previous_hash)
+        .bind(&hash)
+        .execute(&mut *$transaction)
+        .await?;
+        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+            .bind(&hash)
+            .execute(&mut *$transaction)
+            .await?;
+        sequence
+    }};
+}
+
 /// Implements [`crate::storage::Store`] for a type with a `pool: sqlx::Pool<DB>` field.
 macro_rules! impl_store {
     ($store:ty, $backend:literal, $migrator:expr) => {
@@ -293,33 +328,8 @@ macro_rules! impl_store {
                 chain: &$crate::storage::AuditChain,
             ) -> Result<i64, $crate::storage::StoreError> {
                 let mut transaction = self.pool.begin().await?;
-                // A write first: it takes the lock, and returns the new sequence with the hash
-                // of the previous event (the hash column is not changed by this statement).
-                let (sequence, previous_hash): (i64, Vec<u8>) = sqlx::query_as(
-                    "UPDATE audit_head SET sequence = sequence + 1 WHERE id = 1 \
-                     RETURNING sequence, hash",
-                )
-                .fetch_one(&mut *transaction)
-                .await?;
-                let hash = chain(sequence, &previous_hash, event);
-                sqlx::query(
-                    "INSERT INTO audit_events (sequence, occurred_at, actor, action, target, \
-                     outcome, previous_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(sequence)
-                .bind(event.occurred_at)
-                .bind(&event.actor)
-                .bind(&event.action)
-                .bind(&event.target)
-                .bind(&event.outcome)
-                .bind(&previous_hash)
-                .bind(&hash)
-                .execute(&mut *transaction)
-                .await?;
-                sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-                    .bind(&hash)
-                    .execute(&mut *transaction)
-                    .await?;
+                let sequence =
+                    $crate::storage::sql::append_audit!(transaction, event, chain);
                 transaction.commit().await?;
                 Ok(sequence)
             }
@@ -397,16 +407,12 @@ macro_rules! impl_store {
                 memberships: &[(String, String)],
             ) -> Result<(), $crate::storage::StoreError> {
                 let mut transaction = self.pool.begin().await?;
-                let taken: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reviewers WHERE username = $1")
-                    .bind(&reviewer.username)
-                    .fetch_one(&mut *transaction)
-                    .await?;
-                if taken > 0 {
-                    return Err($crate::storage::StoreError::Conflict("username"));
-                }
-                sqlx::query(
+                // A write first: on SQLite it takes the write lock at once (a read first would
+                // make a concurrent enrolment fail with "database is locked"), and on PostgreSQL
+                // a concurrent insert of the same name waits for this one and then does nothing.
+                let inserted = sqlx::query(
                     "INSERT INTO reviewers (id, username, role, status, recipient, created_on) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (username) DO NOTHING",
                 )
                 .bind(&reviewer.id)
                 .bind(&reviewer.username)
@@ -416,6 +422,9 @@ macro_rules! impl_store {
                 .bind(&reviewer.created_on)
                 .execute(&mut *transaction)
                 .await?;
+                if inserted.rows_affected() != 1 {
+                    return Err($crate::storage::StoreError::Conflict("username"));
+                }
                 let claimed = sqlx::query(
                     "UPDATE enrolments SET reviewer_id = $1, pending_totp = $5 WHERE token_hash = $2 \
                      AND reviewer_id IS NULL AND spent = $3 AND expires_at > $4",
@@ -574,16 +583,77 @@ macro_rules! impl_store {
             async fn record_login_failure(
                 &self,
                 reviewer_id: &str,
-                locked_until: i64,
+                now: i64,
+                deadline: fn(i64, i64) -> i64,
             ) -> Result<(), $crate::storage::StoreError> {
-                sqlx::query(
-                    "UPDATE reviewer_secrets SET failed_logins = failed_logins + 1, \
-                     locked_until = $1 WHERE reviewer_id = $2",
+                let mut transaction = self.pool.begin().await?;
+                // The count is read back from the write that raised it, so concurrent failures
+                // each see their own number, and the deadline only ever moves later.
+                let failures: Option<i64> = sqlx::query_scalar(
+                    "UPDATE reviewer_secrets SET failed_logins = failed_logins + 1 \
+                     WHERE reviewer_id = $1 RETURNING failed_logins",
                 )
-                .bind(locked_until)
                 .bind(reviewer_id)
-                .execute(&self.pool)
+                .fetch_optional(&mut *transaction)
                 .await?;
+                if let Some(failures) = failures {
+                    sqlx::query(
+                        "UPDATE reviewer_secrets SET locked_until = $1 \
+                         WHERE reviewer_id = $2 AND locked_until < $1",
+                    )
+                    .bind(deadline(failures, now))
+                    .bind(reviewer_id)
+                    .execute(&mut *transaction)
+                    .await?;
+                }
+                transaction.commit().await?;
+                Ok(())
+            }
+
+            async fn complete_login(
+                &self,
+                session: &$crate::storage::SessionRecord,
+                totp_step: i64,
+                login_verifier: &[u8],
+                now: i64,
+                event: &$crate::storage::NewAuditEvent,
+                chain: &$crate::storage::AuditChain,
+            ) -> Result<(), $crate::storage::StoreError> {
+                let mut transaction = self.pool.begin().await?;
+                // Everything that could have changed since the KDF started is checked by this
+                // one write: the TOTP step unspent, no lock-out (a failure of a parallel guess
+                // counts), the same password, and the account still active.
+                let spent = sqlx::query(
+                    "UPDATE reviewer_secrets SET totp_last_step = $1, failed_logins = 0, \
+                     locked_until = 0 WHERE reviewer_id = $2 \
+                     AND (totp_last_step IS NULL OR totp_last_step < $1) \
+                     AND locked_until <= $3 AND login_verifier = $4 \
+                     AND EXISTS (SELECT 1 FROM reviewers r WHERE r.id = $2 AND r.status = 'active')",
+                )
+                .bind(totp_step)
+                .bind(&session.reviewer_id)
+                .bind(now)
+                .bind(login_verifier)
+                .execute(&mut *transaction)
+                .await?;
+                if spent.rows_affected() != 1 {
+                    return Err($crate::storage::StoreError::Conflict("login"));
+                }
+                sqlx::query(
+                    "INSERT INTO sessions (token_hash, reviewer_id, created_at, last_seen_at, \
+                     expires_at, sealed_identity, stepped_up_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&session.token_hash)
+                .bind(&session.reviewer_id)
+                .bind(session.created_at)
+                .bind(session.last_seen_at)
+                .bind(session.expires_at)
+                .bind(&session.sealed_identity)
+                .bind(session.stepped_up_at)
+                .execute(&mut *transaction)
+                .await?;
+                $crate::storage::sql::append_audit!(transaction, event, chain);
+                transaction.commit().await?;
                 Ok(())
             }
 
@@ -691,33 +761,49 @@ macro_rules! impl_store {
                 reviewer_id: &str,
                 filter: &$crate::storage::CaseFilter,
             ) -> Result<Vec<$crate::storage::CaseRecord>, $crate::storage::StoreError> {
-                let (after_day, after_id) = filter.after.clone().unzip();
-                Ok(sqlx::query_as(concat!(
+                // Only the filters that are set become SQL, so that each planner sees plain
+                // equalities, and the keyset cursor is a row value: with the index
+                // `cases_newest_first` a page is the first `limit` granted rows of one index walk
+                // instead of a sort of every granted case (benches/case_list.rs).
+                let mut query = sqlx::QueryBuilder::new(concat!(
                     "SELECT ",
                     $crate::storage::sql::case_columns!(),
                     " FROM cases c WHERE EXISTS (SELECT 1 FROM grants g WHERE g.case_id = c.id \
-                     AND g.grantee_kind = 'reviewer' AND g.grantee_id = $1) \
-                     AND ($2 IS NULL OR c.status = $2) \
-                     AND ($3 IS NULL OR c.incident_type = $3) \
-                     AND ($4 IS NULL OR c.mechanism_kind = $4) \
-                     AND ($5 IS NULL OR c.desk_id = $5) \
-                     AND ($6 IS NULL OR c.received_on >= $6) \
-                     AND ($7 IS NULL OR c.received_on <= $7) \
-                     AND ($8 IS NULL OR c.received_on < $8 OR (c.received_on = $8 AND c.id < $9)) \
-                     ORDER BY c.received_on DESC, c.id DESC LIMIT $10"
-                ))
-                .bind(reviewer_id)
-                .bind(&filter.status)
-                .bind(&filter.incident_type)
-                .bind(&filter.mechanism_kind)
-                .bind(&filter.desk_id)
-                .bind(&filter.received_from)
-                .bind(&filter.received_until)
-                .bind(after_day)
-                .bind(after_id)
-                .bind(filter.limit)
-                .fetch_all(&self.pool)
-                .await?)
+                     AND g.grantee_kind = 'reviewer' AND g.grantee_id = "
+                ));
+                query.push_bind(reviewer_id).push(")");
+                let equalities = [
+                    ("c.status", &filter.status),
+                    ("c.incident_type", &filter.incident_type),
+                    ("c.mechanism_kind", &filter.mechanism_kind),
+                    ("c.desk_id", &filter.desk_id),
+                ];
+                for (column, value) in equalities {
+                    if let Some(value) = value {
+                        query.push(format_args!(" AND {column} = ")).push_bind(value);
+                    }
+                }
+                if let Some(from) = &filter.received_from {
+                    query.push(" AND c.received_on >= ").push_bind(from);
+                }
+                if let Some(until) = &filter.received_until {
+                    query.push(" AND c.received_on <= ").push_bind(until);
+                }
+                if let Some((day, id)) = &filter.after {
+                    query
+                        .push(" AND (c.received_on, c.id) < (")
+                        .push_bind(day)
+                        .push(", ")
+                        .push_bind(id)
+                        .push(")");
+                }
+                query
+                    .push(" ORDER BY c.received_on DESC, c.id DESC LIMIT ")
+                    .push_bind(filter.limit);
+                Ok(query
+                    .build_query_as::<$crate::storage::CaseRecord>()
+                    .fetch_all(&self.pool)
+                    .await?)
             }
 
             async fn grants_of_reviewer_for_case(
@@ -1056,4 +1142,4 @@ macro_rules! impl_store {
     };
 }
 
-pub(crate) use {case_columns, impl_store, reviewer_columns};
+pub(crate) use {append_audit, case_columns, impl_store, reviewer_columns};

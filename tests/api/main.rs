@@ -14,6 +14,7 @@ mod grants;
 mod health;
 mod instance;
 mod intake;
+mod lockout;
 mod offline;
 mod openapi;
 mod privacy;

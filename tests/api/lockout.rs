@@ -1,0 +1,339 @@
+//! Lock-out and races around logins (issue 3, "Repeated failures per account get an exponential
+//! delay"): parallel guesses are each counted, a guess that was already running when the account
+//! locked opens nothing, a locked account cannot change its password, the offline tools obey the
+//! same rules, and concurrent enrolments all succeed.
+
+use std::process::{Command, Stdio};
+
+use incident_vault::services::audit;
+use incident_vault::storage::{NewAuditEvent, SessionRecord, StoreError};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::people::PASSWORD;
+
+/// Free failures before the first delay (`FREE_FAILURES` in src/services/accounts.rs).
+const FREE_FAILURES: i64 = 3;
+
+async fn secrets_of(
+    app: &TestApp,
+    username: &str,
+) -> incident_vault::storage::ReviewerSecretsRecord {
+    app.store
+        .reviewer_by_username(username)
+        .await
+        .unwrap()
+        .expect("the account exists")
+        .1
+}
+
+fn unix_now() -> i64 {
+    i64::try_from(crate::people::now()).unwrap()
+}
+
+async fn parallel_wrong_guesses_are_each_counted_and_lock_the_account(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let guesses = 6;
+
+    let responses = futures_util::future::join_all((0..guesses).map(|index| {
+        app.post_json(
+            "/api/v1/auth/login",
+            json!({"username": "ada", "password": format!("wrong guess number {index}"), "totp": "123456"}),
+        )
+    }))
+    .await;
+    let right_password = app
+        .post_json(
+            "/api/v1/auth/login",
+            json!({"username": "ada", "password": PASSWORD, "totp": admin.next_code().await}),
+        )
+        .await;
+
+    for response in responses {
+        assert_eq!(response.status(), 401);
+    }
+    assert_eq!(right_password.status(), 401, "the account is locked");
+    let secrets = secrets_of(&app, "ada").await;
+    assert_eq!(
+        secrets.failed_logins,
+        guesses + 1,
+        "every guess counts, however they interleave (and the refused login too)"
+    );
+    assert!(secrets.locked_until > unix_now());
+    let outcomes: Vec<String> = app
+        .store
+        .audit_events(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|event| event.action == "login")
+        .map(|event| event.outcome)
+        .collect();
+    assert_eq!(outcomes.len(), 7, "every try is audited: {outcomes:?}");
+    assert_eq!(outcomes.last().map(String::as_str), Some("failure:locked"));
+}
+
+/// What a login that passed its checks before the account changed would write.
+fn session_for(reviewer_id: &str, now: i64) -> SessionRecord {
+    SessionRecord {
+        token_hash: rand::random::<[u8; 32]>().to_vec(),
+        reviewer_id: reviewer_id.to_owned(),
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + 600,
+        sealed_identity: vec![7; 120],
+        stepped_up_at: None,
+    }
+}
+
+fn login_event(reviewer_id: &str, now: i64) -> NewAuditEvent {
+    NewAuditEvent {
+        occurred_at: now,
+        actor: reviewer_id.to_owned(),
+        action: "login".into(),
+        target: None,
+        outcome: "success".into(),
+    }
+}
+
+async fn a_login_completes_only_if_nothing_changed_since_its_checks(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.enrol_first_admin("ada").await;
+    let (ada, secrets) = app
+        .store
+        .reviewer_by_username("ada")
+        .await
+        .unwrap()
+        .unwrap();
+    let now = unix_now();
+    let step = now / 30 + 10;
+    let sessions_before = app.count("sessions").await;
+    let events_before = app.count("audit_events").await;
+    let complete = |verifier: Vec<u8>, step: i64| {
+        let store = app.store.clone();
+        let id = ada.id.clone();
+        async move {
+            store
+                .complete_login(
+                    &session_for(&id, now),
+                    step,
+                    &verifier,
+                    now,
+                    &login_event(&id, now),
+                    &audit::chain_hash,
+                )
+                .await
+        }
+    };
+
+    // A parallel guess locked the account after this login read it.
+    app.execute(&format!(
+        "UPDATE reviewer_secrets SET locked_until = {} WHERE reviewer_id = '{}'",
+        now + 600,
+        ada.id
+    ))
+    .await;
+    let while_locked = complete(secrets.login_verifier.clone(), step).await;
+    app.execute("UPDATE reviewer_secrets SET locked_until = 0")
+        .await;
+    // The password changed meanwhile.
+    let stale_password = complete(vec![0; secrets.login_verifier.len()], step).await;
+    // An admin disabled the account meanwhile.
+    app.execute("UPDATE reviewers SET status = 'disabled'")
+        .await;
+    let while_disabled = complete(secrets.login_verifier.clone(), step).await;
+    app.execute("UPDATE reviewers SET status = 'active'").await;
+    let completed = complete(secrets.login_verifier.clone(), step).await;
+    // The same TOTP step again: a replay.
+    let replayed = complete(secrets.login_verifier.clone(), step).await;
+
+    for refused in [while_locked, stale_password, while_disabled, replayed] {
+        assert!(
+            matches!(refused, Err(StoreError::Conflict("login"))),
+            "{refused:?}"
+        );
+    }
+    completed.unwrap();
+    assert_eq!(
+        app.count("sessions").await,
+        sessions_before + 1,
+        "only the completed login left a session"
+    );
+    assert_eq!(
+        app.count("audit_events").await,
+        events_before + 1,
+        "and only it was audited as a success"
+    );
+    assert_eq!(audit::verify(app.store.as_ref()).await.unwrap(), {
+        u64::try_from(events_before + 1).unwrap()
+    });
+    let after = secrets_of(&app, "ada").await;
+    assert_eq!(after.totp_last_step, Some(step));
+}
+
+async fn a_locked_account_cannot_change_its_password(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let token = app.login(&admin).await;
+    let before = secrets_of(&app, "ada").await;
+    app.execute(&format!(
+        "UPDATE reviewer_secrets SET locked_until = {}, failed_logins = {}",
+        unix_now() + 600,
+        FREE_FAILURES + 1
+    ))
+    .await;
+
+    let change = app
+        .send(
+            Method::POST,
+            "/api/v1/auth/password",
+            Some(&token),
+            Some(json!({
+                "current_password": PASSWORD,
+                "new_password": "a different long passphrase, plum quartz",
+            })),
+        )
+        .await;
+
+    assert_eq!(change.status(), 422);
+    let body: Value = change.json().await.unwrap();
+    assert_eq!(body["error"], "wrong_password");
+    let after = secrets_of(&app, "ada").await;
+    assert_eq!(after.login_verifier, before.login_verifier, "unchanged");
+    assert!(after.locked_until > unix_now(), "the lock is not cleared");
+    assert_eq!(after.failed_logins, FREE_FAILURES + 2, "and the try counts");
+}
+
+/// `reviewer export-identity USERNAME` with `password` on standard input.
+fn export_identity(app: &TestApp, username: &str, password: &str) -> std::process::Output {
+    use std::io::Write;
+    let out = app.dir.path().join(format!("{username}.identity"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_incident-vault"))
+        .args(["reviewer", "export-identity", username, "--out"])
+        .arg(&out)
+        .env("APP_DATABASE__URL", app.database.url())
+        .env("APP_STORAGE__DATA_DIR", app.dir.path().join("data"))
+        .env("APP_TELEMETRY__LEVEL", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the incident-vault binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(out.exists(), output.status.success());
+    output
+}
+
+async fn the_offline_tools_refuse_disabled_and_locked_accounts_and_count_wrong_passwords(
+    backend: Backend,
+) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let admin_token = app.login(&admin).await;
+    app.add_reviewer(&admin_token, "rita", "reviewer", &["default"])
+        .await;
+    let disabled = app
+        .send(
+            Method::PATCH,
+            "/api/v1/admin/reviewers/rita",
+            Some(&admin_token),
+            Some(json!({"status": "disabled"})),
+        )
+        .await;
+    assert_eq!(disabled.status(), 204);
+
+    let of_disabled = export_identity(&app, "rita", PASSWORD);
+    let wrong = export_identity(&app, "ada", "not the password of ada");
+    let failures_after_wrong = secrets_of(&app, "ada").await.failed_logins;
+    app.execute(&format!(
+        "UPDATE reviewer_secrets SET locked_until = {}",
+        unix_now() + 600
+    ))
+    .await;
+    let of_locked = export_identity(&app, "ada", PASSWORD);
+    app.execute("UPDATE reviewer_secrets SET locked_until = 0")
+        .await;
+    let of_active = export_identity(&app, "ada", PASSWORD);
+
+    assert!(
+        !of_disabled.status.success(),
+        "a disabled account opens nothing"
+    );
+    assert!(!wrong.status.success());
+    assert_eq!(failures_after_wrong, 1, "a wrong password counts");
+    assert!(
+        !of_locked.status.success(),
+        "a locked account opens nothing"
+    );
+    assert!(
+        of_active.status.success(),
+        "{}",
+        String::from_utf8_lossy(&of_active.stderr)
+    );
+}
+
+async fn concurrent_enrolments_all_succeed(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let admin_token = app.login(&admin).await;
+    let names = ["rita", "sam", "tess", "uma", "vic", "wen"];
+    let contested = app.invite(&admin_token, "xia", "reviewer", &[]).await;
+    let mut invitations = Vec::new();
+    for name in names {
+        invitations.push(
+            app.invite(&admin_token, name, "reviewer", &["default"])
+                .await,
+        );
+    }
+
+    let redeemed =
+        futures_util::future::join_all(names.iter().zip(&invitations).map(|(name, token)| {
+            app.post_json(
+                "/api/v1/enrol",
+                json!({"token": token, "username": name, "password": PASSWORD}),
+            )
+        }))
+        .await;
+    // One invitation redeemed twice at once: exactly one wins, the other is a clean refusal.
+    let twice = futures_util::future::join_all((0..2).map(|_| {
+        app.post_json(
+            "/api/v1/enrol",
+            json!({"token": contested, "username": "xia", "password": PASSWORD}),
+        )
+    }))
+    .await;
+
+    for response in redeemed {
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    }
+    let mut statuses: Vec<u16> = twice.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 422]);
+    assert_eq!(app.count("reviewers").await, 2 + names.len() as i64);
+}
+
+crate::on_both_backends!(
+    parallel_wrong_guesses_are_each_counted_and_lock_the_account,
+    a_login_completes_only_if_nothing_changed_since_its_checks,
+    a_locked_account_cannot_change_its_password,
+    the_offline_tools_refuse_disabled_and_locked_accounts_and_count_wrong_passwords,
+    concurrent_enrolments_all_succeed,
+);
