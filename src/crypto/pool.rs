@@ -1,13 +1,25 @@
-//! A bounded gate in front of the blocking pool for slow crypto (argon2id, bulk age). At most
-//! `permits` jobs run at once, so a flood of reports cannot take every core from health checks
-//! and reviewers; at most `max_waiting` wait, beyond which callers are told to come back later.
+//! A bounded gate in front of dedicated threads for slow crypto (argon2id, bulk age). At most
+//! `permits` jobs run at once, so a flood of reports or logins cannot take every core from health
+//! checks and reviewers; at most `max_waiting` wait, beyond which callers are told to come back
+//! later.
+//!
+//! The jobs run on threads of their own, one per permit, at a lower scheduling priority (Linux
+//! nice [`CRYPTO_NICE`]) than the threads that serve requests: when a login flood keeps every
+//! core busy with argon2id, a reviewer's list or a health check still gets the CPU first, and
+//! when nothing else runs the jobs get all of it (benches/reviewer_load.rs measures both).
 
-use std::sync::Arc;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
+use tracing::Span;
 
-use crate::telemetry::spawn_blocking_with_tracing;
+/// How much lower than the request threads the crypto threads are scheduled (Linux nice: 0 is
+/// normal, 19 the lowest). At 10, a runnable request thread gets about nine tenths of a core
+/// that it shares with a crypto thread.
+pub const CRYPTO_NICE: i32 = 10;
 
 /// Why a job did not run to completion.
 #[derive(Debug, thiserror::Error)]
@@ -15,17 +27,21 @@ pub enum PoolError {
     /// Too many jobs are already waiting: shed load instead of queueing without bound.
     #[error("too many cryptographic jobs are waiting")]
     Saturated,
-    /// The job panicked or was cancelled by the runtime shutting down.
+    /// The job panicked, or its thread is gone.
     #[error("a cryptographic job did not complete")]
     Aborted,
 }
 
-/// The gate. Cheap to clone; clones share the same permits.
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// The gate. Cheap to clone; clones share the same permits and threads, which end when the
+/// last clone is dropped.
 #[derive(Clone)]
 pub struct CryptoPool {
     permits: Arc<Semaphore>,
     waiting: Arc<AtomicUsize>,
     max_waiting: usize,
+    jobs: mpsc::Sender<Job>,
 }
 
 struct WaitingGuard(Arc<AtomicUsize>);
@@ -37,16 +53,31 @@ impl Drop for WaitingGuard {
 }
 
 impl CryptoPool {
-    /// A gate that runs `permits` jobs at once and lets `max_waiting` more wait.
+    /// A gate that runs `permits` jobs at once, on as many threads, and lets `max_waiting` more
+    /// wait.
+    ///
+    /// # Panics
+    /// If the operating system refuses to start a thread.
     pub fn new(permits: usize, max_waiting: usize) -> Self {
+        let permits = permits.max(1);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for index in 0..permits {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("crypto-{index}"))
+                .spawn(move || crypto_thread(&queue))
+                .expect("the operating system refused a crypto thread");
+        }
         Self {
-            permits: Arc::new(Semaphore::new(permits.max(1))),
+            permits: Arc::new(Semaphore::new(permits)),
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting,
+            jobs,
         }
     }
 
-    /// Runs `job` on the blocking pool once a permit is free. If the caller is dropped while the
+    /// Runs `job` on a crypto thread once a permit is free. If the caller is dropped while the
     /// job runs, the job still finishes and only then releases its permit.
     pub async fn run<T, F>(&self, job: F) -> Result<T, PoolError>
     where
@@ -65,14 +96,48 @@ impl CryptoPool {
                 .await
                 .map_err(|_| PoolError::Aborted)?
         };
-        spawn_blocking_with_tracing(move || {
+        let (done, result) = oneshot::channel();
+        let span = Span::current();
+        let task: Job = Box::new(move || {
             let _permit = permit;
-            job()
-        })
-        .await
-        .map_err(|_| PoolError::Aborted)
+            // A panic drops `done` unsent, which the caller sees as `Aborted`; the thread lives.
+            if let Ok(value) = catch_unwind(AssertUnwindSafe(|| span.in_scope(job))) {
+                let _ = done.send(value);
+            }
+        });
+        self.jobs.send(task).map_err(|_| PoolError::Aborted)?;
+        result.await.map_err(|_| PoolError::Aborted)
     }
 }
+
+/// One crypto thread: lowers its own priority, then runs jobs until every sender is gone.
+fn crypto_thread(queue: &Mutex<mpsc::Receiver<Job>>) {
+    lower_priority();
+    loop {
+        // The lock is held only while waiting for the next job, never while one runs.
+        let next = match queue.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        match next {
+            Ok(job) => job(),
+            Err(_) => return,
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // On Linux the nice value belongs to the thread (see setpriority(2), "Bugs"), so this lowers
+    // only this crypto thread. Refusal (a sandbox without the call) costs priority, not safety.
+    let thread = rustix::thread::gettid();
+    if let Err(error) = rustix::process::setpriority_process(Some(thread), CRYPTO_NICE) {
+        tracing::debug!(%error, "could not lower the priority of a crypto thread");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
 
 #[cfg(test)]
 mod tests {
@@ -110,5 +175,25 @@ mod tests {
             Err(PoolError::Aborted)
         ));
         assert_eq!(pool.run(|| 1).await.unwrap(), 1);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn jobs_run_on_threads_of_lower_priority_than_the_caller() {
+        let pool = CryptoPool::new(1, 4);
+        let caller = rustix::process::getpriority_process(None).unwrap();
+        let (name, nice) = pool
+            .run(|| {
+                let thread = rustix::thread::gettid();
+                let name = std::thread::current().name().map(str::to_owned);
+                (
+                    name,
+                    rustix::process::getpriority_process(Some(thread)).unwrap(),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(name.as_deref(), Some("crypto-0"));
+        assert_eq!(nice, (caller + CRYPTO_NICE).min(19));
     }
 }
