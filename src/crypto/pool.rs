@@ -77,6 +77,12 @@ impl CryptoPool {
         }
     }
 
+    /// Whether a job submitted now would be refused with [`PoolError::Saturated`]: lets a
+    /// caller shed a request before doing the work that leads up to its job.
+    pub fn is_saturated(&self) -> bool {
+        self.waiting.load(Ordering::Acquire) >= self.max_waiting
+    }
+
     /// Runs `job` on a crypto thread once a permit is free. If the caller is dropped while the
     /// job runs, the job still finishes and only then releases its permit.
     pub async fn run<T, F>(&self, job: F) -> Result<T, PoolError>
@@ -162,8 +168,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let refused = pool.run(|| 3).await;
         assert!(matches!(refused, Err(PoolError::Saturated)));
+        assert!(pool.is_saturated());
         slow.await.unwrap().unwrap();
         assert_eq!(queued.await.unwrap().unwrap(), 2);
+        assert!(!pool.is_saturated());
         assert_eq!(pool.run(|| 4).await.unwrap(), 4);
     }
 

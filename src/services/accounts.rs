@@ -339,6 +339,11 @@ impl Vault {
         code: SecretString,
     ) -> Result<NewSession, AccountError> {
         let now = unix_now();
+        // Under a flood, refuse before touching the database: the answer would be the same 503
+        // after the lookup, and the lookup's CPU belongs to the reviewers already logged in.
+        if self.crypto.is_saturated() {
+            return Err(pool_error(PoolError::Saturated));
+        }
         let found = self.store.reviewer_by_username(username).await?;
         let params = self.argon2;
         let (salt, stored_params) = match &found {
@@ -405,13 +410,11 @@ impl Vault {
         now: i64,
         reason: &'static str,
     ) -> AccountError {
-        if let Err(error) = self.count_failure(&reviewer.id, now).await {
-            return error;
+        let event = audit_event(&reviewer.id, "login", None, &format!("failure:{reason}"));
+        match self.count_failure(&reviewer.id, now, event).await {
+            Ok(()) => AccountError::LoginFailed,
+            Err(error) => error,
         }
-        if let Err(error) = self.audit_login(&reviewer.id, reason).await {
-            return error;
-        }
-        AccountError::LoginFailed
     }
 
     async fn audit_login(&self, actor: &str, reason: &str) -> Result<(), AccountError> {
@@ -493,11 +496,18 @@ pub async fn unlock_with_password(
     let usable = reviewer.status == "active" && secrets.locked_until <= now;
     let password_right = verifier_matches(&secrets.login_verifier, &keys.login_verifier);
     if !password_right {
+        let event = audit_event(
+            "cli",
+            "reviewer.identity_unlocked",
+            Some(&reviewer.id),
+            "failure",
+        );
         store
-            .record_login_failure(&reviewer.id, now, lock_deadline)
+            .record_login_failure(&reviewer.id, now, lock_deadline, &event, &audit::chain_hash)
             .await?;
+        return Err(AccountError::LoginFailed);
     }
-    let opened = (usable && password_right)
+    let opened = usable
         .then(|| open_identity(&secrets.sealed_identity, &keys.wrap_key, &reviewer.id).ok())
         .flatten();
     let outcome = if opened.is_some() {
@@ -548,12 +558,8 @@ impl Vault {
             .context("an authenticated reviewer has no login material")?;
         let matches = self.password_matches(&secrets, password).await?.is_some();
         if !matches || secrets.locked_until > now {
-            self.count_failure(&caller.reviewer.id, now).await?;
-            audit::record(
-                self.store.as_ref(),
-                audit_event(&caller.reviewer.id, "session.step_up", None, "failure"),
-            )
-            .await?;
+            let event = audit_event(&caller.reviewer.id, "session.step_up", None, "failure");
+            self.count_failure(&caller.reviewer.id, now, event).await?;
             return Err(AccountError::WrongPassword);
         }
         self.store.record_step_up(&caller.session_hash, now).await?;
@@ -585,12 +591,8 @@ impl Vault {
         let locked = stored.locked_until > now;
         let old_keys = self.password_matches(&stored, current).await?;
         let Some(old_keys) = old_keys.filter(|_| !locked) else {
-            self.count_failure(&reviewer_id, now).await?;
-            audit::record(
-                self.store.as_ref(),
-                audit_event(&reviewer_id, "account.password_change", None, "failure"),
-            )
-            .await?;
+            let event = audit_event(&reviewer_id, "account.password_change", None, "failure");
+            self.count_failure(&reviewer_id, now, event).await?;
             return Err(AccountError::WrongPassword);
         };
         let params = Argon2Params::decode(&stored.kdf_params)
@@ -812,10 +814,15 @@ impl Vault {
         Ok(verifier_matches(&secrets.login_verifier, &keys.login_verifier).then_some(keys))
     }
 
-    /// Counts a failed password entry towards the account's lock-out.
-    async fn count_failure(&self, reviewer_id: &str, now: i64) -> Result<(), AccountError> {
+    /// Counts a failed password entry towards the account's lock-out, and audits it.
+    async fn count_failure(
+        &self,
+        reviewer_id: &str,
+        now: i64,
+        event: NewAuditEvent,
+    ) -> Result<(), AccountError> {
         self.store
-            .record_login_failure(reviewer_id, now, lock_deadline)
+            .record_login_failure(reviewer_id, now, lock_deadline, &event, &audit::chain_hash)
             .await?;
         Ok(())
     }

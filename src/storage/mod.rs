@@ -158,13 +158,16 @@ pub trait Store: Send + Sync + 'static {
     /// A reviewer by id.
     async fn reviewer(&self, reviewer_id: &str) -> Result<Option<ReviewerRecord>, StoreError>;
 
-    /// Counts a failed login, atomically, and moves the lock-out deadline to
-    /// `deadline(failures, now)` for the new count, unless it is already later.
+    /// Counts a failed login, atomically, moves the lock-out deadline to
+    /// `deadline(failures, now)` for the new count unless it is already later, and appends
+    /// `event`, in one transaction (a flood of wrong passwords costs one commit per guess).
     async fn record_login_failure(
         &self,
         reviewer_id: &str,
         now: i64,
         deadline: fn(i64, i64) -> i64,
+        event: &NewAuditEvent,
+        chain: &AuditChain,
     ) -> Result<(), StoreError>;
 
     /// Completes a login in one transaction: spends the TOTP step, clears the failure count,

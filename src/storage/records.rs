@@ -280,3 +280,12 @@ pub struct Rekey {
     /// The new epoch's grants: one per remaining reviewer, and the escrow grant.
     pub grants: Vec<GrantRecord>,
 }
+
+/// An account and its login material, read together in one query.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ReviewerWithSecrets {
+    #[sqlx(flatten)]
+    pub reviewer: ReviewerRecord,
+    #[sqlx(flatten)]
+    pub secrets: ReviewerSecretsRecord,
+}

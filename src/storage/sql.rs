@@ -545,25 +545,22 @@ macro_rules! impl_store {
                 Option<($crate::storage::ReviewerRecord, $crate::storage::ReviewerSecretsRecord)>,
                 $crate::storage::StoreError,
             > {
-                let reviewer: Option<$crate::storage::ReviewerRecord> = sqlx::query_as(concat!(
-                    "SELECT ",
-                    $crate::storage::sql::reviewer_columns!(),
-                    " FROM reviewers r WHERE r.username = $1"
-                ))
-                .bind(username)
-                .fetch_optional(&self.pool)
-                .await?;
-                let Some(reviewer) = reviewer else { return Ok(None) };
-                let secrets: Option<$crate::storage::ReviewerSecretsRecord> = sqlx::query_as(
-                    "SELECT reviewer_id, kdf_params, password_salt, login_verifier, \
-                     sealed_identity, sealed_totp, totp_last_step, recovery_salt, \
-                     recovery_sealed_identity, must_change_password, failed_logins, locked_until, \
-                     recovery_sealed_totp FROM reviewer_secrets WHERE reviewer_id = $1",
-                )
-                .bind(&reviewer.id)
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(secrets.map(|secrets| (reviewer, secrets)))
+                // One round trip: a login's only read before its KDF.
+                let found: Option<$crate::storage::records::ReviewerWithSecrets> =
+                    sqlx::query_as(concat!(
+                        "SELECT ",
+                        $crate::storage::sql::reviewer_columns!(),
+                        ", s.reviewer_id, s.kdf_params, s.password_salt, s.login_verifier, \
+                         s.sealed_identity, s.sealed_totp, s.totp_last_step, s.recovery_salt, \
+                         s.recovery_sealed_identity, s.must_change_password, s.failed_logins, \
+                         s.locked_until, s.recovery_sealed_totp \
+                         FROM reviewers r JOIN reviewer_secrets s ON s.reviewer_id = r.id \
+                         WHERE r.username = $1"
+                    ))
+                    .bind(username)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(found.map(|found| (found.reviewer, found.secrets)))
             }
 
             async fn reviewer(
@@ -585,6 +582,8 @@ macro_rules! impl_store {
                 reviewer_id: &str,
                 now: i64,
                 deadline: fn(i64, i64) -> i64,
+                event: &$crate::storage::NewAuditEvent,
+                chain: &$crate::storage::AuditChain,
             ) -> Result<(), $crate::storage::StoreError> {
                 let mut transaction = self.pool.begin().await?;
                 // The count is read back from the write that raised it, so concurrent failures
@@ -606,6 +605,7 @@ macro_rules! impl_store {
                     .execute(&mut *transaction)
                     .await?;
                 }
+                $crate::storage::sql::append_audit!(transaction, event, chain);
                 transaction.commit().await?;
                 Ok(())
             }
