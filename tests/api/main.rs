@@ -8,6 +8,7 @@ mod account_admin;
 mod accounts;
 mod audit;
 mod authorization;
+mod case_list;
 mod cli;
 mod cli_grants;
 mod grants;
