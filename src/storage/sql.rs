@@ -20,6 +20,30 @@ macro_rules! reviewer_columns {
     };
 }
 
+/// The INSERT of a session row, for any backend (a login's transaction, or alone).
+pub(crate) fn insert_session_query<DB>(
+    session: &crate::storage::SessionRecord,
+) -> sqlx::query::Query<'_, DB, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    for<'a> &'a [u8]: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<i64>: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, reviewer_id, created_at, last_seen_at, expires_at, \
+         sealed_identity, stepped_up_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(session.token_hash.as_slice())
+    .bind(session.reviewer_id.as_str())
+    .bind(session.created_at)
+    .bind(session.last_seen_at)
+    .bind(session.expires_at)
+    .bind(session.sealed_identity.as_slice())
+    .bind(session.stepped_up_at)
+}
+
 /// Below this many grants, the triage list starts from the reviewer's grants instead of walking
 /// every case newest first (`cases_granted_to`).
 pub(crate) const FEW_GRANTS: i64 = 1000;
@@ -643,18 +667,8 @@ macro_rules! impl_store {
                 if spent.rows_affected() != 1 {
                     return Err($crate::storage::StoreError::Conflict("login"));
                 }
-                sqlx::query(
-                    "INSERT INTO sessions (token_hash, reviewer_id, created_at, last_seen_at, \
-                     expires_at, sealed_identity, stepped_up_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(&session.token_hash)
-                .bind(&session.reviewer_id)
-                .bind(session.created_at)
-                .bind(session.last_seen_at)
-                .bind(session.expires_at)
-                .bind(&session.sealed_identity)
-                .bind(session.stepped_up_at)
-                .execute(&mut *transaction)
+                $crate::storage::sql::insert_session_query(session)
+                    .execute(&mut *transaction)
                 .await?;
                 $crate::storage::sql::append_audit!(transaction, event, chain);
                 transaction.commit().await?;
@@ -686,18 +700,8 @@ macro_rules! impl_store {
                 &self,
                 session: &$crate::storage::SessionRecord,
             ) -> Result<(), $crate::storage::StoreError> {
-                sqlx::query(
-                    "INSERT INTO sessions (token_hash, reviewer_id, created_at, last_seen_at, \
-                     expires_at, sealed_identity, stepped_up_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(&session.token_hash)
-                .bind(&session.reviewer_id)
-                .bind(session.created_at)
-                .bind(session.last_seen_at)
-                .bind(session.expires_at)
-                .bind(&session.sealed_identity)
-                .bind(session.stepped_up_at)
-                .execute(&self.pool)
+                $crate::storage::sql::insert_session_query(session)
+                    .execute(&self.pool)
                 .await?;
                 Ok(())
             }

@@ -12,7 +12,7 @@ use crate::people::PASSWORD;
 
 /// Runs the binary against the test's database with `input` on standard input (a password,
 /// as a script would pipe it).
-fn cli_with_input(app: &TestApp, arguments: &[&str], input: &str) -> Output {
+pub(crate) fn cli_with_input(app: &TestApp, arguments: &[&str], input: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_incident-vault"))
         .args(arguments)
         .env("APP_DATABASE__URL", app.database.url())

@@ -3,13 +3,12 @@
 //! locked opens nothing, a locked account cannot change its password, the offline tools obey the
 //! same rules, and concurrent enrolments all succeed.
 
-use std::process::{Command, Stdio};
-
 use incident_vault::services::audit;
 use incident_vault::storage::{NewAuditEvent, SessionRecord, StoreError};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::cli_grants::cli_with_input;
 use crate::helpers::{Backend, TestApp, spawn_app};
 use crate::people::PASSWORD;
 
@@ -214,26 +213,13 @@ async fn a_locked_account_cannot_change_its_password(backend: Backend) {
 
 /// `reviewer export-identity USERNAME` with `password` on standard input.
 fn export_identity(app: &TestApp, username: &str, password: &str) -> std::process::Output {
-    use std::io::Write;
     let out = app.dir.path().join(format!("{username}.identity"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_incident-vault"))
-        .args(["reviewer", "export-identity", username, "--out"])
-        .arg(&out)
-        .env("APP_DATABASE__URL", app.database.url())
-        .env("APP_STORAGE__DATA_DIR", app.dir.path().join("data"))
-        .env("APP_TELEMETRY__LEVEL", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the incident-vault binary runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let out_text = out.to_str().unwrap();
+    let output = cli_with_input(
+        app,
+        &["reviewer", "export-identity", username, "--out", out_text],
+        password,
+    );
     assert_eq!(out.exists(), output.status.success());
     output
 }
