@@ -15,6 +15,10 @@ use async_trait::async_trait;
 
 pub use records::*;
 
+/// Below this many grants, the triage list starts from the reviewer's grants instead of walking
+/// every case newest first (`Store::cases_granted_to`).
+pub const FEW_GRANTS: i64 = 1000;
+
 /// Computes an audit event's hash from its sequence, the previous hash and its content.
 pub type AuditChain = dyn for<'a, 'b> Fn(i64, &'a [u8], &'b NewAuditEvent) -> Vec<u8> + Send + Sync;
 

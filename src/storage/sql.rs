@@ -44,10 +44,6 @@ where
     .bind(session.stepped_up_at)
 }
 
-/// Below this many grants, the triage list starts from the reviewer's grants instead of walking
-/// every case newest first (`cases_granted_to`).
-pub(crate) const FEW_GRANTS: i64 = 1000;
-
 /// Appends an audit event inside an open transaction (`$transaction`), and evaluates to its
 /// sequence number: so that an action and its audit event commit together or not at all.
 macro_rules! append_audit {
@@ -783,14 +779,14 @@ macro_rules! impl_store {
                      AND grantee_id = $1 LIMIT $2) AS held",
                 )
                 .bind(reviewer_id)
-                .bind($crate::storage::sql::FEW_GRANTS)
+                .bind($crate::storage::FEW_GRANTS)
                 .fetch_one(&self.pool)
                 .await?;
                 let mut query = sqlx::QueryBuilder::new(concat!(
                     "SELECT ",
                     $crate::storage::sql::case_columns!(),
                 ));
-                if few < $crate::storage::sql::FEW_GRANTS {
+                if few < $crate::storage::FEW_GRANTS {
                     query
                         .push(
                             " FROM (SELECT DISTINCT case_id FROM grants WHERE grantee_kind = \
