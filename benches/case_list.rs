@@ -32,6 +32,8 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod common;
+
 use std::fmt::Write as _;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
@@ -44,7 +46,7 @@ use incident_vault::domain::{
 use incident_vault::storage::{self, CaseFilter, CaseRecord, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sqlx::{AssertSqlSafe, Connection, Row};
+use sqlx::{AssertSqlSafe, Row};
 
 /// The goal of issue 3: a page of 50 in under 20 ms, at the median.
 const P50_GOAL: Duration = Duration::from_millis(20);
@@ -67,8 +69,6 @@ const MIN_SAMPLES: usize = 20;
 const CASE_ROWS_PER_INSERT: usize = 500;
 /// Cases per transaction while populating.
 const CASES_PER_TRANSACTION: usize = 10_000;
-const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const POSTGRES_BASE_URL: &str = "postgres://postgres@127.0.0.1:5432";
 /// The columns of `CaseRecord`, as the store selects them (`case_columns!` in
 /// src/storage/sql.rs).
 const CASE_COLUMNS: &str = "c.id, c.desk_id, c.key_epoch, c.case_recipient, c.status, \
@@ -101,18 +101,7 @@ fn env_number(name: &str, default: u64, range: RangeInclusive<u64>) -> anyhow::R
 
 impl BenchConfig {
     fn from_env() -> anyhow::Result<Self> {
-        let backends = std::env::var("BENCH_BACKENDS")
-            .unwrap_or_else(|_| "sqlite,postgres".into())
-            .split(',')
-            .map(|name| name.trim().to_lowercase())
-            .filter(|name| !name.is_empty())
-            .collect::<Vec<_>>();
-        for backend in &backends {
-            anyhow::ensure!(
-                backend == "sqlite" || backend == "postgres",
-                "BENCH_BACKENDS: unknown backend `{backend}`; use sqlite,postgres"
-            );
-        }
+        let backends = common::backends_from_env()?;
         let cases = usize::try_from(env_number("BENCH_CASES", 100_000, 200..=5_000_000)?)?;
         let other_default = u64::try_from(cases / 10)?;
         Ok(Self {
@@ -863,36 +852,13 @@ enum Outcome {
 }
 
 async fn bench_postgres(dataset: &Dataset, config: &BenchConfig) -> Outcome {
-    let admin = tokio::time::timeout(
-        Duration::from_secs(5),
-        sqlx::PgConnection::connect(POSTGRES_ADMIN_URL),
-    )
-    .await;
-    let mut admin = match admin {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(error)) => {
-            return Outcome::Skipped(format!("cannot connect to PostgreSQL: {error}"));
-        }
-        Err(_) => return Outcome::Skipped("PostgreSQL did not answer within 5 s".into()),
+    let database = match common::ScratchDatabase::create().await {
+        Ok(database) => database,
+        Err(reason) => return Outcome::Skipped(reason),
     };
-    let name = format!("iv_bench_{:016x}", rand::random::<u64>());
-    if let Err(error) = sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-    {
-        return Outcome::Skipped(format!("cannot create a database: {error}"));
-    }
-    let url = format!("{POSTGRES_BASE_URL}/{name}");
+    let url = database.url();
     let result = postgres_on(&url, dataset, config).await;
-    if let Err(error) = sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    {
-        println!("[postgres] WARNING: could not drop database {name}: {error}");
-    }
-    let _ = admin.close().await;
+    database.drop().await;
     match result {
         Ok(result) => Outcome::Done(Box::new(result)),
         Err(error) => Outcome::Failed(format!("{error:#}")),

@@ -17,6 +17,8 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -38,7 +40,6 @@ use incident_vault::services::Vault;
 use incident_vault::services::instance::{EscrowGeneration, open_instance};
 use incident_vault::startup::Application;
 use incident_vault::storage;
-use sqlx::{AssertSqlSafe, Connection};
 
 /// Intake throughput must reach this share of the argon2id bound.
 const THROUGHPUT_GOAL: f64 = 0.85;
@@ -58,8 +59,6 @@ const CHEAP_KDF: Argon2Params = Argon2Params {
 const WARM_UP: Duration = Duration::from_secs(1);
 const PROBE_EVERY: Duration = Duration::from_millis(10);
 const IDLE_PROBES: usize = 100;
-const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const POSTGRES_BASE_URL: &str = "postgres://postgres@127.0.0.1:5432";
 
 /// Fixed synthetic description text: the only "report content" this bench ever sends.
 fn description() -> String {
@@ -102,18 +101,7 @@ impl BenchConfig {
             anyhow::ensure!(range.contains(&value), "{name} must be in {range:?}");
             Ok(value)
         }
-        let backends = std::env::var("BENCH_BACKENDS")
-            .unwrap_or_else(|_| "sqlite,postgres".into())
-            .split(',')
-            .map(|name| name.trim().to_lowercase())
-            .filter(|name| !name.is_empty())
-            .collect::<Vec<_>>();
-        for backend in &backends {
-            anyhow::ensure!(
-                backend == "sqlite" || backend == "postgres",
-                "BENCH_BACKENDS: unknown backend `{backend}`; use sqlite,postgres"
-            );
-        }
+        let backends = common::backends_from_env()?;
         Ok(Self {
             seconds: number("BENCH_SECONDS", 10, 1..=300)?,
             clients: usize::try_from(number("BENCH_CLIENTS", 16, 1..=256)?)?,
@@ -738,25 +726,10 @@ enum Outcome {
 }
 
 async fn bench_postgres(config: &BenchConfig) -> Outcome {
-    let admin = tokio::time::timeout(
-        Duration::from_secs(5),
-        sqlx::PgConnection::connect(POSTGRES_ADMIN_URL),
-    )
-    .await;
-    let mut admin = match admin {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(error)) => {
-            return Outcome::Skipped(format!("cannot connect to PostgreSQL: {error}"));
-        }
-        Err(_) => return Outcome::Skipped("PostgreSQL did not answer within 5 s".into()),
+    let database = match common::ScratchDatabase::create().await {
+        Ok(database) => database,
+        Err(reason) => return Outcome::Skipped(reason),
     };
-    let name = format!("bench_{:016x}", rand::random::<u64>());
-    if let Err(error) = sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-    {
-        return Outcome::Skipped(format!("cannot create a database: {error}"));
-    }
     let directory = match tempfile::Builder::new()
         .prefix("incident-vault-bench-")
         .tempdir()
@@ -764,7 +737,7 @@ async fn bench_postgres(config: &BenchConfig) -> Outcome {
         Ok(directory) => directory,
         Err(error) => return Outcome::Failed(error.to_string()),
     };
-    let url = format!("{POSTGRES_BASE_URL}/{name}");
+    let url = database.url();
     let result = bench_backend(
         "postgres",
         &url,
@@ -773,15 +746,7 @@ async fn bench_postgres(config: &BenchConfig) -> Outcome {
         config,
     )
     .await;
-    if let Err(error) = sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    {
-        println!("[postgres] WARNING: could not drop database {name}: {error}");
-    }
-    let _ = admin.close().await;
+    database.drop().await;
     match result {
         Ok(result) => Outcome::Done(Box::new(result)),
         Err(error) => Outcome::Failed(format!("{error:#}")),

@@ -34,6 +34,8 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::ops::RangeInclusive;
@@ -55,7 +57,6 @@ use incident_vault::startup::Application;
 use incident_vault::storage::{NewAuditEvent, SessionRecord, Store};
 use rand::Rng;
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Connection};
 
 /// A login must cost at most this multiple of one bare argon2id run.
 const LOGIN_RATIO_GOAL: f64 = 1.15;
@@ -77,8 +78,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 /// upgrade its lock while another connection writes gets SQLITE_BUSY without waiting).
 const ENROL_CONCURRENCY: usize = 1;
 const REPORT_CONCURRENCY: usize = 4;
-const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const POSTGRES_BASE_URL: &str = "postgres://postgres@127.0.0.1:5432";
 
 #[derive(Debug, Clone)]
 struct BenchConfig {
@@ -104,18 +103,7 @@ fn env_number(name: &str, default: u64, range: RangeInclusive<u64>) -> anyhow::R
 
 impl BenchConfig {
     fn from_env() -> anyhow::Result<Self> {
-        let backends = std::env::var("BENCH_BACKENDS")
-            .unwrap_or_else(|_| "sqlite,postgres".into())
-            .split(',')
-            .map(|name| name.trim().to_lowercase())
-            .filter(|name| !name.is_empty())
-            .collect::<Vec<_>>();
-        for backend in &backends {
-            anyhow::ensure!(
-                backend == "sqlite" || backend == "postgres",
-                "BENCH_BACKENDS: unknown backend `{backend}`; use sqlite,postgres"
-            );
-        }
+        let backends = common::backends_from_env()?;
         let flood_factor = match std::env::var("BENCH_FLOOD_FACTOR") {
             Ok(text) => text
                 .trim()
@@ -1025,25 +1013,10 @@ enum Outcome {
 }
 
 async fn bench_postgres(config: &BenchConfig) -> Outcome {
-    let admin = tokio::time::timeout(
-        Duration::from_secs(5),
-        sqlx::PgConnection::connect(POSTGRES_ADMIN_URL),
-    )
-    .await;
-    let mut admin = match admin {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(error)) => {
-            return Outcome::Skipped(format!("cannot connect to PostgreSQL: {error}"));
-        }
-        Err(_) => return Outcome::Skipped("PostgreSQL did not answer within 5 s".into()),
+    let database = match common::ScratchDatabase::create().await {
+        Ok(database) => database,
+        Err(reason) => return Outcome::Skipped(reason),
     };
-    let name = format!("iv_bench_{:016x}", rand::random::<u64>());
-    if let Err(error) = sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-    {
-        return Outcome::Skipped(format!("cannot create a database: {error}"));
-    }
     let directory = match tempfile::Builder::new()
         .prefix("incident-vault-bench-")
         .tempdir()
@@ -1051,17 +1024,9 @@ async fn bench_postgres(config: &BenchConfig) -> Outcome {
         Ok(directory) => directory,
         Err(error) => return Outcome::Failed(error.to_string()),
     };
-    let url = format!("{POSTGRES_BASE_URL}/{name}");
+    let url = database.url();
     let result = bench_backend("postgres", &url, &directory.path().join("data"), config).await;
-    if let Err(error) = sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    {
-        println!("[postgres] WARNING: could not drop database {name}: {error}");
-    }
-    let _ = admin.close().await;
+    database.drop().await;
     match result {
         Ok(result) => Outcome::Done(Box::new(result)),
         Err(error) => Outcome::Failed(format!("{error:#}")),
