@@ -186,9 +186,8 @@ impl Settings {
         if !argon2.meets_floor() {
             bail!(
                 "argon2 (APP_ARGON2__MEMORY_KIB, APP_ARGON2__ITERATIONS, APP_ARGON2__PARALLELISM) \
-                 must be at least m = {} KiB, t = {}, p = 1 (OWASP); got {}",
-                Argon2Params::MIN_MEMORY_KIB,
-                Argon2Params::MIN_ITERATIONS,
+                 must meet one of OWASP's equal-strength settings ({}), p >= 1; got {}",
+                Argon2Params::floor_text(),
                 argon2.encode()
             );
         }

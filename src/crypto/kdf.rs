@@ -21,16 +21,47 @@ pub struct Argon2Params {
 }
 
 impl Argon2Params {
-    /// OWASP's minimum for argon2id: 19 MiB of memory.
-    pub const MIN_MEMORY_KIB: u32 = 19 * 1024;
-    /// OWASP's minimum for argon2id at 19 MiB: two passes.
-    pub const MIN_ITERATIONS: u32 = 2;
+    /// OWASP's argon2id settings of equal strength (Password Storage Cheat Sheet): each trades
+    /// memory for passes. The floor is "at least one of these"; the first with m below 46 MiB
+    /// whose two concurrent runs fit the host's shared cache is the better default (README,
+    /// "Performance").
+    pub const OWASP_EQUIVALENTS: [Self; 5] = [
+        Self::owasp(47_104, 1),
+        Self::owasp(19_456, 2),
+        Self::owasp(12_288, 3),
+        Self::owasp(9_216, 4),
+        Self::owasp(7_168, 5),
+    ];
 
-    /// Whether these parameters meet the OWASP floor.
+    const fn owasp(memory_kib: u32, iterations: u32) -> Self {
+        Self {
+            memory_kib,
+            iterations,
+            parallelism: 1,
+        }
+    }
+
+    /// Whether these parameters are at least as costly as one of OWASP's equal-strength settings
+    /// (at least as much memory and at least as many passes).
     pub fn meets_floor(&self) -> bool {
-        self.memory_kib >= Self::MIN_MEMORY_KIB
-            && self.iterations >= Self::MIN_ITERATIONS
-            && self.parallelism >= 1
+        self.parallelism >= 1
+            && Self::OWASP_EQUIVALENTS.iter().any(|floor| {
+                self.memory_kib >= floor.memory_kib && self.iterations >= floor.iterations
+            })
+    }
+
+    /// The floor in words, for the start-up refusal.
+    pub fn floor_text() -> String {
+        Self::OWASP_EQUIVALENTS
+            .iter()
+            .map(|floor| {
+                format!(
+                    "m >= {} KiB with t >= {}",
+                    floor.memory_kib, floor.iterations
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", or ")
     }
 
     /// The parameters in PHC-like notation, as recorded beside what they derived.
@@ -109,8 +140,8 @@ fn return_memory(buffer: Vec<Block>) {
 impl Default for Argon2Params {
     fn default() -> Self {
         Self {
-            memory_kib: Self::MIN_MEMORY_KIB,
-            iterations: Self::MIN_ITERATIONS,
+            memory_kib: 19_456,
+            iterations: 2,
             parallelism: 1,
         }
     }
@@ -133,13 +164,45 @@ mod tests {
     }
 
     #[test]
-    fn the_default_is_the_owasp_floor() {
+    fn the_floor_is_any_of_owasps_equal_strength_settings() {
         assert!(Argon2Params::default().meets_floor());
-        let weaker = Argon2Params {
-            memory_kib: 19 * 1024 - 1,
+        for floor in Argon2Params::OWASP_EQUIVALENTS {
+            assert!(floor.meets_floor(), "{}", floor.encode());
+            // Each row is tight: one KiB less, or one pass fewer, meets no row.
+            let less_memory = Argon2Params {
+                memory_kib: floor.memory_kib - 1,
+                ..floor
+            };
+            assert!(!less_memory.meets_floor(), "{}", less_memory.encode());
+            let fewer_passes = Argon2Params {
+                iterations: floor.iterations - 1,
+                ..floor
+            };
+            assert!(!fewer_passes.meets_floor(), "{}", fewer_passes.encode());
+        }
+        let below_every_row = Argon2Params {
+            memory_kib: 7_167,
+            iterations: 100,
+            parallelism: 1,
+        };
+        assert!(!below_every_row.meets_floor());
+        let too_few_passes = Argon2Params {
+            memory_kib: 12_288,
+            iterations: 2,
+            parallelism: 1,
+        };
+        assert!(!too_few_passes.meets_floor());
+        let more_memory_one_pass = Argon2Params {
+            memory_kib: 47_104,
+            iterations: 1,
+            parallelism: 1,
+        };
+        assert!(more_memory_one_pass.meets_floor());
+        let no_lanes = Argon2Params {
+            parallelism: 0,
             ..Argon2Params::default()
         };
-        assert!(!weaker.meets_floor());
+        assert!(!no_lanes.meets_floor());
     }
 
     #[test]
