@@ -78,16 +78,15 @@ impl Vault {
         }
         let desk = self
             .store
-            .desk_by_slug(report.desk().as_str())
+            .intake_desk(report.desk().as_str())
             .await?
             .ok_or(IntakeError::UnknownDesk)?;
-        let members = self.store.active_member_recipients(&desk.id).await?;
         let job = IntakeJob {
             report,
             report_json,
             report_digest,
-            desk_id: desk.id,
-            members,
+            desk_id: desk.desk_id,
+            members: desk.members,
             escrow: self.instance.escrow_recipient.clone(),
             salt: self.instance.receipt_salt.clone(),
             argon2: self.argon2,

@@ -19,6 +19,10 @@ pub use records::*;
 /// every case newest first (`Store::cases_granted_to`).
 pub const FEW_GRANTS: i64 = 1000;
 
+/// Grants written in the same statement as their new case; more (a desk of hundreds) follow in
+/// statements of this many, far below either database's limit on bound parameters.
+pub const GRANTS_PER_STATEMENT: usize = 500;
+
 /// Computes an audit event's hash from its sequence, the previous hash and its content.
 pub type AuditChain = dyn for<'a, 'b> Fn(i64, &'a [u8], &'b NewAuditEvent) -> Vec<u8> + Send + Sync;
 
@@ -69,11 +73,9 @@ pub trait Store: Send + Sync + 'static {
     /// One desk by slug.
     async fn desk_by_slug(&self, slug: &str) -> Result<Option<DeskRecord>, StoreError>;
 
-    /// The age recipients of the active members of a desk: they receive a grant at intake.
-    async fn active_member_recipients(
-        &self,
-        desk_id: &str,
-    ) -> Result<Vec<MemberRecipient>, StoreError>;
+    /// A desk by slug with the age recipients of its active members, who receive a grant at
+    /// intake; `None` if no desk has that slug. One query: it runs for every report.
+    async fn intake_desk(&self, slug: &str) -> Result<Option<IntakeDesk>, StoreError>;
 
     /// Writes a new case, its grants, its report entry, its reporter access and its idempotency
     /// record in one transaction. [`StoreError::Conflict`]`("idempotency_key")` when a live record

@@ -31,6 +31,15 @@ pub struct MemberRecipient {
     pub recipient: String,
 }
 
+/// The desk a report is filed to, and who on it receives a grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntakeDesk {
+    /// The desk's id.
+    pub desk_id: String,
+    /// Its active members, by reviewer id.
+    pub members: Vec<MemberRecipient>,
+}
+
 /// The allowlisted plaintext of a case (DESIGN §4): coarse triage and statistics dimensions only.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CaseRecord {

@@ -46,6 +46,9 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(15))
+            // An open SQLite connection is a file handle in this process: there is no server to
+            // lose, so sqlx's ping before every use is a wasted round trip to its worker thread.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .context("could not open the SQLite database")?;

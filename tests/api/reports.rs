@@ -432,6 +432,97 @@ async fn a_database_failure_midway_gives_an_opaque_500_and_leaves_nothing(backen
     }
 }
 
+/// A sealed case's rows as the store receives them, with `grants` grants to made-up reviewers
+/// (the store does not open ciphertexts; the bytes are filler, not report content).
+fn sealed_case_rows(
+    desk_id: &str,
+    case_id: &str,
+    grants: usize,
+) -> incident_vault::storage::NewSealedCase {
+    use incident_vault::storage::{
+        CaseRecord, EntryRecord, GrantRecord, NewSealedCase, ReporterAccessRecord,
+    };
+    NewSealedCase {
+        case: CaseRecord {
+            id: case_id.to_owned(),
+            desk_id: desk_id.to_owned(),
+            key_epoch: 1,
+            case_recipient: age::x25519::Identity::generate().to_public().to_string(),
+            status: "new".to_owned(),
+            priority: "normal".to_owned(),
+            incident_type: "intimidation".to_owned(),
+            mechanism_kind: None,
+            session_label: None,
+            perpetrator_kind: None,
+            incident_month: None,
+            consent_ohchr: false,
+            consent_sg_report: "no".to_owned(),
+            consent_partners: false,
+            consent_statistics: false,
+            consent_contact: false,
+            received_on: "2026-11-29".to_owned(),
+            updated_on: "2026-11-29".to_owned(),
+        },
+        grants: (0..grants)
+            .map(|index| GrantRecord {
+                case_id: case_id.to_owned(),
+                grantee_kind: "reviewer".to_owned(),
+                grantee_id: format!("R{index:05}"),
+                epoch: 1,
+                ciphertext: vec![0xA5; 200],
+            })
+            .collect(),
+        report: EntryRecord {
+            id: format!("E-{case_id}"),
+            case_id: case_id.to_owned(),
+            kind: "report".to_owned(),
+            author: "reporter".to_owned(),
+            epoch: 1,
+            created_on: "2026-11-29".to_owned(),
+            ciphertext: vec![0x5A; 2_000],
+        },
+        reporter_access: ReporterAccessRecord {
+            lookup_id: case_id.as_bytes().to_vec(),
+            case_id: case_id.to_owned(),
+            kdf_params: "argon2id$v=19$m=19456,t=2,p=1".to_owned(),
+            reporter_recipient: age::x25519::Identity::generate().to_public().to_string(),
+            sealed_identity: vec![0x11; 120],
+            failed_attempts: 0,
+        },
+        idempotency: None,
+        now: 1_795_000_000,
+    }
+}
+
+async fn a_case_with_more_grants_than_one_statement_holds_is_written_whole_or_not_at_all(
+    backend: Backend,
+) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let desk = app.store.desk_by_slug("default").await.unwrap().unwrap();
+    // The case statement carries the first GRANTS_PER_STATEMENT grants; the rest follow in two
+    // more statements, the last of them partly filled.
+    let many = 2 * incident_vault::storage::GRANTS_PER_STATEMENT + 203;
+
+    app.store
+        .insert_sealed_case(&sealed_case_rows(&desk.id, "CASE-MANY-1", many))
+        .await
+        .unwrap();
+
+    assert_eq!(app.count("grants").await, i64::try_from(many).unwrap());
+    let mut broken = sealed_case_rows(&desk.id, "CASE-MANY-2", many);
+    // The very last grant repeats an earlier grantee: the third grant statement fails after the
+    // case, its entry, its reporter access and a thousand grants were written.
+    let last = broken.grants.len() - 1;
+    broken.grants[last].grantee_id = "R00007".to_owned();
+    assert!(app.store.insert_sealed_case(&broken).await.is_err());
+    assert_eq!(app.count("cases").await, 1);
+    assert_eq!(app.count("entries").await, 1);
+    assert_eq!(app.count("reporter_access").await, 1);
+    assert_eq!(app.count("grants").await, i64::try_from(many).unwrap());
+}
+
 crate::on_both_backends!(
     a_valid_report_gets_201_with_a_case_ref_and_a_receipt,
     the_full_wire_shape_of_the_design_is_accepted,
@@ -443,4 +534,5 @@ crate::on_both_backends!(
     a_body_that_stalls_gets_408_and_stores_nothing,
     a_desk_member_gets_a_grant_that_opens_the_report,
     a_database_failure_midway_gives_an_opaque_500_and_leaves_nothing,
+    a_case_with_more_grants_than_one_statement_holds_is_written_whole_or_not_at_all,
 );
