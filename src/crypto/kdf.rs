@@ -22,9 +22,9 @@ pub struct Argon2Params {
 
 impl Argon2Params {
     /// OWASP's argon2id settings of equal strength (Password Storage Cheat Sheet): each trades
-    /// memory for passes. The floor is "at least one of these"; the first with m below 46 MiB
-    /// whose two concurrent runs fit the host's shared cache is the better default (README,
-    /// "Performance").
+    /// memory for passes. The floor is "at least one of these". `benches/crypto.rs` times each
+    /// alone and two at once; on the 2-core machine kind none contends clearly less than the
+    /// default 19 MiB, t = 2 (README, "Sealing primitives").
     pub const OWASP_EQUIVALENTS: [Self; 5] = [
         Self::owasp(47_104, 1),
         Self::owasp(19_456, 2),
