@@ -32,8 +32,8 @@ fn kdf(criterion: &mut Criterion) {
     let mut group = criterion.benchmark_group("kdf");
     group.sampling_mode(SamplingMode::Flat);
     // OWASP's argon2id settings of equal strength (Password Storage Cheat Sheet), each alone and
-    // two at once. They differ in working memory, and so in whether two runs side by side still
-    // fit in this machine kind's shared 32 MiB L3 cache.
+    // two at once. They differ in working memory: this shows whether two runs that together fit
+    // the machine's shared 32 MiB L3 slow each other less (on 2026-11-29 they did not).
     for params in Argon2Params::OWASP_EQUIVALENTS {
         let name = params.encode();
         group.bench_function(format!("{name}_alone"), |bencher| {

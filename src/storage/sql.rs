@@ -32,42 +32,28 @@ macro_rules! reviewer_columns {
 /// last (its foreign keys are checked at the end of the statement). The caller runs it inside a
 /// transaction and binds [`bind_sealed_case`]'s arguments.
 pub(crate) fn sealed_case_statement(backend: &str, grants: usize) -> String {
-    let mut next = 0;
-    let mut values = |count: usize| {
-        let list = (next + 1..=next + count)
-            .map(|number| format!("${number}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        next += count;
-        format!("({list})")
-    };
     let mut inserts = vec![
         format!(
             "INSERT INTO cases (id, desk_id, key_epoch, case_recipient, status, priority, \
              incident_type, mechanism_kind, session_label, perpetrator_kind, incident_month, \
              consent_ohchr, consent_sg_report, consent_partners, consent_statistics, \
              consent_contact, received_on, updated_on) VALUES {}",
-            values(18)
+            placeholders(0, 18)
         ),
         format!(
             "INSERT INTO entries (id, case_id, kind, author, epoch, created_on, ciphertext) \
              VALUES {}",
-            values(7)
+            placeholders(18, 7)
         ),
         format!(
             "INSERT INTO reporter_access (lookup_id, case_id, kdf_params, reporter_recipient, \
              sealed_identity, failed_attempts) VALUES {}",
-            values(6)
+            placeholders(25, 6)
         ),
     ];
     if grants > 0 {
-        let rows = (0..grants.min(GRANTS_PER_STATEMENT))
-            .map(|_| values(5))
-            .collect::<Vec<_>>()
-            .join(", ");
-        inserts.push(format!(
-            "INSERT INTO grants (case_id, grantee_kind, grantee_id, epoch, ciphertext) VALUES {rows}"
-        ));
+        // After the 18 + 7 + 6 parameters above.
+        inserts.push(grants_statement(31, grants.min(GRANTS_PER_STATEMENT)));
     }
     if backend == "postgres" {
         let last = inserts.pop().unwrap_or_default();
@@ -81,6 +67,49 @@ pub(crate) fn sealed_case_statement(backend: &str, grants: usize) -> String {
     } else {
         inserts.join("; ")
     }
+}
+
+/// `($first+1, …, $first+count)`.
+fn placeholders(first: usize, count: usize) -> String {
+    let list = (first + 1..=first + count)
+        .map(|number| format!("${number}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("({list})")
+}
+
+/// An INSERT of `count` grants whose parameters are numbered from `$first+1`; bound by
+/// [`bind_grants`]. Part of [`sealed_case_statement`], and alone for a desk's further grants.
+pub(crate) fn grants_statement(first: usize, count: usize) -> String {
+    let rows = (0..count)
+        .map(|row| placeholders(first + 5 * row, 5))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO grants (case_id, grantee_kind, grantee_id, epoch, ciphertext) VALUES {rows}"
+    )
+}
+
+/// Binds the arguments of [`grants_statement`], in its order.
+pub(crate) fn bind_grants<'q, DB>(
+    mut query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    grants: &'q [crate::storage::GrantRecord],
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    for<'a> &'a [u8]: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    for grant in grants {
+        query = query
+            .bind(grant.case_id.as_str())
+            .bind(grant.grantee_kind.as_str())
+            .bind(grant.grantee_id.as_str())
+            .bind(grant.epoch)
+            .bind(grant.ciphertext.as_slice());
+    }
+    query
 }
 
 /// Binds the arguments of [`sealed_case_statement`], in its order.
@@ -133,15 +162,8 @@ where
         .bind(access.reporter_recipient.as_str())
         .bind(access.sealed_identity.as_slice())
         .bind(access.failed_attempts);
-    for grant in new.grants.iter().take(GRANTS_PER_STATEMENT) {
-        query = query
-            .bind(grant.case_id.as_str())
-            .bind(grant.grantee_kind.as_str())
-            .bind(grant.grantee_id.as_str())
-            .bind(grant.epoch)
-            .bind(grant.ciphertext.as_slice());
-    }
-    query
+    let first_grants = &new.grants[..new.grants.len().min(GRANTS_PER_STATEMENT)];
+    bind_grants(query, first_grants)
 }
 
 /// The INSERT of a session row, for any backend (a login's transaction, or alone).
@@ -359,17 +381,11 @@ macro_rules! impl_store {
                     .get($crate::storage::GRANTS_PER_STATEMENT..)
                     .unwrap_or_default();
                 for chunk in more_grants.chunks($crate::storage::GRANTS_PER_STATEMENT) {
-                    sqlx::QueryBuilder::new(
-                        "INSERT INTO grants (case_id, grantee_kind, grantee_id, epoch, ciphertext) ",
+                    let statement = $crate::storage::sql::grants_statement(0, chunk.len());
+                    $crate::storage::sql::bind_grants(
+                        sqlx::query(sqlx::AssertSqlSafe(statement)),
+                        chunk,
                     )
-                    .push_values(chunk, |mut row, grant| {
-                        row.push_bind(&grant.case_id)
-                            .push_bind(&grant.grantee_kind)
-                            .push_bind(&grant.grantee_id)
-                            .push_bind(grant.epoch)
-                            .push_bind(&grant.ciphertext);
-                    })
-                    .build()
                     .execute(&mut *transaction)
                     .await?;
                 }
@@ -1281,7 +1297,7 @@ mod tests {
     use super::*;
 
     /// The `$N` placeholders of a statement text, in order.
-    fn placeholders(text: &str) -> Vec<usize> {
+    fn numbers_in(text: &str) -> Vec<usize> {
         text.split('$')
             .skip(1)
             .map(|rest| {
@@ -1298,7 +1314,7 @@ mod tests {
                 let text = sealed_case_statement(backend, grants);
                 let expected = 18 + 7 + 6 + 5 * grants.min(GRANTS_PER_STATEMENT);
                 assert_eq!(
-                    placeholders(&text),
+                    numbers_in(&text),
                     (1..=expected).collect::<Vec<_>>(),
                     "{backend}, {grants} grants"
                 );
@@ -1309,6 +1325,13 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_further_grants_statement_numbers_its_own_arguments_from_one() {
+        let text = grants_statement(0, 7);
+        assert_eq!(numbers_in(&text), (1..=35).collect::<Vec<_>>());
+        assert!(text.starts_with("INSERT INTO grants"));
     }
 
     #[test]
