@@ -291,27 +291,24 @@ impl Vault {
             role: role.map(|role| role.as_str().to_owned()),
             status: status.map(|status| status.as_str().to_owned()),
         };
-        if !self.store.change_account(&target.id, &change).await? {
-            return Err(AdminError::UnknownAccount);
-        }
+        let mut events = Vec::with_capacity(2);
         if let Some(role) = role {
             let action = format!("account.role_changed:{}", role.as_str());
-            audit::record(
-                self.store.as_ref(),
-                event(&caller.reviewer.id, &action, &target.id),
-            )
-            .await?;
+            events.push(event(&caller.reviewer.id, &action, &target.id));
         }
         if let Some(status) = status {
             let action = match status {
                 AccountStatus::Disabled => "account.disabled",
                 _ => "account.enabled",
             };
-            audit::record(
-                self.store.as_ref(),
-                event(&caller.reviewer.id, action, &target.id),
-            )
-            .await?;
+            events.push(event(&caller.reviewer.id, action, &target.id));
+        }
+        if !self
+            .store
+            .change_account(&target.id, &change, &events, &audit::chain_hash)
+            .await?
+        {
+            return Err(AdminError::UnknownAccount);
         }
         Ok(())
     }
@@ -405,12 +402,10 @@ impl Vault {
                 role: role.as_str().to_owned(),
             });
         }
-        self.store.set_desk_members(&desk.id, &records).await?;
-        audit::record(
-            self.store.as_ref(),
-            event(&caller.reviewer.id, "desk.members_set", &desk.slug),
-        )
-        .await?;
+        let event = event(&caller.reviewer.id, "desk.members_set", &desk.slug);
+        self.store
+            .set_desk_members(&desk.id, &records, &event, &audit::chain_hash)
+            .await?;
         Ok(())
     }
 

@@ -124,9 +124,11 @@ pub fn reseal_grants(
 }
 
 /// Grants one case to `target`, sealing with `reseal` (given the case's grants, it returns the
-/// target's new grants). Retries when a concurrent revoke moved the case to a new epoch.
+/// target's new grants), and audits a new grant in the same transaction, with `actor`. Retries
+/// when a concurrent revoke moved the case to a new epoch.
 pub async fn grant_case_with<S, F>(
     store: &dyn Store,
+    actor: &str,
     case_ref: &CaseRef,
     target: &ReviewerRecord,
     reseal: S,
@@ -162,8 +164,15 @@ where
             // The opener lacks the current key: the grantee could not read new content.
             return Err(GrantError::CaseNotFound);
         }
+        let event = audit_event(actor, "case.grant", case_ref, &target.id);
         match store
-            .add_grants(case_ref.as_str(), case.key_epoch, &new_grants)
+            .add_grants(
+                case_ref.as_str(),
+                case.key_epoch,
+                &new_grants,
+                &event,
+                &audit::chain_hash,
+            )
             .await
         {
             Ok(0) => return Ok(GrantOutcome::AlreadyHeld),
@@ -203,21 +212,6 @@ fn audit_event(actor: &str, action: &str, case_ref: &CaseRef, reviewer: &str) ->
         target: Some(format!("case:{case_ref} reviewer:{reviewer}")),
         outcome: "success".into(),
     }
-}
-
-/// Records a grant in the audit log.
-pub async fn audit_grant(
-    store: &dyn Store,
-    actor: &str,
-    case_ref: &CaseRef,
-    reviewer_id: &str,
-) -> Result<(), GrantError> {
-    audit::record(
-        store,
-        audit_event(actor, "case.grant", case_ref, reviewer_id),
-    )
-    .await?;
-    Ok(())
 }
 
 impl Vault {
@@ -300,7 +294,14 @@ impl Vault {
                 Ok(sealed)
             }
         };
-        grant_case_with(self.store.as_ref(), case_ref, target, reseal).await
+        grant_case_with(
+            self.store.as_ref(),
+            &caller.reviewer.id,
+            case_ref,
+            target,
+            reseal,
+        )
+        .await
     }
 
     /// `POST /cases/{id}/grants`: a coordinator who can read the case grants it to another
@@ -316,17 +317,7 @@ impl Vault {
             return Err(GrantError::StepUpRequired);
         }
         let target = self.grantee(username).await?;
-        let outcome = self.grant_as(caller, case_ref, &target).await?;
-        if outcome == GrantOutcome::Granted {
-            audit_grant(
-                self.store.as_ref(),
-                &caller.reviewer.id,
-                case_ref,
-                &target.id,
-            )
-            .await?;
-        }
-        Ok(outcome)
+        self.grant_as(caller, case_ref, &target).await
     }
 
     /// Grants every case of a desk that the caller can read to a member of that desk: what a
@@ -374,16 +365,7 @@ impl Vault {
             for case in &page {
                 let case_ref = CaseRef::parse(&case.id).context("a stored case id is malformed")?;
                 match self.grant_as(caller, &case_ref, &target).await? {
-                    GrantOutcome::Granted => {
-                        tally.granted += 1;
-                        audit_grant(
-                            self.store.as_ref(),
-                            &caller.reviewer.id,
-                            &case_ref,
-                            &target.id,
-                        )
-                        .await?;
-                    }
+                    GrantOutcome::Granted => tally.granted += 1,
                     GrantOutcome::AlreadyHeld => tally.already_held += 1,
                 }
             }
@@ -478,15 +460,13 @@ impl Vault {
                 remaining_reviewers: remaining.into_iter().map(|(id, _)| id).collect(),
                 grants: new_grants,
             };
-            match self.store.rekey_case(&rekey).await {
-                Ok(()) => {
-                    audit::record(
-                        self.store.as_ref(),
-                        audit_event(&caller.reviewer.id, "case.revoke", case_ref, &target.id),
-                    )
-                    .await?;
-                    return Ok(());
-                }
+            let event = audit_event(&caller.reviewer.id, "case.revoke", case_ref, &target.id);
+            match self
+                .store
+                .rekey_case(&rekey, &event, &audit::chain_hash)
+                .await
+            {
+                Ok(()) => return Ok(()),
                 Err(StoreError::Conflict(_)) => continue,
                 Err(error) => return Err(error.into()),
             }
@@ -517,11 +497,8 @@ pub async fn grant_cases_offline(
                 .context("a grant of this case does not open as it should");
             async move { Ok(sealed?) }
         };
-        match grant_case_with(store, case_ref, target, reseal).await {
-            Ok(GrantOutcome::Granted) => {
-                tally.granted += 1;
-                audit_grant(store, actor, case_ref, &target.id).await?;
-            }
+        match grant_case_with(store, actor, case_ref, target, reseal).await {
+            Ok(GrantOutcome::Granted) => tally.granted += 1,
             Ok(GrantOutcome::AlreadyHeld) => tally.already_held += 1,
             Err(GrantError::CaseNotFound) => tally.not_opened += 1,
             Err(error) => return Err(error),

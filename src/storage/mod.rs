@@ -247,42 +247,55 @@ pub trait Store: Send + Sync + 'static {
     /// The desks one reviewer belongs to.
     async fn memberships_of(&self, reviewer_id: &str) -> Result<Vec<DeskMemberRecord>, StoreError>;
 
-    /// Changes an account's role or status. Disabling deletes the account's sessions in the same
-    /// transaction. `false` when there is no such account.
+    /// Changes an account's role or status and appends `events` to the audit log, in one
+    /// transaction. Disabling deletes the account's sessions in the same transaction. `false`,
+    /// and nothing written, when there is no such account.
     async fn change_account(
         &self,
         reviewer_id: &str,
         change: &AccountChange,
+        events: &[NewAuditEvent],
+        chain: &AuditChain,
     ) -> Result<bool, StoreError>;
 
     /// Creates a desk. [`StoreError::Conflict`]`("slug")` when the slug is taken.
     async fn insert_desk(&self, desk: &DeskRecord, created_on: &str) -> Result<(), StoreError>;
 
-    /// Replaces the members of a desk, in one transaction.
+    /// Replaces the members of a desk and appends `event`, in one transaction.
     async fn set_desk_members(
         &self,
         desk_id: &str,
         members: &[DeskMemberRecord],
+        event: &NewAuditEvent,
+        chain: &AuditChain,
     ) -> Result<(), StoreError>;
 
     /// Notes that the session's password was re-entered at `now` (step-up).
     async fn record_step_up(&self, token_hash: &[u8], now: i64) -> Result<(), StoreError>;
 
     /// Adds grants to a case whose key epoch is still `epoch`; grants that exist are kept as
-    /// they are. Returns how many were new. [`StoreError::Conflict`]`("epoch")` when the case was
-    /// re-keyed meanwhile, or does not exist.
+    /// they are. When any was new, appends `event` in the same transaction. Returns how many
+    /// were new. [`StoreError::Conflict`]`("epoch")` when the case was re-keyed meanwhile, or
+    /// does not exist.
     async fn add_grants(
         &self,
         case_id: &str,
         epoch: i64,
         grants: &[GrantRecord],
+        event: &NewAuditEvent,
+        chain: &AuditChain,
     ) -> Result<u64, StoreError>;
 
     /// Revokes a reviewer's access and re-keys the case, in one transaction: deletes every grant
     /// of the revoked reviewer, moves the case to the new epoch and recipient, and stores the new
-    /// epoch's grants. [`StoreError::Conflict`] when the epoch (`epoch`) or the set of reviewer
-    /// grantees (`grantees`) changed since the caller read them.
-    async fn rekey_case(&self, rekey: &Rekey) -> Result<(), StoreError>;
+    /// epoch's grants, and appends `event`. [`StoreError::Conflict`] when the epoch (`epoch`) or
+    /// the set of reviewer grantees (`grantees`) changed since the caller read them.
+    async fn rekey_case(
+        &self,
+        rekey: &Rekey,
+        event: &NewAuditEvent,
+        chain: &AuditChain,
+    ) -> Result<(), StoreError>;
 
     /// Appends an entry to a case whose key epoch is still the entry's epoch.
     /// [`StoreError::Conflict`]`("epoch")` otherwise: content is never sealed to a revoked key.

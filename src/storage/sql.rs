@@ -1024,6 +1024,8 @@ macro_rules! impl_store {
                 &self,
                 reviewer_id: &str,
                 change: &$crate::storage::AccountChange,
+                events: &[$crate::storage::NewAuditEvent],
+                chain: &$crate::storage::AuditChain,
             ) -> Result<bool, $crate::storage::StoreError> {
                 let mut transaction = self.pool.begin().await?;
                 let updated = sqlx::query(
@@ -1043,6 +1045,9 @@ macro_rules! impl_store {
                         .bind(reviewer_id)
                         .execute(&mut *transaction)
                         .await?;
+                }
+                for event in events {
+                    $crate::storage::sql::append_audit!(transaction, event, chain);
                 }
                 transaction.commit().await?;
                 Ok(true)
@@ -1074,6 +1079,8 @@ macro_rules! impl_store {
                 &self,
                 desk_id: &str,
                 members: &[$crate::storage::DeskMemberRecord],
+                event: &$crate::storage::NewAuditEvent,
+                chain: &$crate::storage::AuditChain,
             ) -> Result<(), $crate::storage::StoreError> {
                 let mut transaction = self.pool.begin().await?;
                 sqlx::query("DELETE FROM desk_members WHERE desk_id = $1")
@@ -1090,6 +1097,7 @@ macro_rules! impl_store {
                     .execute(&mut *transaction)
                     .await?;
                 }
+                $crate::storage::sql::append_audit!(transaction, event, chain);
                 transaction.commit().await?;
                 Ok(())
             }
@@ -1112,6 +1120,8 @@ macro_rules! impl_store {
                 case_id: &str,
                 epoch: i64,
                 grants: &[$crate::storage::GrantRecord],
+                event: &$crate::storage::NewAuditEvent,
+                chain: &$crate::storage::AuditChain,
             ) -> Result<u64, $crate::storage::StoreError> {
                 let mut transaction = self.pool.begin().await?;
                 // A write first: it locks the case row, so a concurrent re-key waits for us (or
@@ -1142,6 +1152,9 @@ macro_rules! impl_store {
                     .await?
                     .rows_affected();
                 }
+                if added > 0 {
+                    $crate::storage::sql::append_audit!(transaction, event, chain);
+                }
                 transaction.commit().await?;
                 Ok(added)
             }
@@ -1149,6 +1162,8 @@ macro_rules! impl_store {
             async fn rekey_case(
                 &self,
                 rekey: &$crate::storage::Rekey,
+                event: &$crate::storage::NewAuditEvent,
+                chain: &$crate::storage::AuditChain,
             ) -> Result<(), $crate::storage::StoreError> {
                 let mut transaction = self.pool.begin().await?;
                 let moved = sqlx::query(
@@ -1199,6 +1214,7 @@ macro_rules! impl_store {
                     .execute(&mut *transaction)
                     .await?;
                 }
+                $crate::storage::sql::append_audit!(transaction, event, chain);
                 transaction.commit().await?;
                 Ok(())
             }

@@ -2,8 +2,10 @@
 
 use incident_vault::services::audit;
 use incident_vault::storage::NewAuditEvent;
+use reqwest::Method;
+use serde_json::json;
 
-use crate::helpers::{Backend, full_report, spawn_app};
+use crate::helpers::{Backend, full_report, minimal_report, spawn_app};
 
 fn event(number: usize) -> NewAuditEvent {
     NewAuditEvent {
@@ -123,7 +125,123 @@ async fn deleting_the_latest_audit_rows_is_noticed(backend: Backend) {
     }
 }
 
+/// A grant, a revoke, an account change and a desk change are each written in one transaction
+/// with their audit event: when the event cannot be appended (here the chain head is gone), the
+/// change is not made either, so nothing happens that the log does not show.
+async fn a_change_whose_audit_event_cannot_be_written_is_not_made(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let admin_token = app.login(&admin).await;
+    let (_, rita_token) = app
+        .add_reviewer(&admin_token, "rita", "reviewer", &["default"])
+        .await;
+    app.add_reviewer(&admin_token, "otto", "reviewer", &[])
+        .await;
+    let (case_ref, _) = app.file(&minimal_report("Only audited changes.")).await;
+    app.step_up(&admin_token, &admin).await;
+    let events_before = app.store.audit_events(0, 10_000).await.unwrap();
+    let grants_before = app.store.grants_of_case(&case_ref).await.unwrap();
+    let members_before = app.store.desk_members().await.unwrap();
+
+    app.execute("CREATE TABLE audit_head_saved AS SELECT * FROM audit_head")
+        .await;
+    app.execute("DELETE FROM audit_head").await;
+    let grants_path = format!("/api/v1/cases/{case_ref}/grants");
+    let attempts = [
+        (
+            Method::POST,
+            grants_path.clone(),
+            Some(json!({"reviewer": "otto"})),
+        ),
+        (Method::DELETE, format!("{grants_path}/rita"), None),
+        (
+            Method::PATCH,
+            "/api/v1/admin/reviewers/rita".to_owned(),
+            Some(json!({"status": "disabled"})),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/admin/reviewers/otto".to_owned(),
+            Some(json!({"role": "coordinator"})),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/admin/desks/default/members".to_owned(),
+            Some(json!({"members": [{"username": "otto", "role": "member"}]})),
+        ),
+    ];
+    let mut statuses = Vec::new();
+    for (method, path, body) in attempts {
+        let response = app.send(method, &path, Some(&admin_token), body).await;
+        statuses.push((path, response.status().as_u16()));
+    }
+    app.execute("INSERT INTO audit_head SELECT * FROM audit_head_saved")
+        .await;
+
+    for (path, status) in &statuses {
+        assert_eq!(
+            *status, 500,
+            "{path} answered {status} without its audit event"
+        );
+    }
+    assert_eq!(
+        app.store.grants_of_case(&case_ref).await.unwrap(),
+        grants_before,
+        "no grant added, none revoked"
+    );
+    let case = app.store.case_record(&case_ref).await.unwrap().unwrap();
+    assert_eq!(case.key_epoch, 1, "the case was not re-keyed");
+    assert_eq!(app.store.desk_members().await.unwrap(), members_before);
+    let (rita, _) = app
+        .store
+        .reviewer_by_username("rita")
+        .await
+        .unwrap()
+        .unwrap();
+    let (otto, _) = app
+        .store
+        .reviewer_by_username("otto")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (rita.status.as_str(), otto.role.as_str()),
+        ("active", "reviewer")
+    );
+    assert_eq!(
+        app.get_as(&rita_token, &format!("/api/v1/cases/{case_ref}"))
+            .await
+            .status(),
+        200,
+        "rita's session and grant survive"
+    );
+    let events = app.store.audit_events(0, 10_000).await.unwrap();
+    assert_eq!(
+        events.len(),
+        events_before.len() + 1,
+        "only rita's read was logged"
+    );
+    audit::verify(app.store.as_ref()).await.unwrap();
+
+    // With the chain head back, the same grant goes through and is logged with it.
+    let granted = app
+        .send(
+            Method::POST,
+            &grants_path,
+            Some(&admin_token),
+            Some(json!({"reviewer": "otto"})),
+        )
+        .await;
+    assert_eq!(granted.status(), 201);
+    let events = app.store.audit_events(0, 10_000).await.unwrap();
+    assert_eq!(events.last().unwrap().action, "case.grant");
+    audit::verify(app.store.as_ref()).await.unwrap();
+}
+
 crate::on_both_backends!(
+    a_change_whose_audit_event_cannot_be_written_is_not_made,
     deleting_the_latest_audit_rows_is_noticed,
     an_offline_case_read_is_audited_and_the_chain_verifies,
     concurrent_appends_form_one_unbroken_chain,
