@@ -29,8 +29,9 @@ macro_rules! reviewer_columns {
 /// parameters on from each other; only the joint differs. SQLite runs `;`-separated statements
 /// in order (sqlx binds `$N` to the N-th argument in each); PostgreSQL, which takes one
 /// statement per prepared query, gets the earlier INSERTs as data-modifying `WITH` clauses of the
-/// last (its foreign keys are checked at the end of the statement). The caller runs it inside a
-/// transaction and binds [`bind_sealed_case`]'s arguments.
+/// last (its foreign keys are checked at the end of the statement). The caller binds
+/// [`bind_sealed_case`]'s arguments and runs it inside a transaction, except on PostgreSQL when
+/// it is the whole write: one statement is atomic there by itself.
 pub(crate) fn sealed_case_statement(backend: &str, grants: usize) -> String {
     let mut inserts = vec![
         format!(
@@ -345,6 +346,25 @@ macro_rules! impl_store {
                 &self,
                 new: &$crate::storage::NewSealedCase,
             ) -> Result<(), $crate::storage::StoreError> {
+                let statement = $crate::storage::sql::sealed_case_statement(
+                    $backend,
+                    new.grants.len(),
+                );
+                if $backend == "postgres"
+                    && new.idempotency.is_none()
+                    && new.grants.len() <= $crate::storage::GRANTS_PER_STATEMENT
+                {
+                    // The whole case is one PostgreSQL statement, which is atomic by itself
+                    // (its WITH clauses and foreign-key checks included): BEGIN and COMMIT
+                    // would only add two round trips.
+                    $crate::storage::sql::bind_sealed_case(
+                        sqlx::query(sqlx::AssertSqlSafe(statement)),
+                        new,
+                    )
+                    .execute(&self.pool)
+                    .await?;
+                    return Ok(());
+                }
                 let mut transaction = self.pool.begin().await?;
                 if let Some(record) = &new.idempotency {
                     // Replaces an expired record for the same key; a live one wins, and the
@@ -366,10 +386,6 @@ macro_rules! impl_store {
                         return Err($crate::storage::StoreError::Conflict("idempotency_key"));
                     }
                 }
-                let statement = $crate::storage::sql::sealed_case_statement(
-                    $backend,
-                    new.grants.len(),
-                );
                 $crate::storage::sql::bind_sealed_case(
                     sqlx::query(sqlx::AssertSqlSafe(statement)),
                     new,

@@ -523,7 +523,32 @@ async fn a_case_with_more_grants_than_one_statement_holds_is_written_whole_or_no
     assert_eq!(app.count("grants").await, i64::try_from(many).unwrap());
 }
 
+/// A case that fits one statement and comes without an Idempotency-Key is written without
+/// BEGIN/COMMIT on PostgreSQL (one statement is atomic there) and inside a transaction on SQLite:
+/// either way, a failure in its last row leaves none of the others.
+async fn a_case_written_as_one_statement_is_whole_or_absent(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let desk = app.store.desk_by_slug("default").await.unwrap().unwrap();
+    let mut broken = sealed_case_rows(&desk.id, "CASE-ONE-1", 3);
+    // The last grant repeats the first grantee: the statement fails on its very last row.
+    broken.grants[2].grantee_id = "R00000".to_owned();
+
+    assert!(app.store.insert_sealed_case(&broken).await.is_err());
+    for table in ["cases", "entries", "reporter_access", "grants"] {
+        assert_eq!(app.count(table).await, 0, "{table}");
+    }
+    app.store
+        .insert_sealed_case(&sealed_case_rows(&desk.id, "CASE-ONE-2", 3))
+        .await
+        .unwrap();
+    assert_eq!(app.count("cases").await, 1);
+    assert_eq!(app.count("grants").await, 3);
+}
+
 crate::on_both_backends!(
+    a_case_written_as_one_statement_is_whole_or_absent,
     a_valid_report_gets_201_with_a_case_ref_and_a_receipt,
     the_full_wire_shape_of_the_design_is_accepted,
     the_same_idempotency_key_gives_one_case_and_the_same_receipt,
