@@ -78,8 +78,8 @@ pub trait Store: Send + Sync + 'static {
     async fn intake_desk(&self, slug: &str) -> Result<Option<IntakeDesk>, StoreError>;
 
     /// Writes a new case, its grants, its report entry, its reporter access and its idempotency
-    /// record in one transaction. [`StoreError::Conflict`]`("idempotency_key")` when a live record
-    /// with the same key hash already exists.
+    /// record atomically. [`StoreError::Conflict`]`("idempotency_key")` when a live record with
+    /// the same key hash already exists; an expired one that was not purged yet is replaced.
     async fn insert_sealed_case(&self, case: &NewSealedCase) -> Result<(), StoreError>;
 
     /// The idempotency record for a key hash, unless it has expired at `now`.

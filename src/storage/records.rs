@@ -110,11 +110,11 @@ pub struct IdempotencyRecord {
     /// SHA-256 of the key, for lookup.
     pub key_hash: Vec<u8>,
     pub sealed_response: Vec<u8>,
-    /// Unix seconds, rounded up to the hour so as not to time-stamp the report.
+    /// Unix seconds, rounded up to a UTC midnight so as not to time-stamp the report.
     pub expires_at: i64,
 }
 
-/// Everything intake writes for one report, in one transaction.
+/// Everything intake writes for one report, atomically.
 #[derive(Debug, Clone)]
 pub struct NewSealedCase {
     pub case: CaseRecord,

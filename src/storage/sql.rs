@@ -22,17 +22,19 @@ macro_rules! reviewer_columns {
     };
 }
 
-/// The INSERTs of a new case (its row, its report entry, its reporter access and up to
-/// [`GRANTS_PER_STATEMENT`] grants) as one statement text, so that intake sends one command
-/// instead of one per row: each round trip to the database, or to SQLite's worker thread, costs
-/// more CPU than the row it writes. The INSERTs are the same on both backends and number their
-/// parameters on from each other; only the joint differs. SQLite runs `;`-separated statements
-/// in order (sqlx binds `$N` to the N-th argument in each); PostgreSQL, which takes one
-/// statement per prepared query, gets the earlier INSERTs as data-modifying `WITH` clauses of the
-/// last (its foreign keys are checked at the end of the statement). The caller binds
-/// [`bind_sealed_case`]'s arguments and runs it inside a transaction, except on PostgreSQL when
-/// it is the whole write: one statement is atomic there by itself.
-pub(crate) fn sealed_case_statement(backend: &str, grants: usize) -> String {
+/// The INSERTs of a new case (its row, its report entry, its reporter access, its idempotency
+/// record when it came with a key, and up to [`GRANTS_PER_STATEMENT`] grants) as one statement text,
+/// so that intake sends one command instead of one per row: each round trip to the database, or
+/// to SQLite's worker thread, costs more CPU than the row it writes. The INSERTs are the same on
+/// both backends and number their parameters on from each other; only the joint differs. SQLite
+/// runs `;`-separated statements in order (sqlx binds `$N` to the N-th argument in each);
+/// PostgreSQL, which takes one statement per prepared query, gets the earlier INSERTs as
+/// data-modifying `WITH` clauses of the last (its foreign keys are checked at the end of the
+/// statement). The idempotency record is a plain INSERT: a record already there for the
+/// key fails the whole write with a unique violation, which the caller sorts out. The caller
+/// binds [`bind_sealed_case`]'s arguments and runs it inside a transaction, except on PostgreSQL
+/// when it is the whole write: one statement is atomic there by itself.
+pub(crate) fn sealed_case_statement(backend: &str, grants: usize, keyed: bool) -> String {
     let mut inserts = vec![
         format!(
             "INSERT INTO cases (id, desk_id, key_epoch, case_recipient, status, priority, \
@@ -52,9 +54,17 @@ pub(crate) fn sealed_case_statement(backend: &str, grants: usize) -> String {
             placeholders(25, 6)
         ),
     ];
-    if grants > 0 {
+    if keyed {
         // After the 18 + 7 + 6 parameters above.
-        inserts.push(grants_statement(31, grants.min(GRANTS_PER_STATEMENT)));
+        inserts.push(format!(
+            "INSERT INTO idempotency_records (key_hash, sealed_response, expires_at) VALUES {}",
+            placeholders(31, 3)
+        ));
+    }
+    if grants > 0 {
+        // After the parameters above.
+        let first = if keyed { 34 } else { 31 };
+        inserts.push(grants_statement(first, grants.min(GRANTS_PER_STATEMENT)));
     }
     if backend == "postgres" {
         let last = inserts.pop().unwrap_or_default();
@@ -163,6 +173,12 @@ where
         .bind(access.reporter_recipient.as_str())
         .bind(access.sealed_identity.as_slice())
         .bind(access.failed_attempts);
+    if let Some(record) = &new.idempotency {
+        query = query
+            .bind(record.key_hash.as_slice())
+            .bind(record.sealed_response.as_slice())
+            .bind(record.expires_at);
+    }
     let first_grants = &new.grants[..new.grants.len().min(GRANTS_PER_STATEMENT)];
     bind_grants(query, first_grants)
 }
@@ -349,64 +365,90 @@ macro_rules! impl_store {
                 let statement = $crate::storage::sql::sealed_case_statement(
                     $backend,
                     new.grants.len(),
+                    new.idempotency.is_some(),
                 );
-                if $backend == "postgres"
-                    && new.idempotency.is_none()
-                    && new.grants.len() <= $crate::storage::GRANTS_PER_STATEMENT
-                {
-                    // The whole case is one PostgreSQL statement, which is atomic by itself
-                    // (its WITH clauses and foreign-key checks included): BEGIN and COMMIT
-                    // would only add two round trips.
-                    $crate::storage::sql::bind_sealed_case(
-                        sqlx::query(sqlx::AssertSqlSafe(statement)),
-                        new,
-                    )
-                    .execute(&self.pool)
-                    .await?;
-                    return Ok(());
-                }
-                let mut transaction = self.pool.begin().await?;
-                if let Some(record) = &new.idempotency {
-                    // Replaces an expired record for the same key; a live one wins, and the
-                    // caller replays its answer.
-                    let written = sqlx::query(
-                        "INSERT INTO idempotency_records (key_hash, sealed_response, expires_at) \
-                         VALUES ($1, $2, $3) ON CONFLICT (key_hash) DO UPDATE \
-                         SET sealed_response = excluded.sealed_response, \
-                             expires_at = excluded.expires_at \
-                         WHERE idempotency_records.expires_at <= $4",
+                let mut expired_record_removed = false;
+                loop {
+                    let outcome: Result<(), $crate::storage::StoreError> = async {
+                        if $backend == "postgres"
+                            && new.grants.len() <= $crate::storage::GRANTS_PER_STATEMENT
+                        {
+                            // The whole case is one PostgreSQL statement, which is atomic by
+                            // itself (its WITH clauses and foreign-key checks included): BEGIN
+                            // and COMMIT would only add two round trips.
+                            $crate::storage::sql::bind_sealed_case(
+                                sqlx::query(sqlx::AssertSqlSafe(statement.as_str())),
+                                new,
+                            )
+                            .execute(&self.pool)
+                            .await?;
+                            return Ok(());
+                        }
+                        let mut transaction = self.pool.begin().await?;
+                        $crate::storage::sql::bind_sealed_case(
+                            sqlx::query(sqlx::AssertSqlSafe(statement.as_str())),
+                            new,
+                        )
+                        .execute(&mut *transaction)
+                        .await?;
+                        let more_grants = new
+                            .grants
+                            .get($crate::storage::GRANTS_PER_STATEMENT..)
+                            .unwrap_or_default();
+                        for chunk in more_grants.chunks($crate::storage::GRANTS_PER_STATEMENT) {
+                            let statement =
+                                $crate::storage::sql::grants_statement(0, chunk.len());
+                            $crate::storage::sql::bind_grants(
+                                sqlx::query(sqlx::AssertSqlSafe(statement)),
+                                chunk,
+                            )
+                            .execute(&mut *transaction)
+                            .await?;
+                        }
+                        transaction.commit().await?;
+                        Ok(())
+                    }
+                    .await;
+                    let Some(record) = &new.idempotency else {
+                        return outcome;
+                    };
+                    let Err($crate::storage::StoreError::Database(error)) = outcome else {
+                        return outcome;
+                    };
+                    if !error
+                        .as_database_error()
+                        .is_some_and(|database| database.is_unique_violation())
+                    {
+                        return Err(error.into());
+                    }
+                    // Rare: a record for this key is there. A live one means a concurrent
+                    // retry won, and the caller replays its answer; an expired one, not purged
+                    // yet, is removed and the case written once more. Anything else was some
+                    // other uniqueness rule.
+                    let existing: Option<i64> = sqlx::query_scalar(
+                        "SELECT expires_at FROM idempotency_records WHERE key_hash = $1",
                     )
                     .bind(&record.key_hash)
-                    .bind(&record.sealed_response)
-                    .bind(record.expires_at)
-                    .bind(new.now)
-                    .execute(&mut *transaction)
+                    .fetch_optional(&self.pool)
                     .await?;
-                    if written.rows_affected() == 0 {
-                        return Err($crate::storage::StoreError::Conflict("idempotency_key"));
+                    match existing {
+                        Some(expires_at) if expires_at > new.now => {
+                            return Err($crate::storage::StoreError::Conflict("idempotency_key"));
+                        }
+                        Some(_) if !expired_record_removed => {
+                            sqlx::query(
+                                "DELETE FROM idempotency_records \
+                                 WHERE key_hash = $1 AND expires_at <= $2",
+                            )
+                            .bind(&record.key_hash)
+                            .bind(new.now)
+                            .execute(&self.pool)
+                            .await?;
+                            expired_record_removed = true;
+                        }
+                        _ => return Err(error.into()),
                     }
                 }
-                $crate::storage::sql::bind_sealed_case(
-                    sqlx::query(sqlx::AssertSqlSafe(statement)),
-                    new,
-                )
-                .execute(&mut *transaction)
-                .await?;
-                let more_grants = new
-                    .grants
-                    .get($crate::storage::GRANTS_PER_STATEMENT..)
-                    .unwrap_or_default();
-                for chunk in more_grants.chunks($crate::storage::GRANTS_PER_STATEMENT) {
-                    let statement = $crate::storage::sql::grants_statement(0, chunk.len());
-                    $crate::storage::sql::bind_grants(
-                        sqlx::query(sqlx::AssertSqlSafe(statement)),
-                        chunk,
-                    )
-                    .execute(&mut *transaction)
-                    .await?;
-                }
-                transaction.commit().await?;
-                Ok(())
             }
 
             async fn idempotency_record(
@@ -1342,19 +1384,31 @@ mod tests {
     #[test]
     fn the_combined_insert_numbers_every_argument_once_in_binding_order() {
         for backend in ["sqlite", "postgres"] {
-            for grants in [0, 1, 3, GRANTS_PER_STATEMENT, GRANTS_PER_STATEMENT + 7] {
-                let text = sealed_case_statement(backend, grants);
-                let expected = 18 + 7 + 6 + 5 * grants.min(GRANTS_PER_STATEMENT);
-                assert_eq!(
-                    numbers_in(&text),
-                    (1..=expected).collect::<Vec<_>>(),
-                    "{backend}, {grants} grants"
-                );
-                assert_eq!(
-                    text.matches("INSERT INTO").count(),
-                    if grants == 0 { 3 } else { 4 },
-                    "{backend}, {grants} grants"
-                );
+            for keyed in [false, true] {
+                for grants in [0, 1, 3, GRANTS_PER_STATEMENT, GRANTS_PER_STATEMENT + 7] {
+                    let text = sealed_case_statement(backend, grants, keyed);
+                    let expected = 18
+                        + 7
+                        + 6
+                        + if keyed { 3 } else { 0 }
+                        + 5 * grants.min(GRANTS_PER_STATEMENT);
+                    let case = format!("{backend}, keyed {keyed}, {grants} grants");
+                    assert_eq!(
+                        numbers_in(&text),
+                        (1..=expected).collect::<Vec<_>>(),
+                        "{case}"
+                    );
+                    assert_eq!(
+                        text.matches("INSERT INTO").count(),
+                        3 + usize::from(keyed) + usize::from(grants > 0),
+                        "{case}"
+                    );
+                    assert_eq!(
+                        text.contains("INSERT INTO idempotency_records"),
+                        keyed,
+                        "{case}"
+                    );
+                }
             }
         }
     }
@@ -1368,20 +1422,26 @@ mod tests {
 
     #[test]
     fn each_backend_gets_its_own_joint() {
-        let sqlite = sealed_case_statement("sqlite", 2);
+        let sqlite = sealed_case_statement("sqlite", 2, false);
         assert!(sqlite.starts_with("INSERT INTO cases"));
         assert_eq!(sqlite.matches("; INSERT INTO").count(), 3);
         assert!(!sqlite.contains("WITH"));
-        let postgres = sealed_case_statement("postgres", 2);
+        let postgres = sealed_case_statement("postgres", 2, false);
         assert!(postgres.starts_with("WITH written_0 AS (INSERT INTO cases"));
         assert!(postgres.contains(") INSERT INTO grants"));
         assert!(!postgres.contains(';'));
-        let no_grants = sealed_case_statement("postgres", 0);
+        let no_grants = sealed_case_statement("postgres", 0, false);
         assert!(no_grants.contains("written_1 AS (INSERT INTO entries"));
         assert!(no_grants.ends_with(&format!(
             "INSERT INTO reporter_access (lookup_id, case_id, kdf_params, reporter_recipient, \
              sealed_identity, failed_attempts) VALUES {}",
             "($26, $27, $28, $29, $30, $31)"
         )));
+        let keyed = sealed_case_statement("postgres", 0, true);
+        assert!(keyed.contains("written_2 AS (INSERT INTO reporter_access"));
+        assert!(keyed.ends_with(
+            "INSERT INTO idempotency_records (key_hash, sealed_response, expires_at) \
+             VALUES ($32, $33, $34)"
+        ));
     }
 }

@@ -1,6 +1,7 @@
 //! `POST /api/v1/reports`.
 
 use futures_util::StreamExt;
+use incident_vault::storage::StoreError;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, full_report, minimal_report, spawn_app};
@@ -74,6 +75,36 @@ async fn the_same_idempotency_key_gives_one_case_and_the_same_receipt(backend: B
     assert_eq!(first, second);
     assert_eq!(app.count("cases").await, 1);
     assert_eq!(app.count("idempotency_records").await, 1);
+}
+
+async fn an_expired_key_files_a_new_report_and_answers_its_retries(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let key = "5d1e8a7c-3b2f-4e6d-9a0b-1c2d3e4f5a6b";
+    let first = app
+        .post_report(&minimal_report("Filed in June."), Some(key))
+        .await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    // The record outlived its day but was not purged yet: the key is free again.
+    app.execute("UPDATE idempotency_records SET expires_at = 0")
+        .await;
+
+    let later = minimal_report("Filed in September, with a key the phone reused.");
+    let second = app.post_report(&later, Some(key)).await;
+
+    assert_eq!(second.status(), 201);
+    assert!(second.headers().get("idempotent-replayed").is_none());
+    let second: Value = second.json().await.unwrap();
+    assert_ne!(first["case_ref"], second["case_ref"]);
+    assert_eq!(app.count("cases").await, 2);
+    assert_eq!(app.count("idempotency_records").await, 1);
+    let retry = app.post_report(&later, Some(key)).await;
+    assert_eq!(retry.status(), 201);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(retry.json::<Value>().await.unwrap(), second);
+    assert_eq!(app.count("cases").await, 2);
 }
 
 async fn concurrent_retries_with_one_key_still_give_one_case(backend: Backend) {
@@ -523,7 +554,7 @@ async fn a_case_with_more_grants_than_one_statement_holds_is_written_whole_or_no
     assert_eq!(app.count("grants").await, i64::try_from(many).unwrap());
 }
 
-/// A case that fits one statement and comes without an Idempotency-Key is written without
+/// A case that fits one statement, with or without an Idempotency-Key, is written without
 /// BEGIN/COMMIT on PostgreSQL (one statement is atomic there) and inside a transaction on SQLite:
 /// either way, a failure in its last row leaves none of the others.
 async fn a_case_written_as_one_statement_is_whole_or_absent(backend: Backend) {
@@ -531,20 +562,57 @@ async fn a_case_written_as_one_statement_is_whole_or_absent(backend: Backend) {
         return;
     };
     let desk = app.store.desk_by_slug("default").await.unwrap().unwrap();
-    let mut broken = sealed_case_rows(&desk.id, "CASE-ONE-1", 3);
-    // The last grant repeats the first grantee: the statement fails on its very last row.
-    broken.grants[2].grantee_id = "R00000".to_owned();
+    for (keyed, case_id) in [(false, "CASE-ONE-1"), (true, "CASE-ONE-2")] {
+        let mut broken = sealed_case_rows(&desk.id, case_id, 3);
+        if keyed {
+            broken.idempotency = Some(idempotency_record(case_id));
+        }
+        // The last grant repeats the first grantee: the statement fails on its very last row,
+        // and that uniqueness rule is not the Idempotency-Key's.
+        broken.grants[2].grantee_id = "R00000".to_owned();
 
-    assert!(app.store.insert_sealed_case(&broken).await.is_err());
-    for table in ["cases", "entries", "reporter_access", "grants"] {
-        assert_eq!(app.count(table).await, 0, "{table}");
+        let refused = app.store.insert_sealed_case(&broken).await;
+
+        assert!(
+            matches!(refused, Err(StoreError::Database(_))),
+            "keyed {keyed}: {refused:?}"
+        );
+        for table in [
+            "cases",
+            "entries",
+            "reporter_access",
+            "grants",
+            "idempotency_records",
+        ] {
+            assert_eq!(app.count(table).await, 0, "keyed {keyed}: {table}");
+        }
     }
-    app.store
-        .insert_sealed_case(&sealed_case_rows(&desk.id, "CASE-ONE-2", 3))
-        .await
-        .unwrap();
+    let mut whole = sealed_case_rows(&desk.id, "CASE-ONE-3", 3);
+    whole.idempotency = Some(idempotency_record("CASE-ONE-3"));
+    app.store.insert_sealed_case(&whole).await.unwrap();
     assert_eq!(app.count("cases").await, 1);
     assert_eq!(app.count("grants").await, 3);
+    assert_eq!(app.count("idempotency_records").await, 1);
+
+    // The same key again, for another case: refused as a conflict, and nothing of it written.
+    let mut again = sealed_case_rows(&desk.id, "CASE-ONE-4", 3);
+    again.idempotency = Some(idempotency_record("CASE-ONE-3"));
+    let refused = app.store.insert_sealed_case(&again).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict("idempotency_key"))),
+        "{refused:?}"
+    );
+    assert_eq!(app.count("cases").await, 1);
+    assert_eq!(app.count("grants").await, 3);
+}
+
+/// A live idempotency record for a key derived from `seed` (the store does not open it).
+fn idempotency_record(seed: &str) -> incident_vault::storage::IdempotencyRecord {
+    incident_vault::storage::IdempotencyRecord {
+        key_hash: seed.as_bytes().to_vec(),
+        sealed_response: vec![0x3C; 90],
+        expires_at: 1_795_000_000 + 86_400,
+    }
 }
 
 crate::on_both_backends!(
@@ -552,6 +620,7 @@ crate::on_both_backends!(
     a_valid_report_gets_201_with_a_case_ref_and_a_receipt,
     the_full_wire_shape_of_the_design_is_accepted,
     the_same_idempotency_key_gives_one_case_and_the_same_receipt,
+    an_expired_key_files_a_new_report_and_answers_its_retries,
     concurrent_retries_with_one_key_still_give_one_case,
     one_key_reused_for_another_report_is_refused,
     each_class_of_bad_input_gets_its_code_and_stores_nothing,
