@@ -2,13 +2,15 @@
 //! same run (the machines are noisy: a figure from another run means nothing).
 //!
 //! `cargo bench --bench intake_load` runs in about three and a half minutes and prints, per backend:
-//! 1. intake throughput through the real HTTP service, as a ratio to the bound set by the
+//! 1. intake throughput through the real HTTP service (every report with a fresh
+//!    Idempotency-Key, as phones send them), as a ratio to the bound set by the
 //!    receipt's argon2id alone (cores / the median time of one KDF run); and, informational,
 //!    to the bound of argon2id keeping every core busy at once (cores / the median time of one
 //!    run while `cores` run side by side);
 //! 2. `GET /healthz` latency (p50/p99/max) probed every 10 ms while intake is saturated;
 //! 3. process CPU per report outside argon2 (calling the use case directly, no HTTP), as a ratio
-//!    to the CPU of the bare age operations a report needs.
+//!    to the CPU of the bare age operations a report needs; without a key, and, informational,
+//!    with one.
 //!
 //! Environment: `BENCH_SECONDS` (load window, default 10), `BENCH_ROUNDS` (load windows per
 //! backend, each with its own bound, default 3: the goal is judged on the median ratio, since
@@ -28,6 +30,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use age::secrecy::ExposeSecret;
@@ -39,7 +42,7 @@ use incident_vault::crypto::kdf::Argon2Params;
 use incident_vault::crypto::pool::CryptoPool;
 use incident_vault::crypto::symmetric::SymmetricKey;
 use incident_vault::domain::desk::DEFAULT_DESK_SLUG;
-use incident_vault::domain::{Report, ReportWire};
+use incident_vault::domain::{IdempotencyKey, Report, ReportWire};
 use incident_vault::services::Vault;
 use incident_vault::services::instance::{EscrowGeneration, open_instance};
 use incident_vault::startup::Application;
@@ -215,19 +218,22 @@ fn time_kdf(params: &Argon2Params, runs: usize) -> anyhow::Result<(Vec<Duration>
 struct CpuFigures {
     kdf_default_cpu: Duration,
     kdf_cheap_cpu: Duration,
+    kdf_cheap_keyed_cpu: Duration,
     /// Process CPU per `file_report` at the default KDF, minus one default KDF, in seconds
     /// (signed: on a noisy machine the difference of two large figures can come out negative).
     outside_default: f64,
     /// Process CPU per `file_report` at the cheap KDF, minus one cheap KDF, in seconds.
     outside_cheap: f64,
+    /// The same with a fresh Idempotency-Key on every report, as phones send them.
+    outside_cheap_keyed: f64,
     /// Process CPU per report of the bare age operations.
     bare: Duration,
     bare_plaintext_bytes: usize,
     /// Process CPU of a bare sqlx transaction writing one report's rows into the service's schema.
     bare_insert: Duration,
     /// Informational: minor page faults per `file_report` and per KDF run beside it, for the
-    /// default and the cheap KDF.
-    faults: [(u64, u64); 2],
+    /// default and the cheap KDF, and the cheap KDF with an Idempotency-Key.
+    faults: [(u64, u64); 3],
     /// Informational: process CPU of one empty job through the crypto pool (the hand-off to the
     /// blocking pool and back).
     pool_handoff: Duration,
@@ -266,26 +272,38 @@ async fn measure_cpu(
     // Each `file_report` is followed by one KDF run of the same parameters, timed the same way,
     // so that both see the same machine: subtracting a KDF figure taken at another moment would
     // leave the drift of argon2's cost (tens of percent on a busy machine) in the result.
+    // The third series sends a fresh Idempotency-Key with every report, as phones do.
+    let series = [
+        (Argon2Params::default(), false),
+        (CHEAP_KDF, false),
+        (CHEAP_KDF, true),
+    ];
     let mut outside = Vec::new();
     let mut kdf_cpus = Vec::new();
-    let mut faults = [(0, 0); 2];
-    for (index, params) in [Argon2Params::default(), CHEAP_KDF].into_iter().enumerate() {
+    let mut faults = [(0, 0); 3];
+    for (index, (params, keyed)) in series.into_iter().enumerate() {
         let vault = vault(params);
-        for _ in 0..5 {
+        let key = |number: usize| {
+            keyed.then(|| {
+                IdempotencyKey::parse(&format!("bench-cpu-{index}-{number:016}"))
+                    .expect("a well-formed key")
+            })
+        };
+        for number in 0..5 {
             vault
-                .file_report(report()?, None)
+                .file_report(report()?, key(number))
                 .await
                 .map_err(anyhow::Error::new)?;
         }
         let batch = (0..reports)
-            .map(|_| report())
+            .map(|number| Ok((report()?, key(5 + number))))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let (mut report_cpu, mut kdf_cpu) = (Duration::ZERO, Duration::ZERO);
         let (mut report_faults, mut kdf_faults) = (0, 0);
-        for report in batch {
+        for (report, key) in batch {
             let (before, faults_before) = (process_cpu(), minor_faults());
             vault
-                .file_report(report, None)
+                .file_report(report, key)
                 .await
                 .map_err(anyhow::Error::new)?;
             let (between, faults_between) = (process_cpu(), minor_faults());
@@ -356,8 +374,10 @@ async fn measure_cpu(
     Ok(CpuFigures {
         kdf_default_cpu: kdf_cpus[0],
         kdf_cheap_cpu: kdf_cpus[1],
+        kdf_cheap_keyed_cpu: kdf_cpus[2],
         outside_default: outside[0],
         outside_cheap: outside[1],
+        outside_cheap_keyed: outside[2],
         bare,
         bare_plaintext_bytes: padded.len(),
         bare_insert,
@@ -523,6 +543,9 @@ struct ClientTally {
     latencies: Vec<Duration>,
 }
 
+/// Numbers the load's Idempotency-Keys.
+static NEXT_KEY: AtomicU64 = AtomicU64::new(0);
+
 async fn intake_client(
     client: reqwest::Client,
     url: Arc<str>,
@@ -532,10 +555,17 @@ async fn intake_client(
 ) -> ClientTally {
     let mut tally = ClientTally::default();
     while Instant::now() < window_end {
+        // A fresh Idempotency-Key on every report, as phones send them; unique across rounds,
+        // which share one database.
+        let key = format!(
+            "bench-load-key-{:016}",
+            NEXT_KEY.fetch_add(1, Ordering::Relaxed)
+        );
         let sent = Instant::now();
         let outcome = client
             .post(&*url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("Idempotency-Key", key)
             .body(body.to_string())
             .send()
             .await;
@@ -789,9 +819,11 @@ async fn bench_backend(
     );
     let cpu = measure_cpu(url, scratch_url, &escrow, config).await?;
     println!(
-        "[{label}] CPU/report outside argon2: {} (default KDF), {} (cheap KDF); bare age ops {}",
+        "[{label}] CPU/report outside argon2: {} (default KDF), {} (cheap KDF), {} (cheap KDF, \
+         keyed); bare age ops {}",
         us_signed(cpu.outside_default),
         us_signed(cpu.outside_cheap),
+        us_signed(cpu.outside_cheap_keyed),
         us(cpu.bare)
     );
     let mut loads = Vec::with_capacity(config.rounds);
@@ -988,6 +1020,11 @@ fn table(label: &str, result: &BackendResult, config: &BenchConfig) -> String {
             "cheapest argon2id (m=8 KiB, t=1)",
             cpu.outside_cheap,
             cpu.kdf_cheap_cpu,
+        ),
+        (
+            "cheapest argon2id, each report with a fresh Idempotency-Key (as phones send)",
+            cpu.outside_cheap_keyed,
+            cpu.kdf_cheap_keyed_cpu,
         ),
     ] {
         let ratio = outside / cpu.bare.as_secs_f64();
