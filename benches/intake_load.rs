@@ -1,7 +1,7 @@
 //! Intake under load, on SQLite and on PostgreSQL, each figure beside a limit measured in the
 //! same run (the machines are noisy: a figure from another run means nothing).
 //!
-//! `cargo bench --bench intake_load` runs in about three and a half minutes and prints, per backend:
+//! `cargo bench --bench intake_load` runs in two to four minutes and prints, per backend:
 //! 1. intake throughput through the real HTTP service (every report with a fresh
 //!    Idempotency-Key, as phones send them), as a ratio to the bound set by the
 //!    receipt's argon2id alone (cores / the median time of one KDF run); and, informational,
