@@ -402,7 +402,22 @@ impl Vault {
                 role: role.as_str().to_owned(),
             });
         }
-        let event = event(&caller.reviewer.id, "desk.members_set", &desk.slug);
+        // The log names who is on the desk afterwards (account ids and desk roles), so that an
+        // auditor sees who joined and who left, not only that the desk changed.
+        let listed = if records.is_empty() {
+            "none".to_owned()
+        } else {
+            records
+                .iter()
+                .map(|record| format!("{} {}", record.reviewer_id, record.role))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let event = event(
+            &caller.reviewer.id,
+            "desk.members_set",
+            &format!("{}: {listed}", desk.slug),
+        );
         self.store
             .set_desk_members(&desk.id, &records, &event, &audit::chain_hash)
             .await?;

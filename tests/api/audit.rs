@@ -125,6 +125,53 @@ async fn deleting_the_latest_audit_rows_is_noticed(backend: Backend) {
     }
 }
 
+/// Setting a desk's members logs who is on the desk afterwards, by account id and desk role, so
+/// that the log shows who joined and who left.
+async fn a_desk_membership_change_names_the_members_it_leaves(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let admin_token = app.login(&admin).await;
+    app.add_reviewer(&admin_token, "otto", "reviewer", &[])
+        .await;
+    let (otto, _) = app
+        .store
+        .reviewer_by_username("otto")
+        .await
+        .unwrap()
+        .unwrap();
+    let path = "/api/v1/admin/desks/default/members";
+
+    let mut targets = Vec::new();
+    for members in [json!([{"username": "otto", "role": "member"}]), json!([])] {
+        let response = app
+            .send(
+                Method::PUT,
+                path,
+                Some(&admin_token),
+                Some(json!({ "members": members })),
+            )
+            .await;
+        assert_eq!(response.status(), 204);
+        let events = app.store.audit_events(0, 10_000).await.unwrap();
+        let last = events
+            .iter()
+            .rev()
+            .find(|event| event.action == "desk.members_set")
+            .expect("a desk.members_set event");
+        targets.push(last.target.clone());
+    }
+
+    assert_eq!(
+        targets,
+        [
+            Some(format!("default: {} member", otto.id)),
+            Some("default: none".to_owned()),
+        ]
+    );
+}
+
 /// A grant, a revoke, an account change and a desk change are each written in one transaction
 /// with their audit event: when the event cannot be appended (here the chain head is gone), the
 /// change is not made either, so nothing happens that the log does not show.
@@ -241,6 +288,7 @@ async fn a_change_whose_audit_event_cannot_be_written_is_not_made(backend: Backe
 }
 
 crate::on_both_backends!(
+    a_desk_membership_change_names_the_members_it_leaves,
     a_change_whose_audit_event_cannot_be_written_is_not_made,
     deleting_the_latest_audit_rows_is_noticed,
     an_offline_case_read_is_audited_and_the_chain_verifies,
