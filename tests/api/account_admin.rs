@@ -327,12 +327,7 @@ async fn every_stored_password_kdf_meets_the_floor(backend: Backend) {
 
     let mut stored = Vec::new();
     for username in ["ada", "rita"] {
-        let (_, secrets) = app
-            .store
-            .reviewer_by_username(username)
-            .await
-            .unwrap()
-            .unwrap();
+        let (_, secrets) = app.stored_account(username).await;
         stored.push(secrets.kdf_params);
     }
 

@@ -135,12 +135,7 @@ async fn a_desk_membership_change_names_the_members_it_leaves(backend: Backend) 
     let admin_token = app.login(&admin).await;
     app.add_reviewer(&admin_token, "otto", "reviewer", &[])
         .await;
-    let (otto, _) = app
-        .store
-        .reviewer_by_username("otto")
-        .await
-        .unwrap()
-        .unwrap();
+    let (otto, _) = app.stored_account("otto").await;
     let path = "/api/v1/admin/desks/default/members";
 
     let mut targets = Vec::new();
@@ -241,18 +236,8 @@ async fn a_change_whose_audit_event_cannot_be_written_is_not_made(backend: Backe
     let case = app.store.case_record(&case_ref).await.unwrap().unwrap();
     assert_eq!(case.key_epoch, 1, "the case was not re-keyed");
     assert_eq!(app.store.desk_members().await.unwrap(), members_before);
-    let (rita, _) = app
-        .store
-        .reviewer_by_username("rita")
-        .await
-        .unwrap()
-        .unwrap();
-    let (otto, _) = app
-        .store
-        .reviewer_by_username("otto")
-        .await
-        .unwrap()
-        .unwrap();
+    let (rita, _) = app.stored_account("rita").await;
+    let (otto, _) = app.stored_account("otto").await;
     assert_eq!(
         (rita.status.as_str(), otto.role.as_str()),
         ("active", "reviewer")

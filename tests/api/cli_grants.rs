@@ -93,12 +93,7 @@ async fn an_exported_identity_opens_the_grant_and_then_the_report_with_the_age_t
         let mode = std::fs::metadata(&exported).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "readable by its owner only");
     }
-    let (ada, _) = app
-        .store
-        .reviewer_by_username("ada")
-        .await
-        .unwrap()
-        .unwrap();
+    let (ada, _) = app.stored_account("ada").await;
     let grant = format!("grant-epoch1-reviewer-{}.age", ada.id);
     let entry = std::fs::read_dir(&out)
         .unwrap()

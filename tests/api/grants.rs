@@ -186,12 +186,7 @@ async fn after_a_revoke_a_database_copy_and_the_password_open_no_later_content(b
     let case_ref = CaseRef::parse(&case_ref).unwrap();
     // Rita's copy of the database, taken while she had access: her sealed login material and
     // every grant of the case.
-    let (rita, rita_secrets) = app
-        .store
-        .reviewer_by_username("rita")
-        .await
-        .unwrap()
-        .unwrap();
+    let (rita, rita_secrets) = app.stored_account("rita").await;
     let copied_grants = app.store.grants_of_case(case_ref.as_str()).await.unwrap();
 
     assert_eq!(

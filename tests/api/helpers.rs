@@ -370,6 +370,21 @@ impl TestApp {
     }
 
     /// Counts the rows of a table.
+    /// An account's stored rows, read straight from the store; panics when there is none.
+    pub async fn stored_account(
+        &self,
+        username: &str,
+    ) -> (
+        incident_vault::storage::ReviewerRecord,
+        incident_vault::storage::ReviewerSecretsRecord,
+    ) {
+        self.store
+            .reviewer_by_username(username)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no stored account {username}"))
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
         match &self.database {

@@ -19,12 +19,7 @@ async fn secrets_of(
     app: &TestApp,
     username: &str,
 ) -> incident_vault::storage::ReviewerSecretsRecord {
-    app.store
-        .reviewer_by_username(username)
-        .await
-        .unwrap()
-        .expect("the account exists")
-        .1
+    app.stored_account(username).await.1
 }
 
 fn unix_now() -> i64 {
@@ -104,12 +99,7 @@ async fn a_login_completes_only_if_nothing_changed_since_its_checks(backend: Bac
         return;
     };
     app.enrol_first_admin("ada").await;
-    let (ada, secrets) = app
-        .store
-        .reviewer_by_username("ada")
-        .await
-        .unwrap()
-        .unwrap();
+    let (ada, secrets) = app.stored_account("ada").await;
     let now = unix_now();
     let step = now / 30 + 10;
     let sessions_before = app.count("sessions").await;
