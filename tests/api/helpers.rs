@@ -369,7 +369,6 @@ impl TestApp {
         }
     }
 
-    /// Counts the rows of a table.
     /// An account's stored rows, read straight from the store; panics when there is none.
     pub async fn stored_account(
         &self,
@@ -385,6 +384,7 @@ impl TestApp {
             .unwrap_or_else(|| panic!("no stored account {username}"))
     }
 
+    /// Counts the rows of a table.
     pub async fn count(&self, table: &str) -> i64 {
         let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
         match &self.database {
