@@ -454,7 +454,14 @@ fn parse_date(value: &str) -> Option<Date> {
 
 fn parse_occurred_at(value: &str) -> Option<Date> {
     if let Ok(moment) = OffsetDateTime::parse(value, &Rfc3339) {
-        return Some(moment.to_offset(time::UtcOffset::UTC).date());
+        // A moment late on 9999-12-31 with a negative offset falls after the last date `time`
+        // can hold once in UTC (`to_offset` would panic). Only that end can overflow (RFC 3339
+        // years start at 0000, far inside the range), and such a moment is in the future.
+        return Some(
+            moment
+                .checked_to_offset(time::UtcOffset::UTC)
+                .map_or(Date::MAX, |utc| utc.date()),
+        );
     }
     if let Some(date) = parse_date(value) {
         return Some(date);
@@ -632,6 +639,9 @@ mod tests {
     fn future_and_malformed_dates_are_refused() {
         for input in [
             "2999-01-01",
+            // Past the end of the calendar once in UTC: refused as future, not a panic.
+            "9999-12-31T23:00:00-01:00",
+            "9999-12-31T23:59:59-23:59",
             "yesterday",
             "2024-13-01",
             "2024-1",
@@ -668,6 +678,21 @@ mod tests {
             prop_assume!(!text.trim().is_empty());
             let report = Report::parse(wire(json!({"incident_type": "other", "description": text})));
             prop_assert!(report.is_ok());
+        }
+
+        #[test]
+        fn any_rfc3339_shaped_occurred_at_is_judged_without_panicking(
+            // Half the cases on the calendar's last day, where an offset can overflow.
+            moment in "(9999-12-31|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]))T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+        ) {
+            let result = Report::parse(wire(json!({
+                "incident_type": "threat", "description": "x", "occurred_at": moment
+            })));
+            if let Err(rejected) = result {
+                // Only the date itself may be refused, and only as impossible or future.
+                prop_assert_eq!(rejected.fields.len(), 1);
+                prop_assert!(rejected.fields.contains_key("occurred_at"));
+            }
         }
 
         #[test]

@@ -271,6 +271,15 @@ fn bad_inputs() -> Vec<BadInput> {
             Some("occurred_at"),
         ),
         case(
+            "a moment past the calendar's end once in UTC",
+            json_bytes(
+                json!({"incident_type": "threat", "description": "x", "occurred_at": "9999-12-31T23:00:00-01:00"}),
+            ),
+            422,
+            "invalid_report",
+            Some("occurred_at"),
+        ),
+        case(
             "an unknown desk",
             json_bytes(
                 json!({"incident_type": "threat", "description": "x", "desk": "no-such-desk"}),
