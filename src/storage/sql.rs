@@ -89,22 +89,37 @@ fn placeholders(first: usize, count: usize) -> String {
     format!("({list})")
 }
 
-/// An INSERT of `count` grants whose parameters are numbered from `$first+1`; bound by
-/// [`bind_grants`]. Part of [`sealed_case_statement`], and alone for a desk's further grants.
+/// An INSERT of `count` grants whose parameters are numbered from `$first+1`, followed by one
+/// more, the case's desk id; bound by [`bind_grants`]. Part of [`sealed_case_statement`], and alone
+/// for a desk's further grants.
+///
+/// A reviewer's grant is written only if the reviewer is still an active member of that desk
+/// when the row is written. Intake reads the members before sealing, which may wait seconds for
+/// the crypto pool: a reviewer removed from the desk or disabled in the meantime (a suspected
+/// infiltrator, say) must not receive the new case's key. Their sealed grant is dropped, not
+/// refused, as if the report had arrived just after the change; a member added in the meantime
+/// is granted the case by a coordinator. Other grants (the escrow's) are written as they are.
 pub(crate) fn grants_statement(first: usize, count: usize) -> String {
     let rows = (0..count)
         .map(|row| placeholders(first + 5 * row, 5))
         .collect::<Vec<_>>()
         .join(", ");
+    let desk = first + 5 * count + 1;
+    // Both databases name the columns of a VALUES list column1, column2, …
     format!(
-        "INSERT INTO grants (case_id, grantee_kind, grantee_id, epoch, ciphertext) VALUES {rows}"
+        "INSERT INTO grants (case_id, grantee_kind, grantee_id, epoch, ciphertext) \
+         SELECT g.column1, g.column2, g.column3, g.column4, g.column5 FROM (VALUES {rows}) AS g \
+         WHERE g.column2 <> 'reviewer' OR EXISTS (SELECT 1 FROM desk_members m \
+         JOIN reviewers r ON r.id = m.reviewer_id AND r.status = 'active' \
+         WHERE m.desk_id = ${desk} AND m.reviewer_id = g.column3)"
     )
 }
 
-/// Binds the arguments of [`grants_statement`], in its order.
+/// Binds the arguments of [`grants_statement`], in its order: the grants, then the desk id.
 pub(crate) fn bind_grants<'q, DB>(
     mut query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
     grants: &'q [crate::storage::GrantRecord],
+    desk_id: &'q str,
 ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
 where
     DB: sqlx::Database,
@@ -120,7 +135,7 @@ where
             .bind(grant.epoch)
             .bind(grant.ciphertext.as_slice());
     }
-    query
+    query.bind(desk_id)
 }
 
 /// Binds the arguments of [`sealed_case_statement`], in its order.
@@ -179,8 +194,11 @@ where
             .bind(record.sealed_response.as_slice())
             .bind(record.expires_at);
     }
+    if new.grants.is_empty() {
+        return query;
+    }
     let first_grants = &new.grants[..new.grants.len().min(GRANTS_PER_STATEMENT)];
-    bind_grants(query, first_grants)
+    bind_grants(query, first_grants, case.desk_id.as_str())
 }
 
 /// The INSERT of a session row, for any backend (a login's transaction, or alone).
@@ -401,6 +419,7 @@ macro_rules! impl_store {
                             $crate::storage::sql::bind_grants(
                                 sqlx::query(sqlx::AssertSqlSafe(statement)),
                                 chunk,
+                                new.case.desk_id.as_str(),
                             )
                             .execute(&mut *transaction)
                             .await?;
@@ -1391,7 +1410,8 @@ mod tests {
                         + 7
                         + 6
                         + if keyed { 3 } else { 0 }
-                        + 5 * grants.min(GRANTS_PER_STATEMENT);
+                        + 5 * grants.min(GRANTS_PER_STATEMENT)
+                        + usize::from(grants > 0);
                     let case = format!("{backend}, keyed {keyed}, {grants} grants");
                     assert_eq!(
                         numbers_in(&text),
@@ -1416,8 +1436,10 @@ mod tests {
     #[test]
     fn a_further_grants_statement_numbers_its_own_arguments_from_one() {
         let text = grants_statement(0, 7);
-        assert_eq!(numbers_in(&text), (1..=35).collect::<Vec<_>>());
+        assert_eq!(numbers_in(&text), (1..=36).collect::<Vec<_>>());
         assert!(text.starts_with("INSERT INTO grants"));
+        // The last argument is the desk whose active members may be granted.
+        assert!(text.ends_with("WHERE m.desk_id = $36 AND m.reviewer_id = g.column3)"));
     }
 
     #[test]

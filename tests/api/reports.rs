@@ -544,6 +544,7 @@ async fn a_case_with_more_grants_than_one_statement_holds_is_written_whole_or_no
     // The case statement carries the first GRANTS_PER_STATEMENT grants; the rest follow in two
     // more statements, the last of them partly filled.
     let many = 2 * incident_vault::storage::GRANTS_PER_STATEMENT + 203;
+    app.seed_desk_members(&desk.id, many).await;
 
     app.store
         .insert_sealed_case(&sealed_case_rows(&desk.id, "CASE-MANY-1", many))
@@ -571,6 +572,7 @@ async fn a_case_written_as_one_statement_is_whole_or_absent(backend: Backend) {
         return;
     };
     let desk = app.store.desk_by_slug("default").await.unwrap().unwrap();
+    app.seed_desk_members(&desk.id, 3).await;
     for (keyed, case_id) in [(false, "CASE-ONE-1"), (true, "CASE-ONE-2")] {
         let mut broken = sealed_case_rows(&desk.id, case_id, 3);
         if keyed {
@@ -615,6 +617,55 @@ async fn a_case_written_as_one_statement_is_whole_or_absent(backend: Backend) {
     assert_eq!(app.count("grants").await, 3);
 }
 
+/// Intake reads a desk's members before sealing, and the crypto pool may hold the job for seconds:
+/// a reviewer removed from the desk or disabled in between gets no grant of the new case, in the
+/// case's own statement and in the further statements of a desk too large for one.
+async fn a_reviewer_who_left_the_desk_before_the_write_gets_no_grant(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let desk = app.store.desk_by_slug("default").await.unwrap().unwrap();
+    let many = incident_vault::storage::GRANTS_PER_STATEMENT + 20;
+    app.seed_desk_members(&desk.id, many).await;
+    // Sealed for every member; then R00001 leaves the desk, R00002 is disabled, and R00510,
+    // whose grant goes in the second statement, leaves too.
+    let mut small = sealed_case_rows(&desk.id, "CASE-LEFT-1", 4);
+    small.grants[3].grantee_kind = "escrow".to_owned();
+    small.grants[3].grantee_id = "escrow".to_owned();
+    let large = sealed_case_rows(&desk.id, "CASE-LEFT-2", many);
+    app.execute("DELETE FROM desk_members WHERE reviewer_id IN ('R00001', 'R00510')")
+        .await;
+    app.execute("UPDATE reviewers SET status = 'disabled' WHERE id = 'R00002'")
+        .await;
+
+    app.store.insert_sealed_case(&small).await.unwrap();
+    app.store.insert_sealed_case(&large).await.unwrap();
+
+    let granted = |case_id: &'static str| {
+        let app = &app;
+        async move {
+            let grants = app.store.grants_of_case(case_id).await.unwrap();
+            grants
+                .iter()
+                .map(|grant| format!("{} {}", grant.grantee_kind, grant.grantee_id))
+                .collect::<Vec<_>>()
+        }
+    };
+    let mut small_grants = granted("CASE-LEFT-1").await;
+    small_grants.sort();
+    assert_eq!(small_grants, ["escrow escrow", "reviewer R00000"]);
+    let large_grants = granted("CASE-LEFT-2").await;
+    assert_eq!(large_grants.len(), many - 3);
+    for gone in ["R00001", "R00002", "R00510"] {
+        assert!(
+            !large_grants.contains(&format!("reviewer {gone}")),
+            "{gone} was granted"
+        );
+    }
+    assert!(large_grants.contains(&"reviewer R00509".to_owned()));
+    assert!(large_grants.contains(&"reviewer R00511".to_owned()));
+}
+
 /// A live idempotency record for a key derived from `seed` (the store does not open it).
 fn idempotency_record(seed: &str) -> incident_vault::storage::IdempotencyRecord {
     incident_vault::storage::IdempotencyRecord {
@@ -626,6 +677,7 @@ fn idempotency_record(seed: &str) -> incident_vault::storage::IdempotencyRecord 
 
 crate::on_both_backends!(
     a_case_written_as_one_statement_is_whole_or_absent,
+    a_reviewer_who_left_the_desk_before_the_write_gets_no_grant,
     a_valid_report_gets_201_with_a_case_ref_and_a_receipt,
     the_full_wire_shape_of_the_design_is_accepted,
     the_same_idempotency_key_gives_one_case_and_the_same_receipt,
