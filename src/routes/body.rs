@@ -79,19 +79,41 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let parsed = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
+        // The object that holds the failing key, from the path's segments: the last segment may
+        // be a key the client chose, dots included, so it is dropped whole, never split.
+        let segments = error.path().iter().collect::<Vec<_>>();
+        let parent = join_segments(&segments[..segments.len().saturating_sub(1)]);
         let inner = error.into_inner();
         if !inner.is_data() {
             return malformed(&inner);
         }
-        shape_error(&path, &inner.to_string())
+        shape_error(&path, &parent, &inner.to_string())
     })?;
     deserializer.end().map_err(|error| malformed(&error))?;
     Ok(parsed)
 }
 
+/// Segments written as `serde_path_to_error` writes a path (`consent.contact`, `items[2].kind`),
+/// or `body` for none.
+fn join_segments(segments: &[&serde_path_to_error::Segment]) -> String {
+    let mut joined = String::new();
+    for segment in segments {
+        if !joined.is_empty() && !matches!(segment, serde_path_to_error::Segment::Seq { .. }) {
+            joined.push('.');
+        }
+        joined.push_str(&segment.to_string());
+    }
+    if joined.is_empty() {
+        "body".to_owned()
+    } else {
+        joined
+    }
+}
+
 /// A 422 for a document of the wrong shape. `reason` is serde's message, which may quote the
 /// input: only the parts that come from our own types (field names, expectations) are kept.
-fn shape_error(path: &str, reason: &str) -> ApiError {
+/// `parent` names the object holding the failing key.
+fn shape_error(path: &str, parent: &str, reason: &str) -> ApiError {
     let expected = reason
         .rsplit_once(", expected ")
         .map(|(_, expected)| expected);
@@ -103,7 +125,6 @@ fn shape_error(path: &str, reason: &str) -> ApiError {
         ("unknown_value", path.to_owned(), message)
     } else if reason.starts_with("unknown field") {
         // The path ends with the client's key: name the object that holds it instead.
-        let parent = path.rsplit_once('.').map_or("body", |(parent, _)| parent);
         let message = match expected {
             Some(expected) => {
                 format!("holds a field that is not part of the report; expected {expected}")
@@ -178,6 +199,8 @@ mod tests {
             r#"{"incident_type": "Colonel Secret", "description": "x"}"#,
             r#"{"incident_type": "threat", "description": "x", "perpetrator": "Colonel Secret"}"#,
             r#"{"incident_type": "threat", "description": "x", "Colonel Secret": 1}"#,
+            r#"{"incident_type": "threat", "description": "x", "Colonel.Secret": 1}"#,
+            r#"{"incident_type": "threat", "description": "x", "consent": {"Colonel.Secret": 1}}"#,
             r#"{"incident_type": "threat", "description": "x"} Colonel Secret"#,
         ] {
             let error = parse_json::<ReportWire>(body.as_bytes()).err().unwrap();
@@ -214,6 +237,12 @@ mod tests {
         assert_eq!(
             code_and_fields(
                 r#"{"incident_type": "threat", "description": "x", "consent": {"gps": 1}}"#
+            ),
+            ("unknown_field".to_owned(), vec!["consent".to_owned()])
+        );
+        assert_eq!(
+            code_and_fields(
+                r#"{"incident_type": "threat", "description": "x", "consent": {"a.b.c": 1}}"#
             ),
             ("unknown_field".to_owned(), vec!["consent".to_owned()])
         );
