@@ -196,8 +196,12 @@ impl Settings {
             bail!("argon2 parameters are beyond 4 GiB, 100 passes or 16 lanes: refused as a typo");
         }
         let limits = &self.limits;
-        if !(16 * 1024..=16 * 1024 * 1024).contains(&limits.json_body_bytes) {
-            bail!("limits.json_body_bytes (APP_LIMITS__JSON_BODY_BYTES) must be 16 KiB to 16 MiB");
+        let smallest = usize::try_from(crate::domain::report::limits::LARGEST_REPORT_BYTES)?;
+        if !(smallest..=16 * 1024 * 1024).contains(&limits.json_body_bytes) {
+            bail!(
+                "limits.json_body_bytes (APP_LIMITS__JSON_BODY_BYTES) must be {smallest} bytes \
+                 (the largest valid report, every field at its limit) to 16 MiB"
+            );
         }
         if !(1..=3600).contains(&limits.body_timeout_seconds) {
             bail!(
@@ -295,6 +299,17 @@ mod tests {
         assert!(refusal(|s| s.argon2.memory_kib = 4096).contains("APP_ARGON2__MEMORY_KIB"));
         assert!(refusal(|s| s.argon2.iterations = 1).contains("APP_ARGON2__ITERATIONS"));
         assert!(refusal(|s| s.limits.json_body_bytes = 10).contains("APP_LIMITS__JSON_BODY_BYTES"));
+        let largest = usize::try_from(crate::domain::report::limits::LARGEST_REPORT_BYTES).unwrap();
+        assert!(
+            refusal(|s| s.limits.json_body_bytes = largest - 1)
+                .contains("APP_LIMITS__JSON_BODY_BYTES")
+        );
+        let mut settings = defaults();
+        settings.limits.json_body_bytes = largest;
+        assert!(
+            settings.validate().is_ok(),
+            "a limit that admits every valid report"
+        );
         assert!(refusal(|s| s.telemetry.level = "info,=[".into()).contains("APP_TELEMETRY__LEVEL"));
     }
 

@@ -39,6 +39,22 @@ pub mod limits {
     pub const CONTACT_HANDLE: u64 = 200;
     /// `language`: a BCP 47 tag.
     pub const LANGUAGE: u64 = 35;
+
+    /// Every text field of a report at its limit, in characters.
+    pub const ALL_TEXT_CHARS: u64 = DESCRIPTION
+        + LOCATION
+        + PERPETRATOR_DESCRIPTION
+        + SESSION_LABEL
+        + STATE_UNDER_REVIEW
+        + 2 * SUBMISSION_FIELD
+        + SUBMISSION_WHAT_HAPPENED
+        + CONTACT_CHANNEL
+        + CONTACT_HANDLE
+        + LANGUAGE;
+    /// The largest valid report as UTF-8 JSON: every text field at its limit in four-byte
+    /// characters, plus 4 KiB for the keys, the enum values and the punctuation. A body limit
+    /// below this would refuse valid reports with a 413.
+    pub const LARGEST_REPORT_BYTES: u64 = 4 * ALL_TEXT_CHARS + 4096;
 }
 
 /// The UN mechanism and session.
@@ -514,6 +530,56 @@ mod tests {
         assert_eq!(report.session_label().as_deref(), Some("UPR 45"));
         assert_eq!(report.incident_month(), Some("2024-01"));
         assert!(report.consent().share_with_ohchr);
+    }
+
+    #[test]
+    fn the_largest_valid_report_fits_the_smallest_body_limit() {
+        // Every text field at its limit in four-byte characters (the language tag is ASCII).
+        let full = |limit: u64| "\u{1F4F7}".repeat(usize::try_from(limit).unwrap());
+        let largest = json!({
+            "desk": "default",
+            "incident_type": "photographing",
+            "mechanism": {
+                "kind": "upr",
+                "session": full(limits::SESSION_LABEL),
+                "state_under_review": full(limits::STATE_UNDER_REVIEW),
+            },
+            "occurred_at": "2024-01-23T10:30:00.123456789+01:00",
+            "occurred_at_precision": "hour",
+            "location": full(limits::LOCATION),
+            "perpetrator": {
+                "kind": "gongo_representative",
+                "description": full(limits::PERPETRATOR_DESCRIPTION),
+            },
+            "description": full(limits::DESCRIPTION),
+            "blocked_submission": {
+                "platform": full(limits::SUBMISSION_FIELD),
+                "reference": full(limits::SUBMISSION_FIELD),
+                "what_happened": full(limits::SUBMISSION_WHAT_HAPPENED),
+            },
+            "consent": {
+                "share_with_ohchr": true,
+                "sg_report": "anonymised",
+                "share_with_partners": true,
+                "aggregate_statistics": true,
+                "contact": {
+                    "allowed": true,
+                    "channel": full(limits::CONTACT_CHANNEL),
+                    "handle": full(limits::CONTACT_HANDLE),
+                },
+            },
+            "language": "zh-Hant-TW-x-abcdefgh-abcdefgh-abcd",
+        });
+        let bytes = serde_json::to_vec(&largest).unwrap();
+        assert!(
+            Report::parse(wire(largest)).is_ok(),
+            "the largest report is valid"
+        );
+        assert!(
+            u64::try_from(bytes.len()).unwrap() <= limits::LARGEST_REPORT_BYTES,
+            "{} bytes",
+            bytes.len()
+        );
     }
 
     #[test]
