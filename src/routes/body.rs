@@ -10,6 +10,9 @@ use zeroize::Zeroizing;
 use super::RequestLimits;
 use crate::error::ApiError;
 
+/// The first buffer of a body sent without Content-Length (chunked): a typical report fits.
+const CHUNKED_START_BYTES: usize = 16 * 1024;
+
 /// Reads and deserialises a JSON body. The raw bytes are zeroized once parsed: they are report
 /// content in the clear.
 pub async fn read_json<T: DeserializeOwned>(
@@ -27,16 +30,28 @@ pub async fn read_json<T: DeserializeOwned>(
     if declared.is_some_and(|length| length > limit) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    // Sized once up front: a growing buffer would leave unwiped copies of the text behind.
-    let mut body = Zeroizing::new(Vec::with_capacity(declared.unwrap_or(limit).min(limit)));
+    // Sized up front from Content-Length. A chunked body, which declares none, starts small
+    // and grows by doubling into a fresh buffer, the old one wiped as it is dropped: `Vec`'s own
+    // growth would leave unwiped copies of the text behind, and reserving the whole limit for
+    // every chunked request would hold (and, when wiped, touch) 256 KiB per connection.
+    let mut body = Zeroizing::new(Vec::with_capacity(
+        declared.unwrap_or(CHUNKED_START_BYTES).min(limit),
+    ));
     let read = async {
         while let Some(chunk) = payload.next().await {
             let chunk = chunk.map_err(|_| ApiError::BadRequest {
                 code: "body_unreadable",
                 message: "The request body could not be read.".into(),
             })?;
-            if body.len() + chunk.len() > limit {
+            let needed = body.len() + chunk.len();
+            if needed > limit {
                 return Err(ApiError::PayloadTooLarge { limit });
+            }
+            if needed > body.capacity() {
+                let capacity = needed.max(2 * body.capacity()).min(limit);
+                let mut larger = Zeroizing::new(Vec::with_capacity(capacity));
+                larger.extend_from_slice(&body);
+                body = larger;
             }
             body.extend_from_slice(&chunk);
         }

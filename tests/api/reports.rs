@@ -360,6 +360,35 @@ async fn a_chunked_body_over_the_limit_is_cut_off_with_413(backend: Backend) {
     app.assert_nothing_stored().await;
 }
 
+/// A body sent without Content-Length in small chunks grows its buffer many times over: the
+/// report arrives whole, every character in place.
+async fn a_large_report_sent_in_small_chunks_is_filed_whole(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    // 20,000 four-byte characters (80 KB) and an ASCII tail, so that a dropped or repeated
+    // chunk would show in the text.
+    let description = format!("{}{}", "\u{1F4F7}".repeat(19_990), "0123456789");
+    let body = json_bytes(minimal_report(&description));
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(1_000).map(|chunk| Ok(chunk.to_vec())).collect();
+
+    let response = post_streamed(&app, futures_util::stream::iter(chunks)).await;
+
+    assert_eq!(response.status(), 201);
+    let answer: Value = response.json().await.unwrap();
+    let case_ref =
+        incident_vault::domain::CaseRef::parse(answer["case_ref"].as_str().unwrap()).unwrap();
+    let case = incident_vault::services::offline::decrypt_case(
+        app.store.as_ref(),
+        &[&app.escrow],
+        &case_ref,
+    )
+    .await
+    .unwrap();
+    assert_eq!(case.report["description"], description);
+}
+
 async fn a_body_that_stalls_gets_408_and_stores_nothing(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let Some(database) = crate::helpers::TestDatabase::create_for_test(backend, dir.path()).await
@@ -686,6 +715,7 @@ crate::on_both_backends!(
     one_key_reused_for_another_report_is_refused,
     each_class_of_bad_input_gets_its_code_and_stores_nothing,
     a_chunked_body_over_the_limit_is_cut_off_with_413,
+    a_large_report_sent_in_small_chunks_is_filed_whole,
     a_body_that_stalls_gets_408_and_stores_nothing,
     a_desk_member_gets_a_grant_that_opens_the_report,
     a_database_failure_midway_gives_an_opaque_500_and_leaves_nothing,
