@@ -387,22 +387,25 @@ impl TestApp {
     /// Makes `count` bare reviewer rows, `R00000`, `R00001`, …, active members of the desk: the
     /// grantees of store-level tests that write cases without going through enrolment.
     pub async fn seed_desk_members(&self, desk_id: &str, count: usize) {
-        let reviewers = (0..count)
-            .map(|index| format!("('R{index:05}', 'seeded{index:05}', 'reviewer', 'active', 'age1seeded', '2026-11-29')"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        self.execute(&format!(
-            "INSERT INTO reviewers (id, username, role, status, recipient, created_on) VALUES {reviewers}"
-        ))
-        .await;
-        let members = (0..count)
-            .map(|index| format!("('{desk_id}', 'R{index:05}', 'reviewer')"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        self.execute(&format!(
-            "INSERT INTO desk_members (desk_id, reviewer_id, role) VALUES {members}"
-        ))
-        .await;
+        let reviewer = |index: usize| {
+            format!(
+                "('R{index:05}', 'seeded{index:05}', 'reviewer', 'active', 'age1seeded', \
+                 '2026-11-29')"
+            )
+        };
+        let member = |index: usize| format!("('{desk_id}', 'R{index:05}', 'reviewer')");
+        let tables: [(&str, &dyn Fn(usize) -> String); 2] = [
+            (
+                "reviewers (id, username, role, status, recipient, created_on)",
+                &reviewer,
+            ),
+            ("desk_members (desk_id, reviewer_id, role)", &member),
+        ];
+        for (table, row) in tables {
+            let rows = (0..count).map(row).collect::<Vec<_>>().join(", ");
+            self.execute(&format!("INSERT INTO {table} VALUES {rows}"))
+                .await;
+        }
     }
 
     /// Counts the rows of a table.
