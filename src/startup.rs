@@ -149,7 +149,7 @@ impl Application {
             tracing::info!("stopping: finishing in-flight requests");
             handle.stop(true).await;
         });
-        let purger = tokio::spawn(purge_expired_idempotency(self.store.clone()));
+        let purger = tokio::spawn(purge_expired_rows(self.store.clone()));
         tracing::info!(
             port = self.port,
             database = self.store.backend(),
@@ -186,15 +186,24 @@ fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// Deletes expired idempotency records hourly, so that none outlives its day.
-async fn purge_expired_idempotency(store: Arc<dyn Store>) {
-    let mut interval = tokio::time::interval(Duration::from_secs(3600));
+/// How often expired rows are deleted: idempotency records past their day, and sessions past
+/// their absolute or idle limit (whose rows hold sealed identities).
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// Deletes expired rows every [`PURGE_EVERY`], starting at once (a service that was down for a
+/// day finds a day of dead sessions).
+async fn purge_expired_rows(store: Arc<dyn Store>) {
+    let mut interval = tokio::time::interval(PURGE_EVERY);
     loop {
         interval.tick().await;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         match store.purge_expired_idempotency(now).await {
             Ok(purged) => tracing::debug!(purged, "purged expired idempotency records"),
             Err(error) => tracing::warn!(error = %error, "could not purge idempotency records"),
+        }
+        match crate::services::accounts::purge_dead_sessions(store.as_ref(), now).await {
+            Ok(purged) => tracing::debug!(purged, "purged dead sessions"),
+            Err(error) => tracing::warn!(error = %error, "could not purge dead sessions"),
         }
     }
 }

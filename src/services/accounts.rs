@@ -163,6 +163,17 @@ pub async fn issue_setup_code(store: &dyn Store) -> Result<Option<SecretString>,
     Ok(Some(code))
 }
 
+/// Deletes every session past its absolute expiry or idle past the limit; returns how many. A
+/// session is otherwise deleted only when its token comes back, and its row holds the reviewer's
+/// identity sealed under a key derived from that token: a cookie recovered later from a seized
+/// laptop, with a copy of the database, would open it (DESIGN §3: expiry deletes the row). The
+/// service runs this every minute.
+pub async fn purge_dead_sessions(store: &dyn Store, now: i64) -> Result<u64, StoreError> {
+    store
+        .purge_dead_sessions(now, now - SESSION_IDLE_SECONDS)
+        .await
+}
+
 impl Vault {
     /// Redeems an enrolment token with the new reviewer's own username and password. Creates the
     /// reviewer's age identity, TOTP secret and recovery code; the account stays pending until

@@ -92,6 +92,10 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes idempotency records that expired before `now`; returns how many.
     async fn purge_expired_idempotency(&self, now: i64) -> Result<u64, StoreError>;
 
+    /// Deletes the sessions past their absolute expiry (`expires_at <= now`) or last seen before
+    /// `idle_before`; returns how many.
+    async fn purge_dead_sessions(&self, now: i64, idle_before: i64) -> Result<u64, StoreError>;
+
     /// One case row.
     async fn case_record(&self, case_id: &str) -> Result<Option<CaseRecord>, StoreError>;
 

@@ -499,6 +499,21 @@ macro_rules! impl_store {
                 )
             }
 
+            async fn purge_dead_sessions(
+                &self,
+                now: i64,
+                idle_before: i64,
+            ) -> Result<u64, $crate::storage::StoreError> {
+                Ok(sqlx::query(
+                    "DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at < $2",
+                )
+                .bind(now)
+                .bind(idle_before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected())
+            }
+
             async fn case_record(
                 &self,
                 case_id: &str,

@@ -386,7 +386,53 @@ async fn sessions_survive_a_restart_and_a_copy_of_the_table_opens_nothing(backen
     assert!(open_identity_for_session(&session.sealed_identity, &real, &reviewer.id).is_ok());
 }
 
+/// A session nobody presents again is deleted by the minute's sweep once idle past 30 minutes
+/// or past its 12 hours: its row holds the reviewer's identity, sealed under a key derived from
+/// the token, which must not outlive the session in the database.
+async fn dead_sessions_are_swept_from_the_table(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let admin_token = app.login(&admin).await;
+    let (_, rita_token) = app
+        .add_reviewer(&admin_token, "rita", "reviewer", &["default"])
+        .await;
+    let (_, ines_token) = app
+        .add_reviewer(&admin_token, "ines", "reviewer", &["default"])
+        .await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    // Rita's session was last seen 31 minutes ago; Ines's passed its absolute expiry a second
+    // ago while still being used.
+    for (username, column, value) in [
+        ("rita", "last_seen_at", now - 31 * 60),
+        ("ines", "expires_at", now - 1),
+    ] {
+        app.execute(&format!(
+            "UPDATE sessions SET {column} = {value} WHERE reviewer_id = \
+             (SELECT id FROM reviewers WHERE username = '{username}')"
+        ))
+        .await;
+    }
+    assert_eq!(app.count("sessions").await, 3);
+
+    let purged = incident_vault::services::accounts::purge_dead_sessions(app.store.as_ref(), now)
+        .await
+        .unwrap();
+
+    assert_eq!(purged, 2);
+    assert_eq!(app.count("sessions").await, 1);
+    assert_eq!(
+        app.get_as(&admin_token, "/api/v1/cases").await.status(),
+        200
+    );
+    for dead in [&rita_token, &ines_token] {
+        assert_eq!(app.get_as(dead, "/api/v1/cases").await.status(), 401);
+    }
+}
+
 crate::on_both_backends!(
+    dead_sessions_are_swept_from_the_table,
     an_invitation_is_for_one_username_and_one_use,
     disabling_an_account_ends_its_sessions_at_once,
     a_password_change_re_seals_the_identity_and_ends_every_session,
