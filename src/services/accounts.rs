@@ -568,12 +568,22 @@ impl Vault {
             .await?
             .context("an authenticated reviewer has no login material")?;
         let matches = self.password_matches(&secrets, password).await?.is_some();
-        if !matches || secrets.locked_until > now {
+        // The lock-out is checked again by the write: a parallel guess that failed while this
+        // one ran its KDF has locked the account, and this one must not pass either.
+        let recorded = if matches && secrets.locked_until <= now {
+            match self.store.record_step_up(&caller.session_hash, now).await {
+                Ok(()) => true,
+                Err(StoreError::Conflict(_)) => false,
+                Err(error) => return Err(error.into()),
+            }
+        } else {
+            false
+        };
+        if !recorded {
             let event = audit_event(&caller.reviewer.id, "session.step_up", None, "failure");
             self.count_failure(&caller.reviewer.id, now, event).await?;
             return Err(AccountError::WrongPassword);
         }
-        self.store.record_step_up(&caller.session_hash, now).await?;
         audit::record(
             self.store.as_ref(),
             audit_event(&caller.reviewer.id, "session.step_up", None, "success"),
@@ -632,7 +642,7 @@ impl Vault {
             .map_err(pool_error)??;
         match self
             .store
-            .replace_login_secrets(&replacement, &expected_verifier)
+            .replace_login_secrets(&replacement, &expected_verifier, unix_now())
             .await
         {
             Ok(()) => {}
@@ -744,7 +754,7 @@ impl Vault {
             .map_err(pool_error)??;
         match self
             .store
-            .replace_login_secrets(&replacement, &secrets.login_verifier)
+            .replace_login_secrets(&replacement, &secrets.login_verifier, unix_now())
             .await
         {
             Ok(()) => {}
@@ -776,11 +786,17 @@ impl Vault {
         let step = self
             .verify_totp(reviewer, secrets, totp_secret, code, now)
             .await?;
-        match self.store.record_login_success(&reviewer.id, step).await {
+        match self
+            .store
+            .record_login_success(&reviewer.id, step, now)
+            .await
+        {
             Ok(()) => Ok(()),
-            Err(StoreError::Conflict(_)) => {
-                Err(self.refuse_login(reviewer, now, "totp_replay").await)
-            }
+            // A replayed step, or a lock-out set by a parallel guess since this one read the
+            // account: the write checks both.
+            Err(StoreError::Conflict(_)) => Err(self
+                .refuse_login(reviewer, now, "totp_replay_or_locked")
+                .await),
             Err(error) => Err(error.into()),
         }
     }

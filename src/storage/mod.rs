@@ -195,12 +195,15 @@ pub trait Store: Send + Sync + 'static {
         chain: &AuditChain,
     ) -> Result<(), StoreError>;
 
-    /// Records a successful login with the TOTP step it used, unless that step (or a later one)
-    /// was used already: then [`StoreError::Conflict`]`("totp_replay")`.
+    /// Records a successful check of the TOTP step `totp_step` (recovery), clearing the failure
+    /// count, unless that step (or a later one) was used already, or the account is locked at
+    /// `now` (a parallel guess failed after this one read the account): then
+    /// [`StoreError::Conflict`]`("totp_replay")`.
     async fn record_login_success(
         &self,
         reviewer_id: &str,
         totp_step: i64,
+        now: i64,
     ) -> Result<(), StoreError>;
 
     /// Stores a new session.
@@ -274,7 +277,9 @@ pub trait Store: Send + Sync + 'static {
         chain: &AuditChain,
     ) -> Result<(), StoreError>;
 
-    /// Notes that the session's password was re-entered at `now` (step-up).
+    /// Notes that the session's password was re-entered at `now` (step-up), unless the session is
+    /// gone or its account is locked at `now` (a parallel guess failed after this one read the
+    /// account): then [`StoreError::Conflict`]`("step_up")`.
     async fn record_step_up(&self, token_hash: &[u8], now: i64) -> Result<(), StoreError>;
 
     /// Adds grants to a case whose key epoch is still `epoch`; grants that exist are kept as
@@ -310,12 +315,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces a reviewer's password-derived material (new salt, verifier, sealed identity and
     /// TOTP, and the recovery copies), clears lock-outs and deletes every session of the account,
-    /// in one transaction, provided the stored verifier is still `expected_verifier`; otherwise
-    /// [`StoreError::Conflict`]`("secrets")`.
+    /// in one transaction, provided the stored verifier is still `expected_verifier` and the
+    /// account is not locked at `now` (a parallel guess failed after this change read the
+    /// account); otherwise [`StoreError::Conflict`]`("secrets")`.
     async fn replace_login_secrets(
         &self,
         secrets: &ReviewerSecretsRecord,
         expected_verifier: &[u8],
+        now: i64,
     ) -> Result<(), StoreError>;
 }
 

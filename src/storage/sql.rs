@@ -883,14 +883,17 @@ macro_rules! impl_store {
                 &self,
                 reviewer_id: &str,
                 totp_step: i64,
+                now: i64,
             ) -> Result<(), $crate::storage::StoreError> {
                 let updated = sqlx::query(
                     "UPDATE reviewer_secrets SET totp_last_step = $1, failed_logins = 0, \
                      locked_until = 0 WHERE reviewer_id = $2 \
-                     AND (totp_last_step IS NULL OR totp_last_step < $1)",
+                     AND (totp_last_step IS NULL OR totp_last_step < $1) \
+                     AND locked_until <= $3",
                 )
                 .bind(totp_step)
                 .bind(reviewer_id)
+                .bind(now)
                 .execute(&self.pool)
                 .await?;
                 if updated.rows_affected() == 1 {
@@ -1199,12 +1202,20 @@ macro_rules! impl_store {
                 token_hash: &[u8],
                 now: i64,
             ) -> Result<(), $crate::storage::StoreError> {
-                sqlx::query("UPDATE sessions SET stepped_up_at = $1 WHERE token_hash = $2")
-                    .bind(now)
-                    .bind(token_hash)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                let recorded = sqlx::query(
+                    "UPDATE sessions SET stepped_up_at = $1 WHERE token_hash = $2 \
+                     AND EXISTS (SELECT 1 FROM reviewer_secrets s \
+                         WHERE s.reviewer_id = sessions.reviewer_id AND s.locked_until <= $1)",
+                )
+                .bind(now)
+                .bind(token_hash)
+                .execute(&self.pool)
+                .await?;
+                if recorded.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    Err($crate::storage::StoreError::Conflict("step_up"))
+                }
             }
 
             async fn add_grants(
@@ -1362,6 +1373,7 @@ macro_rules! impl_store {
                 &self,
                 secrets: &$crate::storage::ReviewerSecretsRecord,
                 expected_verifier: &[u8],
+                now: i64,
             ) -> Result<(), $crate::storage::StoreError> {
                 let mut transaction = self.pool.begin().await?;
                 let replaced = sqlx::query(
@@ -1369,7 +1381,7 @@ macro_rules! impl_store {
                      login_verifier = $3, sealed_identity = $4, sealed_totp = $5, \
                      recovery_salt = $6, recovery_sealed_identity = $7, recovery_sealed_totp = $8, \
                      must_change_password = $9, failed_logins = 0, locked_until = 0 \
-                     WHERE reviewer_id = $10 AND login_verifier = $11",
+                     WHERE reviewer_id = $10 AND login_verifier = $11 AND locked_until <= $12",
                 )
                 .bind(&secrets.kdf_params)
                 .bind(&secrets.password_salt)
@@ -1382,6 +1394,7 @@ macro_rules! impl_store {
                 .bind(secrets.must_change_password)
                 .bind(&secrets.reviewer_id)
                 .bind(expected_verifier)
+                .bind(now)
                 .execute(&mut *transaction)
                 .await?;
                 if replaced.rows_affected() != 1 {

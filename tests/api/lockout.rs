@@ -201,6 +201,68 @@ async fn a_locked_account_cannot_change_its_password(backend: Backend) {
     assert_eq!(after.failed_logins, FREE_FAILURES + 2, "and the try counts");
 }
 
+/// Recovery, step-up and password change check the lock-out before their KDF, like login; a
+/// parallel guess that fails during that KDF locks the account, so their writes check it again.
+/// Each write is refused while the account is locked at its time, and goes through after.
+async fn recovery_step_up_and_password_change_writes_refuse_a_lock_set_meanwhile(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let token = app.login(&admin).await;
+    let (ada, secrets) = app.stored_account("ada").await;
+    let now = unix_now();
+    let step = now / 30 + 10;
+    let session_hash = incident_vault::crypto::session::SessionToken::parse(&token)
+        .unwrap()
+        .lookup_hash();
+    let lock = format!(
+        "UPDATE reviewer_secrets SET locked_until = {} WHERE reviewer_id = '{}'",
+        now + 600,
+        ada.id
+    );
+    let unlock = "UPDATE reviewer_secrets SET locked_until = 0";
+
+    app.execute(&lock).await;
+    let recovery_while_locked = app.store.record_login_success(&ada.id, step, now).await;
+    let step_up_while_locked = app.store.record_step_up(&session_hash, now).await;
+    let change_while_locked = app
+        .store
+        .replace_login_secrets(&secrets, &secrets.login_verifier, now)
+        .await;
+    for refused in [
+        &recovery_while_locked,
+        &step_up_while_locked,
+        &change_while_locked,
+    ] {
+        assert!(
+            matches!(refused, Err(StoreError::Conflict(_))),
+            "{refused:?}"
+        );
+    }
+    let held = secrets_of(&app, "ada").await;
+    assert!(held.locked_until > now, "no refused write cleared the lock");
+    assert_eq!(held.totp_last_step, secrets.totp_last_step, "no step spent");
+    assert_eq!(app.count("sessions").await, 1, "no session ended");
+
+    app.execute(unlock).await;
+    app.store
+        .record_login_success(&ada.id, step, now)
+        .await
+        .unwrap();
+    app.store.record_step_up(&session_hash, now).await.unwrap();
+    app.store
+        .replace_login_secrets(&secrets, &secrets.login_verifier, now)
+        .await
+        .unwrap();
+    assert_eq!(secrets_of(&app, "ada").await.totp_last_step, Some(step));
+    assert_eq!(
+        app.count("sessions").await,
+        0,
+        "the replacement ends every session"
+    );
+}
+
 /// `reviewer export-identity USERNAME` with `password` on standard input.
 fn export_identity(app: &TestApp, username: &str, password: &str) -> std::process::Output {
     let out = app.dir.path().join(format!("{username}.identity"));
@@ -310,6 +372,7 @@ crate::on_both_backends!(
     parallel_wrong_guesses_are_each_counted_and_lock_the_account,
     a_login_completes_only_if_nothing_changed_since_its_checks,
     a_locked_account_cannot_change_its_password,
+    recovery_step_up_and_password_change_writes_refuse_a_lock_set_meanwhile,
     the_offline_tools_refuse_disabled_and_locked_accounts_and_count_wrong_passwords,
     concurrent_enrolments_all_succeed,
 );
