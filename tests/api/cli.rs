@@ -61,7 +61,9 @@ async fn serve_without_a_terminal_or_an_escrow_recipient_refuses_to_start(backen
     assert!(!String::from_utf8_lossy(&output.stdout).contains("AGE-SECRET-KEY"));
 }
 
-async fn serve_stops_cleanly_on_sigterm(backend: Backend) {
+async fn serve_without_a_terminal_logs_no_setup_code_and_stops_cleanly_on_sigterm(
+    backend: Backend,
+) {
     let dir = tempfile::tempdir().unwrap();
     let Some(database) = TestDatabase::create_for_test(backend, dir.path()).await else {
         return;
@@ -77,12 +79,15 @@ async fn serve_stops_cleanly_on_sigterm(backend: Backend) {
     // Keep reading stdout to the end, as a terminal would, and signal the ready line.
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let (ready_sender, ready) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
         for line in stdout.lines().map_while(Result::ok) {
             if line.contains("incident-vault is ready") {
                 let _ = ready_sender.send(());
             }
+            lines.push(line);
         }
+        lines
     });
     assert!(
         ready.recv_timeout(Duration::from_secs(60)).is_ok(),
@@ -107,10 +112,23 @@ async fn serve_stops_cleanly_on_sigterm(backend: Backend) {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
+    // Without a terminal, stdout is the log: the first start's setup code is not in it, only
+    // how to ask for one.
+    let lines = reader.join().unwrap();
+    assert!(
+        lines.iter().all(|line| !line.contains("setup code:")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("run `incident-vault setup-code`")),
+        "{lines:?}"
+    );
 }
 
 crate::on_both_backends!(
     migrate_prepares_an_empty_database_and_exits,
     serve_without_a_terminal_or_an_escrow_recipient_refuses_to_start,
-    serve_stops_cleanly_on_sigterm,
+    serve_without_a_terminal_logs_no_setup_code_and_stops_cleanly_on_sigterm,
 );
