@@ -116,8 +116,14 @@ pub enum DeskCommand {
 /// `incident-vault audit …`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute the hash chain; name the first broken link and exit 1 if there is one.
-    Verify,
+    /// Recompute the hash chain; name the first broken link and exit 1 if there is one. Prints
+    /// the head as an anchor (`SEQUENCE:HASH`) to keep off the server.
+    Verify {
+        /// An anchor printed by an earlier run: that event must still be in the chain, with that
+        /// hash (catches a chain trimmed or rewritten together with its head). Repeatable.
+        #[arg(long = "anchor")]
+        anchors: Vec<audit::Anchor>,
+    },
 }
 
 /// `incident-vault case …`
@@ -212,17 +218,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             outcome
         }
         Command::Audit {
-            action: AuditCommand::Verify,
+            action: AuditCommand::Verify { anchors },
         } => {
             init_telemetry(&settings, std::io::stderr)?;
             let store = storage::open(&settings.database.url, 1).await?;
-            let outcome = audit::verify(store.as_ref()).await;
+            let outcome = audit::verify_against(store.as_ref(), &anchors).await;
             store.close().await;
             let verified = outcome?;
-            writeln!(
-                std::io::stdout().lock(),
-                "audit chain intact: {verified} events"
-            )?;
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "audit chain intact: {} events", verified.events)?;
+            if let Some(head) = verified.head {
+                writeln!(
+                    stdout,
+                    "head: {head}\n(keep this line off the server; `audit verify --anchor {head}` \
+                     later proves the chain still holds it)"
+                )?;
+            }
             Ok(())
         }
     }

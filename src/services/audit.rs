@@ -61,11 +61,78 @@ pub enum VerifyError {
     Store(#[from] StoreError),
 }
 
+/// An event's place and hash, noted outside the database (`incident-vault audit verify` prints
+/// the head as one). The chain and its head live in the same database, so whoever can write to it
+/// can trim or rewrite both consistently; an anchor kept elsewhere catches that: the event must
+/// still be there, with the same hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    /// The event's sequence number.
+    pub sequence: i64,
+    /// Its chain hash.
+    pub hash: Vec<u8>,
+}
+
+/// The text is not `SEQUENCE:HASH` with a positive sequence and a 64-digit hex hash.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an audit anchor is written SEQUENCE:HASH, e.g. 42:<64 hex digits>")]
+pub struct InvalidAnchor;
+
+impl std::str::FromStr for Anchor {
+    type Err = InvalidAnchor;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (sequence, hash) = text.trim().split_once(':').ok_or(InvalidAnchor)?;
+        let sequence: i64 = sequence.parse().map_err(|_| InvalidAnchor)?;
+        if sequence < 1 || hash.len() != 64 || !hash.is_ascii() {
+            return Err(InvalidAnchor);
+        }
+        let hash = (0..hash.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&hash[at..at + 2], 16).map_err(|_| InvalidAnchor))
+            .collect::<Result<Vec<u8>, _>>()?;
+        Ok(Self { sequence, hash })
+    }
+}
+
+impl std::fmt::Display for Anchor {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}:", self.sequence)?;
+        self.hash
+            .iter()
+            .try_for_each(|byte| write!(formatter, "{byte:02x}"))
+    }
+}
+
+/// What a verification found: how many events hold, and the head they end at (an anchor to keep
+/// outside the database; `None` for an empty chain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub events: u64,
+    pub head: Option<Anchor>,
+}
+
 /// Recomputes the whole chain and checks that it ends at the head; returns how many events
 /// hold, or the first broken link. The head is read first: events appended meanwhile lie beyond
 /// it and are left for the next run.
 pub async fn verify(store: &dyn Store) -> Result<u64, VerifyError> {
+    Ok(verify_against(store, &[]).await?.events)
+}
+
+/// [`verify`], and also that each anchor's event is still in the chain with the anchored hash:
+/// this catches a chain trimmed or rewritten together with its head.
+pub async fn verify_against(
+    store: &dyn Store,
+    anchors: &[Anchor],
+) -> Result<Verified, VerifyError> {
     let (head_sequence, head_hash) = store.audit_head().await?;
+    if anchors.iter().any(|anchor| anchor.sequence > head_sequence) {
+        return Err(BrokenLink {
+            sequence: head_sequence + 1,
+            reason: "the chain ends before an anchored event: it was trimmed",
+        }
+        .into());
+    }
     let mut previous_hash = vec![0u8; 32];
     let mut expected_sequence = 1;
     let mut verified = 0;
@@ -82,6 +149,16 @@ pub async fn verify(store: &dyn Store) -> Result<u64, VerifyError> {
         }
         for event in &page {
             check_link(event, expected_sequence, &previous_hash)?;
+            if anchors
+                .iter()
+                .any(|anchor| anchor.sequence == event.sequence && anchor.hash != event.hash)
+            {
+                return Err(BrokenLink {
+                    sequence: event.sequence,
+                    reason: "it differs from its anchor: the chain was rewritten up to here",
+                }
+                .into());
+            }
             previous_hash.clone_from(&event.hash);
             expected_sequence += 1;
             verified += 1;
@@ -94,7 +171,13 @@ pub async fn verify(store: &dyn Store) -> Result<u64, VerifyError> {
         }
         .into());
     }
-    Ok(verified)
+    Ok(Verified {
+        events: verified,
+        head: (head_sequence > 0).then_some(Anchor {
+            sequence: head_sequence,
+            hash: head_hash,
+        }),
+    })
 }
 
 fn check_link(
@@ -130,6 +213,38 @@ fn check_link(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn an_anchor_parses_back_from_its_text(sequence in 1_i64..i64::MAX, hash in proptest::collection::vec(any::<u8>(), 32)) {
+            let anchor = Anchor { sequence, hash };
+            prop_assert_eq!(anchor.to_string().parse::<Anchor>(), Ok(anchor));
+        }
+
+        #[test]
+        fn parsing_arbitrary_text_as_an_anchor_never_panics(text in "\\PC{0,80}") {
+            let _ = text.parse::<Anchor>();
+        }
+    }
+
+    #[test]
+    fn malformed_anchors_are_refused() {
+        let hash = "ab".repeat(32);
+        assert!(format!("7:{hash}").parse::<Anchor>().is_ok());
+        for text in [
+            format!("0:{hash}"),
+            format!("-1:{hash}"),
+            format!("x:{hash}"),
+            format!("7:{}", &hash[..62]),
+            format!("7:{hash}00"),
+            format!("7:{}zz", &hash[..62]),
+            format!("7:{}\u{e9}", &hash[..62]),
+            hash.clone(),
+        ] {
+            assert_eq!(text.parse::<Anchor>(), Err(InvalidAnchor), "{text}");
+        }
+    }
 
     fn event(action: &str) -> NewAuditEvent {
         NewAuditEvent {

@@ -44,10 +44,13 @@ async fn an_offline_case_read_is_audited_and_the_chain_verifies(backend: Backend
         String::from_utf8_lossy(&verified.stderr)
     );
     // First start issued a setup code (one event); the read is the second.
+    let stdout = String::from_utf8_lossy(&verified.stdout);
     assert_eq!(
-        String::from_utf8_lossy(&verified.stdout).trim(),
-        "audit chain intact: 2 events"
+        stdout.lines().next(),
+        Some("audit chain intact: 2 events"),
+        "{stdout}"
     );
+    assert!(stdout.contains("\nhead: 2:"), "{stdout}");
     let events = app.store.audit_events(0, 10).await.unwrap();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].action, "setup.code_issued");
@@ -123,6 +126,88 @@ async fn deleting_the_latest_audit_rows_is_noticed(backend: Backend) {
     if let Some(sequence) = broken {
         assert_eq!(sequence, 4, "the removal of #4 and #5 is noticed");
     }
+}
+
+/// The chain and its head share one database: whoever can write to it can trim the chain and
+/// move the head back, and plain `verify` cannot tell. The head `audit verify` printed earlier,
+/// kept elsewhere and given back as `--anchor`, catches that, and an edit whose later hashes
+/// were all recomputed too.
+async fn an_anchor_kept_off_the_server_catches_a_trimmed_or_rewritten_chain(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    for number in 0..5 {
+        audit::record(app.store.as_ref(), event(number))
+            .await
+            .unwrap();
+    }
+    let first = app.cli(&["audit", "verify"]);
+    assert!(first.status.success());
+    let printed = String::from_utf8_lossy(&first.stdout).into_owned();
+    let anchor = printed
+        .lines()
+        .find_map(|line| line.strip_prefix("head: "))
+        .unwrap_or_else(|| panic!("no head line in {printed}"))
+        .to_owned();
+    let (head, _) = app.store.audit_head().await.unwrap();
+    assert!(anchor.starts_with(&format!("{head}:")), "{anchor}");
+    // Events appended later leave an older anchor valid.
+    audit::record(app.store.as_ref(), event(5)).await.unwrap();
+    let later = app.cli(&["audit", "verify", "--anchor", &anchor]);
+    assert!(
+        later.status.success(),
+        "{}",
+        String::from_utf8_lossy(&later.stderr)
+    );
+
+    // Trim the last two events and move the head back onto the one before them.
+    app.execute(&format!(
+        "DELETE FROM audit_events WHERE sequence >= {}",
+        head
+    ))
+    .await;
+    app.execute(&format!(
+        "UPDATE audit_head SET sequence = {0}, hash = \
+         (SELECT hash FROM audit_events WHERE sequence = {0}) WHERE id = 1",
+        head - 1
+    ))
+    .await;
+    let plain = app.cli(&["audit", "verify"]);
+    let anchored = app.cli(&["audit", "verify", "--anchor", &anchor]);
+
+    assert!(
+        plain.status.success(),
+        "a consistent trim passes without an anchor"
+    );
+    assert!(!anchored.status.success());
+    let stderr = String::from_utf8_lossy(&anchored.stderr);
+    assert!(stderr.contains("trimmed"), "{stderr}");
+
+    // Rewrite the anchored event itself: a consistent chain of new hashes ends in another hash.
+    let rewritten = chain_of(&app, head).await;
+    let anchored = app.cli(&["audit", "verify", "--anchor", &anchor]);
+    assert!(rewritten, "the rewritten chain is consistent");
+    assert!(!anchored.status.success());
+    let stderr = String::from_utf8_lossy(&anchored.stderr);
+    assert!(
+        stderr.contains(&format!("broken at event #{head}")),
+        "{stderr}"
+    );
+}
+
+/// Appends events until the chain reaches `sequence` again, with an outcome of its own, so the
+/// event at `sequence` gets another hash; returns whether plain `verify` accepts the result.
+async fn chain_of(app: &crate::helpers::TestApp, sequence: i64) -> bool {
+    loop {
+        let (head, _) = app.store.audit_head().await.unwrap();
+        if head >= sequence {
+            break;
+        }
+        let mut forged = event(99);
+        forged.outcome = "forged".into();
+        audit::record(app.store.as_ref(), forged).await.unwrap();
+    }
+    audit::verify(app.store.as_ref()).await.is_ok()
 }
 
 /// Setting a desk's members logs who is on the desk afterwards, by account id and desk role, so
@@ -273,6 +358,7 @@ async fn a_change_whose_audit_event_cannot_be_written_is_not_made(backend: Backe
 }
 
 crate::on_both_backends!(
+    an_anchor_kept_off_the_server_catches_a_trimmed_or_rewritten_chain,
     a_desk_membership_change_names_the_members_it_leaves,
     a_change_whose_audit_event_cannot_be_written_is_not_made,
     deleting_the_latest_audit_rows_is_noticed,
