@@ -70,6 +70,19 @@ impl Vault {
             .await
             .context("could not read grants")?;
         if grants.is_empty() {
+            // A reference tried without a grant (or of no case) is audited too, so that an
+            // insider probing references they learned elsewhere leaves a trace. The answer stays
+            // the same 404 whether the case exists or not.
+            let event = NewAuditEvent {
+                occurred_at: super::unix_now(),
+                actor: caller.reviewer.id.clone(),
+                action: "case.read".into(),
+                target: Some(case_ref.to_string()),
+                outcome: "failure:no_grant".into(),
+            };
+            audit::record(self.store.as_ref(), event)
+                .await
+                .context("could not audit the refused read")?;
             return Err(ReadCaseError::NotGranted);
         }
         let outcome = decrypt_case(self.store.as_ref(), &[&caller.identity], case_ref).await;

@@ -218,6 +218,32 @@ async fn a_coordinator_lists_and_reads_the_cases_granted_to_them_and_nothing_els
         hidden, unknown,
         "a case without a grant looks exactly like no case"
     );
+    // Both refused reads are in the audit log, by the same actor as the granted one.
+    let events = app.store.audit_events(0, 1000).await.unwrap();
+    let reads: Vec<(String, String)> = events
+        .iter()
+        .filter(|event| event.action == "case.read")
+        .map(|event| {
+            (
+                event.target.clone().unwrap_or_default(),
+                event.outcome.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reads,
+        [
+            (granted.clone(), "success".to_owned()),
+            (earlier.clone(), "failure:no_grant".to_owned()),
+            ("0000-0000-0000".to_owned(), "failure:no_grant".to_owned()),
+        ]
+    );
+    let actors: std::collections::BTreeSet<&str> = events
+        .iter()
+        .filter(|event| event.action == "case.read")
+        .map(|event| event.actor.as_str())
+        .collect();
+    assert_eq!(actors.len(), 1);
 }
 
 async fn case_routes_need_a_live_session(backend: Backend) {
