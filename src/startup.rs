@@ -40,6 +40,11 @@ impl Application {
         generation: EscrowGeneration,
     ) -> anyhow::Result<Self> {
         settings.validate()?;
+        // The listener first: a port in use must stop the start before anything is written.
+        let address = settings.bind_address()?;
+        let listener = TcpListener::bind(address).with_context(|| {
+            format!("server.bind (APP_SERVER__BIND): cannot listen on {address}")
+        })?;
         storage::create_private_dir(&settings.storage.data_dir).with_context(|| {
             format!(
                 "storage.data_dir (APP_STORAGE__DATA_DIR): could not create {}",
@@ -48,14 +53,20 @@ impl Application {
         })?;
         let store =
             storage::connect(&settings.database.url, settings.database.max_connections).await?;
+        // The last step that may stop the start: a generated escrow identity is recorded here by
+        // its recipient and exists nowhere else until the caller shows it, so no later error may
+        // stop the start and lose it (every case would be sealed to a key nobody holds).
         let (instance, generated_escrow) =
             open_instance(store.as_ref(), settings.escrow_recipient()?, generation).await?;
-        let setup_code = if store.reviewer_count().await? == 0 {
-            crate::services::accounts::issue_setup_code(store.as_ref())
-                .await
-                .context("could not issue the setup code")?
-        } else {
-            None
+        let setup_code = match issue_setup_code_if_needed(store.as_ref()).await {
+            Ok(code) => code,
+            Err(error) => {
+                tracing::warn!(
+                    error = %format!("{error:#}"),
+                    "could not issue the setup code; run `incident-vault setup-code`"
+                );
+                None
+            }
         };
 
         let vault = web::Data::new(Vault {
@@ -71,10 +82,6 @@ impl Application {
             idempotency_ttl_hours: settings.limits.idempotency_ttl_hours,
         });
 
-        let address = settings.bind_address()?;
-        let listener = TcpListener::bind(address).with_context(|| {
-            format!("server.bind (APP_SERVER__BIND): cannot listen on {address}")
-        })?;
         let port = listener.local_addr()?.port();
         let workers = match settings.server.workers {
             0 => available_cores(),
@@ -176,6 +183,18 @@ fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
             _ = interrupt.recv() => {}
         }
     })
+}
+
+/// A setup code when no account exists yet.
+async fn issue_setup_code_if_needed(
+    store: &dyn Store,
+) -> anyhow::Result<Option<age::secrecy::SecretString>> {
+    if store.reviewer_count().await? > 0 {
+        return Ok(None);
+    }
+    crate::services::accounts::issue_setup_code(store)
+        .await
+        .context("could not issue the setup code")
 }
 
 /// Resolves on Ctrl-C.

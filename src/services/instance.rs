@@ -103,6 +103,16 @@ pub async fn open_instance(
         );
     }
 
+    if configured_escrow.is_none() && generated.is_none() {
+        // A public key, not a secret: the operator needs it to configure the setting.
+        tracing::warn!(
+            recipient = %record.escrow_recipient,
+            "escrow.recipient (APP_ESCROW__RECIPIENT) is not set: sealing to the escrow recipient \
+             this instance recorded. Set it to that value; make sure its identity is held \
+             offline, or no case can be recovered without a reviewer"
+        );
+    }
+
     let escrow_recipient = age::x25519::Recipient::from_str(&record.escrow_recipient)
         .map_err(|_| anyhow::anyhow!("the stored escrow recipient is corrupt"))?;
     let receipt_salt: [u8; 32] = record

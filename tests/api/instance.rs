@@ -59,6 +59,43 @@ async fn first_start_without_escrow_generates_one_that_is_shown_once_and_never_s
     assert!(case.is_ok(), "{case:?}");
 }
 
+/// A first start that fails (here: its port is taken) writes no instance, so the escrow identity
+/// it would have generated is not recorded unseen: the next start generates and shows one.
+async fn a_first_start_that_cannot_listen_records_no_escrow(backend: Backend) {
+    std::sync::LazyLock::force(&crate::helpers::LOGS);
+    let Some((database, dir)) = fresh(backend).await else {
+        return;
+    };
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut settings = test_settings(database.url(), dir.path(), None);
+    settings.server.bind = taken.local_addr().unwrap().to_string();
+
+    let refused = Application::build(settings.clone()).await;
+
+    let error = refused.err().expect("a taken port stops the start");
+    assert!(
+        format!("{error:#}").contains("APP_SERVER__BIND"),
+        "{error:#}"
+    );
+    settings.server.bind = "127.0.0.1:0".into();
+    let mut application = Application::build(settings.clone()).await.unwrap();
+    let generated = application
+        .take_generated_escrow()
+        .expect("the retry generates (and so shows) the escrow identity");
+    drop(application);
+    drop(taken);
+    // Started again still without the setting: it seals to the recorded recipient, and says so.
+    let mut again = Application::build(settings).await.unwrap();
+    assert!(again.take_generated_escrow().is_none());
+    let logs = crate::helpers::LOGS.contents();
+    assert!(
+        logs.lines()
+            .any(|line| line.contains("APP_ESCROW__RECIPIENT) is not set")
+                && line.contains(&generated.recipient)),
+        "no warning naming the recorded recipient"
+    );
+}
+
 async fn a_restart_keeps_the_instance_and_its_cases(backend: Backend) {
     let Some((database, dir)) = fresh(backend).await else {
         return;
@@ -123,6 +160,7 @@ async fn an_unknown_database_scheme_is_refused_before_anything_is_created(backen
 
 crate::on_both_backends!(
     first_start_without_escrow_generates_one_that_is_shown_once_and_never_stored,
+    a_first_start_that_cannot_listen_records_no_escrow,
     a_restart_keeps_the_instance_and_its_cases,
     a_different_escrow_recipient_on_restart_is_refused,
     an_unknown_database_scheme_is_refused_before_anything_is_created,
