@@ -160,7 +160,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::SetupCode => {
             init_telemetry(&settings, std::io::stderr)?;
-            let store = storage::connect(&settings.database.url, 1).await?;
+            let store = open_existing(&settings).await?;
             let outcome = crate::services::accounts::issue_setup_code(store.as_ref()).await;
             store.close().await;
             match outcome? {
@@ -182,14 +182,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_telemetry(&settings, std::io::stderr)?;
             // A restored backup is read as it is: not migrated, and not created when the path
             // is wrong. Its audit table must exist, since every read is audited first.
-            let store = storage::open(&settings.database.url, 1).await?;
+            let store = open_existing(&settings).await?;
             let outcome = case_command(store.as_ref(), action).await;
             store.close().await;
             outcome
         }
         Command::Escrow { action } => {
             init_telemetry(&settings, std::io::stderr)?;
-            let store = storage::connect(&settings.database.url, 1).await?;
+            let store = open_existing(&settings).await?;
             let outcome = escrow_command(store.as_ref(), action).await;
             store.close().await;
             outcome
@@ -198,7 +198,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             action: ReviewerCommand::ExportIdentity { username, out },
         } => {
             init_telemetry(&settings, std::io::stderr)?;
-            let store = storage::connect(&settings.database.url, 1).await?;
+            let store = open_existing(&settings).await?;
             let outcome = export_identity(store.as_ref(), &username, &out).await;
             store.close().await;
             outcome
@@ -212,7 +212,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             init_telemetry(&settings, std::io::stderr)?;
-            let store = storage::connect(&settings.database.url, 1).await?;
+            let store = open_existing(&settings).await?;
             let outcome = grant_desk_cases(store.as_ref(), &desk, &coordinator, &to).await;
             store.close().await;
             outcome
@@ -221,7 +221,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             action: AuditCommand::Verify { anchors },
         } => {
             init_telemetry(&settings, std::io::stderr)?;
-            let store = storage::open(&settings.database.url, 1).await?;
+            let store = open_existing(&settings).await?;
             let outcome = audit::verify_against(store.as_ref(), &anchors).await;
             store.close().await;
             let verified = outcome?;
@@ -237,6 +237,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The service's database for an operator command: opened as it is, never created or migrated,
+/// so that a shell without the service's environment (another working directory, a missing
+/// `APP_DATABASE__URL`) fails instead of making and initialising a database of its own.
+async fn open_existing(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn storage::Store>> {
+    storage::open(&settings.database.url, 1).await.context(
+        "could not open the database of database.url (APP_DATABASE__URL): operator commands \
+         use the service's existing database and neither create nor migrate one (run them with \
+         the service's environment; after an upgrade, `incident-vault migrate` first)",
+    )
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

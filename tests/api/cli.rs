@@ -127,6 +127,60 @@ async fn serve_without_a_terminal_logs_no_setup_code_and_stops_cleanly_on_sigter
     );
 }
 
+/// An operator's shell without the service's environment points the commands at a database
+/// that is not there: each fails and names the setting, and none creates a database in its place.
+#[test]
+fn operator_commands_create_no_database_where_there_is_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("not-here").join("incident-vault.db");
+    let url = format!("sqlite://{}", missing.display());
+    for arguments in [
+        &["setup-code"][..],
+        &[
+            "escrow",
+            "grant",
+            "--identity",
+            "x.txt",
+            "--to",
+            "rita",
+            "--all",
+        ],
+        &["reviewer", "export-identity", "rita", "--out", "rita.txt"],
+        &[
+            "desk",
+            "grant-cases",
+            "default",
+            "--as",
+            "ada",
+            "--to",
+            "rita",
+        ],
+        &["audit", "verify"],
+        &["case", "decrypt", "--identity", "x.txt", "K7QM-3XTA-9PWD"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_incident-vault"))
+            .args(arguments)
+            .env("APP_DATABASE__URL", &url)
+            .env("APP_STORAGE__DATA_DIR", dir.path().join("data"))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{arguments:?}");
+        assert!(
+            stderr.contains("APP_DATABASE__URL"),
+            "{arguments:?}: {stderr}"
+        );
+        assert!(!missing.exists(), "{arguments:?} created the database");
+        assert!(
+            !missing.parent().unwrap().exists(),
+            "{arguments:?} created its folder"
+        );
+    }
+}
+
 crate::on_both_backends!(
     migrate_prepares_an_empty_database_and_exits,
     serve_without_a_terminal_or_an_escrow_recipient_refuses_to_start,
