@@ -167,9 +167,9 @@ pub async fn dump_case(
         .case_record(case_ref.as_str())
         .await?
         .ok_or_else(|| OfflineError::UnknownCase(case_ref.clone()))?;
+    // A folder made here is 0700 (DirBuilder's mode); one that exists is left as it is: `--out
+    // /tmp` must not take away the sticky bit and others' access. The files are 0600 either way.
     crate::storage::create_private_dir(out)?;
-    #[cfg(unix)]
-    std::fs::set_permissions(out, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     let mut written = Vec::new();
     let mut write_new = |name: String, bytes: &[u8]| -> std::io::Result<()> {
         let path = out.join(name);
@@ -177,9 +177,12 @@ pub async fn dump_case(
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&path)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+        let named = |error: std::io::Error| {
+            std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+        };
+        let mut file = options.open(&path).map_err(named)?;
+        file.write_all(bytes).map_err(named)?;
+        file.sync_all().map_err(named)?;
         written.push(path);
         Ok(())
     };

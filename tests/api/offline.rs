@@ -91,6 +91,38 @@ pub fn run_age(age: &str, arguments: &[&str], directory: &Path) -> Vec<u8> {
     output.stdout
 }
 
+/// `case dump` makes its folder private but leaves an existing one as it is (a shared `/tmp`
+/// keeps its sticky bit), writes its files 0600, and refuses to overwrite, naming the file.
+async fn case_dump_leaves_an_existing_folder_alone_and_names_what_it_will_not_overwrite(
+    backend: Backend,
+) {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (case_ref, _) = app.file(&full_report("x")).await;
+    let shared = app.dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let fresh = app.dir.path().join("fresh");
+
+    let into_shared = app.cli(&["case", "dump", &case_ref, "--out", shared.to_str().unwrap()]);
+    let into_fresh = app.cli(&["case", "dump", &case_ref, "--out", fresh.to_str().unwrap()]);
+    let again = app.cli(&["case", "dump", &case_ref, "--out", fresh.to_str().unwrap()]);
+
+    assert!(into_shared.status.success() && into_fresh.status.success());
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&shared), 0o1777, "an existing folder keeps its mode");
+    assert_eq!(mode(&fresh), 0o700);
+    for entry in std::fs::read_dir(&shared).unwrap() {
+        assert_eq!(mode(&entry.unwrap().path()), 0o600);
+    }
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains(fresh.to_str().unwrap()), "{stderr}");
+}
+
 async fn the_reference_age_tool_opens_the_files_of_case_dump(backend: Backend) {
     let Some(age) = age_tool() else { return };
     let Some(app) = spawn_app(backend).await else {
@@ -304,6 +336,7 @@ crate::on_both_backends!(
     the_escrow_identity_decrypts_the_report_with_case_decrypt,
     a_stranger_identity_decrypts_nothing,
     the_reference_age_tool_opens_the_files_of_case_dump,
+    case_dump_leaves_an_existing_folder_alone_and_names_what_it_will_not_overwrite,
     the_reference_age_tool_can_write_what_we_read,
     a_ciphertext_swapped_between_cases_is_detected_and_refused,
     an_envelope_moved_to_another_entry_of_the_same_case_is_refused,
