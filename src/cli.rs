@@ -264,25 +264,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(escrow) = application.take_generated_escrow() {
         show_escrow_identity_once(&escrow)?;
     }
+    // Issued only when `generation` allows it: a local instance at a terminal. Elsewhere start-up
+    // logs how to ask for one.
     if let Some(code) = application.take_setup_code() {
-        // Like the escrow identity, shown only at an interactive terminal: under a service
-        // manager or in a container, stdout is the log stream, and whoever reads the logs first
-        // could redeem the code and become the first admin. There, the operator asks for one.
-        if !interactive {
-            tracing::info!(
-                "no account exists yet: run `incident-vault setup-code` on this host for a \
-                 one-time setup code"
-            );
-        } else if writeln!(
+        let shown = writeln!(
             std::io::stdout().lock(),
             "setup code: {}\n(one use, valid for an hour: POST /api/v1/enrol with it as the token \
              creates the first account; `incident-vault setup-code` prints a fresh one)",
             code.expose_secret()
-        )
-        .is_err()
-        {
-            // Best effort: a closed stdout must not stop the service, and
-            // `incident-vault setup-code` prints a fresh code at any time.
+        );
+        if shown.is_err() {
+            // Best effort: a closed stdout must not stop the service.
             tracing::warn!("could not print the setup code; run `incident-vault setup-code`");
         }
     }

@@ -58,7 +58,7 @@ impl Application {
         // stop the start and lose it (every case would be sealed to a key nobody holds).
         let (instance, generated_escrow) =
             open_instance(store.as_ref(), settings.escrow_recipient()?, generation).await?;
-        let setup_code = match issue_setup_code_if_needed(store.as_ref()).await {
+        let setup_code = match issue_setup_code_if_needed(store.as_ref(), generation).await {
             Ok(code) => code,
             Err(error) => {
                 tracing::warn!(
@@ -185,11 +185,22 @@ fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// A setup code when no account exists yet.
+/// A setup code when no account exists yet and a person will see it. Where nobody would (a
+/// service manager, a container, a production instance: stdout is a log there), none is issued:
+/// it would sit in the log for whoever reads it first, and would replace the code an operator
+/// just asked `incident-vault setup-code` for.
 async fn issue_setup_code_if_needed(
     store: &dyn Store,
+    shown: EscrowGeneration,
 ) -> anyhow::Result<Option<age::secrecy::SecretString>> {
     if store.reviewer_count().await? > 0 {
+        return Ok(None);
+    }
+    if shown == EscrowGeneration::Refused {
+        tracing::info!(
+            "no account exists yet: run `incident-vault setup-code` on this host for a one-time \
+             setup code"
+        );
         return Ok(None);
     }
     crate::services::accounts::issue_setup_code(store)

@@ -26,12 +26,14 @@ pub struct GeneratedEscrow {
     pub recipient: String,
 }
 
-/// Whether first start may generate an escrow identity when none is configured.
+/// Whether start-up may make a secret that only a person may see: the escrow identity generated
+/// on first start when none is configured, and the first account's setup code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EscrowGeneration {
-    /// The caller will show the generated identity to a person (a terminal, or a test).
+    /// The caller will show them to a person (a local instance at a terminal, or a test).
     Allowed,
-    /// Nobody would see it (a service manager, a container log): refuse instead.
+    /// Nobody would see them, or a log would (a service manager, a container, production):
+    /// refuse to generate an escrow identity, and issue no setup code.
     Refused,
 }
 
