@@ -483,26 +483,44 @@ async fn export_identity(
             out.display()
         )
     })?;
-    let secret = identity.to_string();
-    writeln!(
-        file,
-        "# incident-vault reviewer identity of {}\n# public key: {}\n{}",
-        reviewer.username,
-        identity.to_public(),
-        secret.expose_secret()
-    )?;
-    file.sync_all()?;
-    audit::record(
-        store,
-        NewAuditEvent {
-            occurred_at: time::OffsetDateTime::now_utc().unix_timestamp(),
-            actor: "cli".into(),
-            action: "reviewer.identity_exported".into(),
-            target: Some(reviewer.id.clone()),
-            outcome: "success".into(),
-        },
-    )
-    .await?;
+    // The file is kept only once it is whole and its export is audited: a partial file, or an
+    // export the log does not show, is removed.
+    let written = async {
+        let secret = identity.to_string();
+        writeln!(
+            file,
+            "# incident-vault reviewer identity of {}\n# public key: {}\n{}",
+            reviewer.username,
+            identity.to_public(),
+            secret.expose_secret()
+        )?;
+        file.sync_all()?;
+        audit::record(
+            store,
+            NewAuditEvent {
+                occurred_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+                actor: "cli".into(),
+                action: "reviewer.identity_exported".into(),
+                target: Some(reviewer.id.clone()),
+                outcome: "success".into(),
+            },
+        )
+        .await
+        .context("could not audit the export")?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(error) = written {
+        drop(file);
+        let removed = std::fs::remove_file(out);
+        return Err(match removed {
+            Ok(()) => error.context(format!("{} was removed", out.display())),
+            Err(_) => error.context(format!(
+                "{} holds a secret and could not be removed: delete it",
+                out.display()
+            )),
+        });
+    }
     writeln!(
         std::io::stdout().lock(),
         "wrote the identity of {} to {}: keep it encrypted, and delete it when done",

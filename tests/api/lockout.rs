@@ -276,6 +276,46 @@ fn export_identity(app: &TestApp, username: &str, password: &str) -> std::proces
     output
 }
 
+/// An identity export whose audit event cannot be written leaves no file behind: a secret on disk
+/// that the log does not show is what the audit exists to rule out.
+async fn an_export_that_cannot_be_audited_leaves_no_file(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.enrol_first_admin("ada").await;
+    // The unlock before it is audited as usual; only the export's own event is refused.
+    let (refuse_exports, allow_exports) = match backend {
+        Backend::Sqlite => (
+            "CREATE TRIGGER refuse_exports BEFORE INSERT ON audit_events \
+             WHEN NEW.action = 'reviewer.identity_exported' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+            "DROP TRIGGER refuse_exports",
+        ),
+        Backend::Postgres => (
+            "CREATE FUNCTION refuse_exports() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN RAISE EXCEPTION 'refused by the test'; END $$; \
+             CREATE TRIGGER refuse_exports BEFORE INSERT ON audit_events FOR EACH ROW \
+             WHEN (NEW.action = 'reviewer.identity_exported') EXECUTE FUNCTION refuse_exports()",
+            "DROP TRIGGER refuse_exports ON audit_events",
+        ),
+    };
+    app.execute(refuse_exports).await;
+
+    // `export_identity` asserts that the file exists exactly when the command succeeds.
+    let unaudited = export_identity(&app, "ada", PASSWORD);
+    app.execute(allow_exports).await;
+    let audited = export_identity(&app, "ada", PASSWORD);
+
+    assert!(!unaudited.status.success());
+    let stderr = String::from_utf8_lossy(&unaudited.stderr);
+    assert!(stderr.contains("was removed"), "{stderr}");
+    assert!(
+        audited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audited.stderr)
+    );
+}
+
 async fn the_offline_tools_refuse_disabled_and_locked_accounts_and_count_wrong_passwords(
     backend: Backend,
 ) {
@@ -373,6 +413,7 @@ crate::on_both_backends!(
     a_login_completes_only_if_nothing_changed_since_its_checks,
     a_locked_account_cannot_change_its_password,
     recovery_step_up_and_password_change_writes_refuse_a_lock_set_meanwhile,
+    an_export_that_cannot_be_audited_leaves_no_file,
     the_offline_tools_refuse_disabled_and_locked_accounts_and_count_wrong_passwords,
     concurrent_enrolments_all_succeed,
 );
