@@ -173,6 +173,23 @@ impl Settings {
         if let Err(error) = Backend::of_url(&self.database.url) {
             bail!("database.url (APP_DATABASE__URL) cannot be used: {error}");
         }
+        if let Some(rest) = self.database.url.strip_prefix("sqlite:") {
+            // SQLite's in-memory and nameless databases vanish with the process (or with each
+            // connection): an acknowledged report would be lost at the next restart.
+            let path = rest
+                .trim_start_matches('/')
+                .split('?')
+                .next()
+                .unwrap_or_default();
+            let memory = path.is_empty() || path == ":memory:" || rest.contains("mode=memory");
+            if memory {
+                bail!(
+                    "database.url (APP_DATABASE__URL) names no SQLite file (an in-memory or \
+                     nameless database loses every report at restart); give a path such as \
+                     sqlite://data/incident-vault.db"
+                );
+            }
+        }
         if self.database.max_connections == 0 || self.database.max_connections > 1000 {
             bail!("database.max_connections (APP_DATABASE__MAX_CONNECTIONS) must be 1 to 1000");
         }
@@ -293,6 +310,17 @@ mod tests {
     fn each_refusal_names_its_environment_variable() {
         assert!(refusal(|s| s.server.bind = "localhost".into()).contains("APP_SERVER__BIND"));
         assert!(refusal(|s| s.database.url = "mysql://x/y".into()).contains("APP_DATABASE__URL"));
+        for volatile in [
+            "sqlite://",
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://data/x.db?mode=memory",
+        ] {
+            assert!(
+                refusal(|s| s.database.url = volatile.into()).contains("APP_DATABASE__URL"),
+                "{volatile}"
+            );
+        }
         assert!(
             refusal(|s| s.escrow.recipient = "age1nope".into()).contains("APP_ESCROW__RECIPIENT")
         );
