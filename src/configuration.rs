@@ -64,7 +64,8 @@ impl std::fmt::Debug for DatabaseSettings {
 /// `[storage]`
 #[derive(Debug, Clone, Deserialize)]
 pub struct StorageSettings {
-    /// `APP_STORAGE__DATA_DIR`: where files of the service live (the SQLite file by default).
+    /// `APP_STORAGE__DATA_DIR`: the folder of the service's own files, created 0700. The SQLite file
+    /// is where `APP_DATABASE__URL` says (the default URL happens to point into `data`).
     pub data_dir: PathBuf,
 }
 
