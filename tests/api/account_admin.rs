@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, minimal_report, spawn_app};
-use crate::people::PASSWORD;
+use crate::people::{AdaAndRita, PASSWORD, spawn_with_ada_and_rita};
 
 const NEW_PASSWORD: &str = "a different long passphrase, plum quartz";
 
@@ -94,14 +94,16 @@ async fn an_invitation_is_for_one_username_and_one_use(backend: Backend) {
 }
 
 async fn disabling_an_account_ends_its_sessions_at_once(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
+    let Some(AdaAndRita {
+        app,
+        admin_token,
+        rita,
+        rita_token,
+        ..
+    }) = spawn_with_ada_and_rita(backend).await
+    else {
         return;
     };
-    let admin = app.enrol_first_admin("ada").await;
-    let admin_token = app.login(&admin).await;
-    let (rita, rita_token) = app
-        .add_reviewer(&admin_token, "rita", "reviewer", &["default"])
-        .await;
     assert_eq!(app.get_as(&rita_token, "/api/v1/cases").await.status(), 200);
 
     let disabled = app
@@ -390,14 +392,15 @@ async fn sessions_survive_a_restart_and_a_copy_of_the_table_opens_nothing(backen
 /// or past its 12 hours: its row holds the reviewer's identity, sealed under a key derived from
 /// the token, which must not outlive the session in the database.
 async fn dead_sessions_are_swept_from_the_table(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
+    let Some(AdaAndRita {
+        app,
+        admin_token,
+        rita_token,
+        ..
+    }) = spawn_with_ada_and_rita(backend).await
+    else {
         return;
     };
-    let admin = app.enrol_first_admin("ada").await;
-    let admin_token = app.login(&admin).await;
-    let (_, rita_token) = app
-        .add_reviewer(&admin_token, "rita", "reviewer", &["default"])
-        .await;
     let (_, ines_token) = app
         .add_reviewer(&admin_token, "ines", "reviewer", &["default"])
         .await;

@@ -6,6 +6,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::helpers::{Backend, full_report, minimal_report, spawn_app};
+use crate::people::{AdaAndRita, spawn_with_ada_and_rita};
 
 fn event(number: usize) -> NewAuditEvent {
     NewAuditEvent {
@@ -15,6 +16,18 @@ fn event(number: usize) -> NewAuditEvent {
         target: None,
         outcome: "success".into(),
     }
+}
+
+/// A fresh service whose audit chain holds five more events (`None` when the backend is
+/// unavailable outside CI).
+async fn with_five_events(backend: Backend) -> Option<crate::helpers::TestApp> {
+    let app = spawn_app(backend).await?;
+    for number in 0..5 {
+        audit::record(app.store.as_ref(), event(number))
+            .await
+            .unwrap();
+    }
+    Some(app)
 }
 
 async fn an_offline_case_read_is_audited_and_the_chain_verifies(backend: Backend) {
@@ -77,14 +90,9 @@ async fn concurrent_appends_form_one_unbroken_chain(backend: Backend) {
 }
 
 async fn tampering_with_one_audit_row_makes_verify_fail_and_name_it(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
+    let Some(app) = with_five_events(backend).await else {
         return;
     };
-    for number in 0..5 {
-        audit::record(app.store.as_ref(), event(number))
-            .await
-            .unwrap();
-    }
     assert!(app.cli(&["audit", "verify"]).status.success());
 
     app.execute("UPDATE audit_events SET outcome = 'failure' WHERE sequence = 3")
@@ -99,12 +107,7 @@ async fn tampering_with_one_audit_row_makes_verify_fail_and_name_it(backend: Bac
 /// Appends five events, runs `tampering` on the database, and returns the first broken link
 /// `audit::verify` reports (`None` when the backend is unavailable outside CI).
 async fn first_break_after(backend: Backend, tampering: &str) -> Option<i64> {
-    let app = spawn_app(backend).await?;
-    for number in 0..5 {
-        audit::record(app.store.as_ref(), event(number))
-            .await
-            .unwrap();
-    }
+    let app = with_five_events(backend).await?;
     app.execute(tampering).await;
     match audit::verify(app.store.as_ref()).await {
         Err(audit::VerifyError::Broken(link)) => Some(link.sequence),
@@ -133,14 +136,9 @@ async fn deleting_the_latest_audit_rows_is_noticed(backend: Backend) {
 /// kept elsewhere and given back as `--anchor`, catches that, and an edit whose later hashes
 /// were all recomputed too.
 async fn an_anchor_kept_off_the_server_catches_a_trimmed_or_rewritten_chain(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
+    let Some(app) = with_five_events(backend).await else {
         return;
     };
-    for number in 0..5 {
-        audit::record(app.store.as_ref(), event(number))
-            .await
-            .unwrap();
-    }
     let first = app.cli(&["audit", "verify"]);
     assert!(first.status.success());
     let printed = String::from_utf8_lossy(&first.stdout).into_owned();
@@ -256,14 +254,16 @@ async fn a_desk_membership_change_names_the_members_it_leaves(backend: Backend) 
 /// with their audit event: when the event cannot be appended (here the chain head is gone), the
 /// change is not made either, so nothing happens that the log does not show.
 async fn a_change_whose_audit_event_cannot_be_written_is_not_made(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
+    let Some(AdaAndRita {
+        app,
+        admin,
+        admin_token,
+        rita_token,
+        ..
+    }) = spawn_with_ada_and_rita(backend).await
+    else {
         return;
     };
-    let admin = app.enrol_first_admin("ada").await;
-    let admin_token = app.login(&admin).await;
-    let (_, rita_token) = app
-        .add_reviewer(&admin_token, "rita", "reviewer", &["default"])
-        .await;
     app.add_reviewer(&admin_token, "otto", "reviewer", &[])
         .await;
     let (case_ref, _) = app.file(&minimal_report("Only audited changes.")).await;

@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, minimal_report, spawn_app};
-use crate::people::PASSWORD;
+use crate::people::{AdaAndRita, PASSWORD, spawn_with_ada_and_rita};
 
 async fn grant(app: &TestApp, token: &str, case_ref: &str, to: &str) -> reqwest::Response {
     app.send(
@@ -90,14 +90,16 @@ async fn a_coordinator_grants_a_case_after_a_step_up_and_the_grantee_reads_it(ba
 async fn a_grantee_who_is_no_coordinator_cannot_grant_and_nobody_grants_to_an_auditor(
     backend: Backend,
 ) {
-    let Some(app) = spawn_app(backend).await else {
+    let Some(AdaAndRita {
+        app,
+        admin,
+        admin_token,
+        rita,
+        rita_token,
+    }) = spawn_with_ada_and_rita(backend).await
+    else {
         return;
     };
-    let admin = app.enrol_first_admin("ada").await;
-    let admin_token = app.login(&admin).await;
-    let (rita, rita_token) = app
-        .add_reviewer(&admin_token, "rita", "reviewer", &["default"])
-        .await;
     app.add_reviewer(&admin_token, "otto", "reviewer", &[])
         .await;
     app.add_reviewer(&admin_token, "aud", "auditor", &[]).await;
@@ -117,14 +119,15 @@ async fn a_grantee_who_is_no_coordinator_cannot_grant_and_nobody_grants_to_an_au
 }
 
 async fn revoking_re_keys_the_case_and_the_revoked_reviewer_reads_nothing(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
+    let Some(AdaAndRita {
+        app,
+        admin_token,
+        rita_token,
+        ..
+    }) = spawn_with_ada_and_rita(backend).await
+    else {
         return;
     };
-    let admin = app.enrol_first_admin("ada").await;
-    let admin_token = app.login(&admin).await;
-    let (_, rita_token) = app
-        .add_reviewer(&admin_token, "rita", "reviewer", &["default"])
-        .await;
     let (case_ref, _) = app.file(&minimal_report("Both can read this.")).await;
     assert_eq!(
         app.get_as(&rita_token, &format!("/api/v1/cases/{case_ref}"))

@@ -199,3 +199,30 @@ impl TestApp {
         self.send(Method::GET, path, Some(token), None).await
     }
 }
+
+/// The cast many tests start from: a fresh service, its first admin `ada`, and `rita`, a
+/// reviewer of the default desk, both logged in.
+pub struct AdaAndRita {
+    pub app: TestApp,
+    pub admin: Reviewer,
+    pub admin_token: String,
+    pub rita: Reviewer,
+    pub rita_token: String,
+}
+
+/// [`AdaAndRita`] on a fresh database; `None` when the backend is unavailable outside CI.
+pub async fn spawn_with_ada_and_rita(backend: crate::helpers::Backend) -> Option<AdaAndRita> {
+    let app = crate::helpers::spawn_app(backend).await?;
+    let admin = app.enrol_first_admin("ada").await;
+    let admin_token = app.login(&admin).await;
+    let (rita, rita_token) = app
+        .add_reviewer(&admin_token, "rita", "reviewer", &["default"])
+        .await;
+    Some(AdaAndRita {
+        app,
+        admin,
+        admin_token,
+        rita,
+        rita_token,
+    })
+}
