@@ -45,6 +45,8 @@ impl Application {
         let listener = TcpListener::bind(address).with_context(|| {
             format!("server.bind (APP_SERVER__BIND): cannot listen on {address}")
         })?;
+        let port = listener.local_addr()?.port();
+        listener.set_nonblocking(true)?;
         storage::create_private_dir(&settings.storage.data_dir).with_context(|| {
             format!(
                 "storage.data_dir (APP_STORAGE__DATA_DIR): could not create {}",
@@ -53,9 +55,10 @@ impl Application {
         })?;
         let store =
             storage::connect(&settings.database.url, settings.database.max_connections).await?;
-        // The last step that may stop the start: a generated escrow identity is recorded here by
-        // its recipient and exists nowhere else until the caller shows it, so no later error may
-        // stop the start and lose it (every case would be sealed to a key nobody holds).
+        // The last step that may stop the start (after it, only handing the bound, non-blocking
+        // socket to the server): a generated escrow identity is recorded here by its recipient
+        // and exists nowhere else until the caller shows it, so no later error may stop the
+        // start and lose it (every case would be sealed to a key nobody holds).
         let (instance, generated_escrow) =
             open_instance(store.as_ref(), settings.escrow_recipient()?, generation).await?;
         let setup_code = match issue_setup_code_if_needed(store.as_ref(), generation).await {
@@ -82,7 +85,6 @@ impl Application {
             idempotency_ttl_hours: settings.limits.idempotency_ttl_hours,
         });
 
-        let port = listener.local_addr()?.port();
         let workers = match settings.server.workers {
             0 => available_cores(),
             configured => configured,

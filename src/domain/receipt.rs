@@ -104,8 +104,10 @@ mod tests {
     #[test]
     fn every_digit_is_drawn_about_equally_often_at_every_position() {
         // 10 digits × 16 positions, 20,000 receipts: each count is binomial with mean 2,000 and
-        // standard deviation ~42, so the bounds sit ~7 deviations out. A biased draw (a modulo
-        // of 2^64, a number that lost its leading zeros or high digits) lands far outside them.
+        // standard deviation ~42, so the bounds sit ~7 deviations out. A grossly biased draw (a
+        // number that lost its leading zeros or high digits, a range cut short) lands far
+        // outside them; a subtle one (a modulo of 2^64, ~1 in 1,844) would not, which is why the
+        // draw is `gen_range`'s.
         const RECEIPTS: usize = 20_000;
         let mut counts = [[0u32; 10]; RECEIPT_DIGITS];
         for _ in 0..RECEIPTS {

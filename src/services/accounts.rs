@@ -640,13 +640,19 @@ impl Vault {
             })
             .await
             .map_err(pool_error)??;
+        // Checked against the request's time: a lock set by a parallel guess since then holds
+        // even if it is short enough to have run out while this one waited for its KDF.
         match self
             .store
-            .replace_login_secrets(&replacement, &expected_verifier, unix_now())
+            .replace_login_secrets(&replacement, &expected_verifier, now)
             .await
         {
             Ok(()) => {}
-            Err(StoreError::Conflict(_)) => return Err(AccountError::WrongPassword),
+            Err(StoreError::Conflict(_)) => {
+                let event = audit_event(&reviewer_id, "account.password_change", None, "failure");
+                self.count_failure(&reviewer_id, now, event).await?;
+                return Err(AccountError::WrongPassword);
+            }
             Err(error) => return Err(error.into()),
         }
         audit::record(
@@ -752,13 +758,16 @@ impl Vault {
             })
             .await
             .map_err(pool_error)??;
+        // Checked against the request's time, like every re-check of the lock-out.
         match self
             .store
-            .replace_login_secrets(&replacement, &secrets.login_verifier, unix_now())
+            .replace_login_secrets(&replacement, &secrets.login_verifier, now)
             .await
         {
             Ok(()) => {}
-            Err(StoreError::Conflict(_)) => return Err(AccountError::LoginFailed),
+            Err(StoreError::Conflict(_)) => {
+                return Err(self.refuse_login(&reviewer, now, "locked_or_changed").await);
+            }
             Err(error) => return Err(error.into()),
         }
         let session = self.open_session(&reviewer, &identity, now).await?;

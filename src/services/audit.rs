@@ -84,7 +84,8 @@ impl std::str::FromStr for Anchor {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let (sequence, hash) = text.trim().split_once(':').ok_or(InvalidAnchor)?;
         let sequence: i64 = sequence.parse().map_err(|_| InvalidAnchor)?;
-        if sequence < 1 || hash.len() != 64 || !hash.is_ascii() {
+        // Hex digits only: `from_str_radix` would also take a sign.
+        if sequence < 1 || hash.len() != 64 || !hash.bytes().all(|byte| byte.is_ascii_hexdigit()) {
             return Err(InvalidAnchor);
         }
         let hash = (0..hash.len())
@@ -240,6 +241,7 @@ mod tests {
             format!("7:{hash}00"),
             format!("7:{}zz", &hash[..62]),
             format!("7:{}\u{e9}", &hash[..62]),
+            format!("7:+{}", &hash[..63]),
             hash.clone(),
         ] {
             assert_eq!(text.parse::<Anchor>(), Err(InvalidAnchor), "{text}");

@@ -417,13 +417,13 @@ async fn dead_sessions_are_swept_from_the_table(backend: Backend) {
         ))
         .await;
     }
-    assert_eq!(app.count("sessions").await, 3);
 
-    let purged = incident_vault::services::accounts::purge_dead_sessions(app.store.as_ref(), now)
+    // The service's own sweep may run in between (it ticks every minute): only the end state is
+    // asserted, which both reach through the same function.
+    incident_vault::services::accounts::purge_dead_sessions(app.store.as_ref(), now)
         .await
         .unwrap();
 
-    assert_eq!(purged, 2);
     assert_eq!(app.count("sessions").await, 1);
     assert_eq!(
         app.get_as(&admin_token, "/api/v1/cases").await.status(),
