@@ -255,8 +255,9 @@ pub trait Store: Send + Sync + 'static {
     async fn memberships_of(&self, reviewer_id: &str) -> Result<Vec<DeskMemberRecord>, StoreError>;
 
     /// Changes an account's role or status and appends `events` to the audit log, in one
-    /// transaction. Disabling deletes the account's sessions in the same transaction. `false`,
-    /// and nothing written, when there is no such account.
+    /// transaction. Disabling deletes the account's sessions in the same transaction; making it a
+    /// plain `reviewer` makes it a plain member of the desks it coordinated. `false`, and nothing
+    /// written, when there is no such account.
     async fn change_account(
         &self,
         reviewer_id: &str,

@@ -1141,6 +1141,17 @@ macro_rules! impl_store {
                         .execute(&mut *transaction)
                         .await?;
                 }
+                if change.role.as_deref() == Some("reviewer") {
+                    // Made a plain reviewer: no longer coordinator of any desk either (granting
+                    // and revoking go with it). An admin can name them desk coordinator again.
+                    sqlx::query(
+                        "UPDATE desk_members SET role = 'member' \
+                         WHERE reviewer_id = $1 AND role = 'coordinator'",
+                    )
+                    .bind(reviewer_id)
+                    .execute(&mut *transaction)
+                    .await?;
+                }
                 for event in events {
                     $crate::storage::sql::append_audit!(transaction, event, chain);
                 }

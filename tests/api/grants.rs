@@ -38,6 +38,51 @@ async fn error_code(response: reqwest::Response) -> String {
     body["error"].as_str().unwrap_or_default().to_owned()
 }
 
+/// A coordinator made a plain reviewer stops coordinating their desks: the step-up that let them
+/// grant a case before no longer does.
+async fn a_demoted_coordinator_grants_nothing_on_their_desk(backend: Backend) {
+    let Some(AdaAndRita {
+        app, admin_token, ..
+    }) = spawn_with_ada_and_rita(backend).await
+    else {
+        return;
+    };
+    let (otto, otto_token) = app
+        .add_reviewer(&admin_token, "otto", "coordinator", &["default"])
+        .await;
+    app.add_reviewer(&admin_token, "ines", "reviewer", &[])
+        .await;
+    let (first, _) = app.file(&minimal_report("Before the demotion.")).await;
+    let (second, _) = app.file(&minimal_report("After the demotion.")).await;
+    app.step_up(&otto_token, &otto).await;
+    let while_coordinator = grant(&app, &otto_token, &first, "ines").await;
+
+    let demoted = app
+        .send(
+            Method::PATCH,
+            "/api/v1/admin/reviewers/otto",
+            Some(&admin_token),
+            Some(json!({"role": "reviewer"})),
+        )
+        .await;
+    let after = grant(&app, &otto_token, &second, "ines").await;
+
+    assert_eq!(while_coordinator.status(), 201);
+    assert_eq!(demoted.status(), 204);
+    assert_eq!(after.status(), 403);
+    assert_eq!(error_code(after).await, "forbidden");
+    let (otto_record, _) = app.stored_account("otto").await;
+    let roles: Vec<String> = app
+        .store
+        .memberships_of(&otto_record.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|membership| membership.role)
+        .collect();
+    assert_eq!(roles, ["member"], "still on the desk, as a member");
+}
+
 async fn a_coordinator_grants_a_case_after_a_step_up_and_the_grantee_reads_it(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -325,6 +370,7 @@ async fn a_new_desk_member_gets_the_desk_cases_as_a_batch(backend: Backend) {
 }
 
 crate::on_both_backends!(
+    a_demoted_coordinator_grants_nothing_on_their_desk,
     a_coordinator_grants_a_case_after_a_step_up_and_the_grantee_reads_it,
     a_grantee_who_is_no_coordinator_cannot_grant_and_nobody_grants_to_an_auditor,
     revoking_re_keys_the_case_and_the_revoked_reviewer_reads_nothing,
