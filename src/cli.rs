@@ -340,7 +340,13 @@ async fn escrow_command(store: &dyn storage::Store, action: EscrowCommand) -> an
         .collect();
     let target = reviewer_named(store, &to).await?;
     let cases = match case {
-        Some(case) => vec![CaseRef::parse(&case)?],
+        Some(case) => {
+            let case = CaseRef::parse(&case)?;
+            if store.case_record(case.as_str()).await?.is_none() {
+                anyhow::bail!("there is no case {case} in this database");
+            }
+            vec![case]
+        }
         None if all => every_case(store).await?,
         None => anyhow::bail!("name a case with --case, or give --all"),
     };
@@ -422,10 +428,10 @@ async fn grant_with_progress(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cases  {eta} left")
             .context("the progress bar template is malformed")?,
     );
-    let tally = grants::grant_cases_offline(store, openers, cases, target, actor, || bar.inc(1))
-        .await
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let tally =
+        grants::grant_cases_offline(store, openers, cases, target, actor, || bar.inc(1)).await;
     bar.finish_and_clear();
+    let tally = tally.map_err(|error| anyhow::anyhow!("{error:#}"))?;
     writeln!(
         std::io::stdout().lock(),
         "granted {} case(s) to {}; {} held already; {} not opened by the given identity",

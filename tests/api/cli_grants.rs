@@ -157,6 +157,16 @@ async fn the_escrow_key_grants_one_case_or_all_of_them_to_a_reviewer(backend: Ba
         "--to",
         "rita",
     ]);
+    let mistyped = app.cli(&[
+        "escrow",
+        "grant",
+        "--identity",
+        escrow.to_str().unwrap(),
+        "--case",
+        "0000-0000-0000",
+        "--to",
+        "rita",
+    ]);
     let read_first = app
         .get_as(&rita_token, &format!("/api/v1/cases/{first}"))
         .await;
@@ -176,6 +186,9 @@ async fn the_escrow_key_grants_one_case_or_all_of_them_to_a_reviewer(backend: Ba
     assert!(!with_stranger.status.success());
     assert!(String::from_utf8_lossy(&with_stranger.stderr).contains("opened none of the cases"));
     assert_success(&one);
+    assert!(!mistyped.status.success());
+    let stderr = String::from_utf8_lossy(&mistyped.stderr);
+    assert!(stderr.contains("no case 0000-0000-0000"), "{stderr}");
     assert_eq!(read_first.status(), 200);
     assert_eq!(still_hidden.status(), 404);
     assert_success(&all);
