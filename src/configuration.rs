@@ -139,9 +139,74 @@ impl FromStr for Environment {
     }
 }
 
+/// The environment variables that are settings: `APP_ENVIRONMENT`, `APP_CONFIG_DIR`, and
+/// `APP_SECTION__KEY` for every key of the built-in `base.toml` (which names them all).
+fn known_setting_names() -> anyhow::Result<Vec<String>> {
+    let base = config::Config::builder()
+        .add_source(config::File::from_str(BASE, config::FileFormat::Toml))
+        .build()
+        .and_then(|base| base.try_deserialize::<config::Map<String, config::Value>>())
+        .context("the built-in base.toml is malformed")?;
+    let mut names = vec!["APP_ENVIRONMENT".to_owned(), "APP_CONFIG_DIR".to_owned()];
+    for (section, keys) in base {
+        let Ok(keys) = keys.into_table() else {
+            continue;
+        };
+        for key in keys.keys() {
+            names.push(format!(
+                "APP_{}__{}",
+                section.to_uppercase(),
+                key.to_uppercase()
+            ));
+        }
+    }
+    Ok(names)
+}
+
+/// Refuses an environment variable that is meant as a setting but is not one: a key of one of
+/// our sections that does not exist (`APP_DATABASE__URI`), or a setting with its underscores
+/// changed (`APP_DATABASE_URL`). Either would be ignored without a word, and the service would
+/// start on a default: a fresh SQLite file instead of the PostgreSQL the operator named. Other
+/// `APP_` variables belong to other programs and are left alone. Only names are ever shown,
+/// never values (a database URL may hold a password).
+fn refuse_misspelled_settings(names: &[String]) -> anyhow::Result<()> {
+    let known = known_setting_names()?;
+    let squash = |name: &str| name.replace('_', "").to_uppercase();
+    let sections: Vec<String> = known
+        .iter()
+        .filter_map(|name| {
+            name.split_once("__")
+                .map(|(section, _)| format!("{section}__"))
+        })
+        .collect();
+    for name in names.iter().filter(|name| name.starts_with("APP_")) {
+        if known.iter().any(|known| known == name) {
+            continue;
+        }
+        if let Some(meant) = known.iter().find(|known| squash(known) == squash(name)) {
+            bail!(
+                "{name} is not a setting: did you mean {meant}? (sections and keys are joined by two underscores)"
+            );
+        }
+        if sections
+            .iter()
+            .any(|section| name.starts_with(section.as_str()))
+        {
+            bail!(
+                "{name} is not a setting; the settings are listed in the README's configuration table"
+            );
+        }
+    }
+    Ok(())
+}
+
 impl Settings {
     /// Loads the layers from `config_dir` (usually `./config`) and the process environment.
     pub fn load(config_dir: &Path) -> anyhow::Result<Self> {
+        let names = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .collect::<Vec<_>>();
+        refuse_misspelled_settings(&names)?;
         let environment: Environment = std::env::var("APP_ENVIRONMENT")
             .unwrap_or_else(|_| "local".into())
             .parse()?;
@@ -305,6 +370,28 @@ mod tests {
         let mut settings = defaults();
         change(&mut settings);
         settings.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_misspelled_setting_is_refused_by_name_and_others_are_left_alone() {
+        let names = |list: &[&str]| {
+            list.iter()
+                .map(|name| (*name).to_owned())
+                .collect::<Vec<_>>()
+        };
+        let refused = |list: &[&str]| {
+            refuse_misspelled_settings(&names(list))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused(&["APP_DATABASE_URL"]).contains("did you mean APP_DATABASE__URL"));
+        assert!(refused(&["APP_STORAGE__DATADIR"]).contains("did you mean APP_STORAGE__DATA_DIR"));
+        assert!(refused(&["APP_DATABASE__URI"]).contains("APP_DATABASE__URI is not a setting"));
+        // Every real setting, and other programs' APP_ variables, pass.
+        let mut fine = known_setting_names().unwrap();
+        fine.extend(names(&["APP_NAME", "APP_VERSION", "HOME", "APPLE"]));
+        assert!(refuse_misspelled_settings(&fine).is_ok());
+        assert!(fine.contains(&"APP_LIMITS__JSON_BODY_BYTES".to_owned()));
     }
 
     #[test]
