@@ -206,7 +206,9 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<(), StoreError>;
 
-    /// Stores a new session.
+    /// Stores a new session, provided its account is still active at the write (an admin may
+    /// disable it while a recovery runs its KDF); otherwise [`StoreError::Conflict`]`("inactive")`
+    /// and nothing written.
     async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
 
     /// A live session (not expired at `now`, account active) by token hash, with its reviewer.

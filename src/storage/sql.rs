@@ -201,7 +201,8 @@ where
     bind_grants(query, first_grants, case.desk_id.as_str())
 }
 
-/// The INSERT of a session row, for any backend (a login's transaction, or alone).
+/// The INSERT of a session row, for any backend (a login's transaction, or alone); it writes
+/// nothing for an account that is not active.
 pub(crate) fn insert_session_query<DB>(
     session: &crate::storage::SessionRecord,
 ) -> sqlx::query::Query<'_, DB, <DB as sqlx::Database>::Arguments>
@@ -214,7 +215,8 @@ where
 {
     sqlx::query(
         "INSERT INTO sessions (token_hash, reviewer_id, created_at, last_seen_at, expires_at, \
-         sealed_identity, stepped_up_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         sealed_identity, stepped_up_at) SELECT $1, $2, $3, $4, $5, $6, $7 \
+         WHERE EXISTS (SELECT 1 FROM reviewers r WHERE r.id = $2 AND r.status = 'active')",
     )
     .bind(session.token_hash.as_slice())
     .bind(session.reviewer_id.as_str())
@@ -907,10 +909,14 @@ macro_rules! impl_store {
                 &self,
                 session: &$crate::storage::SessionRecord,
             ) -> Result<(), $crate::storage::StoreError> {
-                $crate::storage::sql::insert_session_query(session)
+                let inserted = $crate::storage::sql::insert_session_query(session)
                     .execute(&self.pool)
-                .await?;
-                Ok(())
+                    .await?;
+                if inserted.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    Err($crate::storage::StoreError::Conflict("inactive"))
+                }
             }
 
             async fn live_session(

@@ -276,6 +276,31 @@ fn export_identity(app: &TestApp, username: &str, password: &str) -> std::proces
     output
 }
 
+/// A session is written only for an account that is still active at the write: a recovery whose
+/// account an admin disabled while it ran opens none.
+async fn no_session_is_written_for_an_account_disabled_meanwhile(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.enrol_first_admin("ada").await;
+    let (ada, _) = app.stored_account("ada").await;
+    let now = unix_now();
+    let before = app.count("sessions").await;
+
+    app.execute("UPDATE reviewers SET status = 'disabled'")
+        .await;
+    let while_disabled = app.store.insert_session(&session_for(&ada.id, now)).await;
+    app.execute("UPDATE reviewers SET status = 'active'").await;
+    let while_active = app.store.insert_session(&session_for(&ada.id, now)).await;
+
+    assert!(
+        matches!(while_disabled, Err(StoreError::Conflict("inactive"))),
+        "{while_disabled:?}"
+    );
+    while_active.unwrap();
+    assert_eq!(app.count("sessions").await, before + 1);
+}
+
 /// An identity export whose audit event cannot be written leaves no file behind: a secret on disk
 /// that the log does not show is what the audit exists to rule out.
 async fn an_export_that_cannot_be_audited_leaves_no_file(backend: Backend) {
@@ -414,6 +439,7 @@ crate::on_both_backends!(
     a_locked_account_cannot_change_its_password,
     recovery_step_up_and_password_change_writes_refuse_a_lock_set_meanwhile,
     an_export_that_cannot_be_audited_leaves_no_file,
+    no_session_is_written_for_an_account_disabled_meanwhile,
     the_offline_tools_refuse_disabled_and_locked_accounts_and_count_wrong_passwords,
     concurrent_enrolments_all_succeed,
 );
