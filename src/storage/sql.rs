@@ -747,6 +747,13 @@ macro_rules! impl_store {
                 enrolment: &$crate::storage::EnrolmentRecord,
             ) -> Result<bool, $crate::storage::StoreError> {
                 let mut transaction = self.pool.begin().await?;
+                // Two nodes starting at once must not both leave a live code. Locking the
+                // instance row first serialises them on PostgreSQL, whose later statements then
+                // see the earlier code (READ COMMITTED takes a fresh snapshot per statement) and
+                // delete it; SQLite serialises writers by itself.
+                sqlx::query("UPDATE instance SET created_on = created_on WHERE id = 1")
+                    .execute(&mut *transaction)
+                    .await?;
                 sqlx::query("DELETE FROM enrolments WHERE kind = 'setup' AND reviewer_id IS NULL")
                     .execute(&mut *transaction)
                     .await?;

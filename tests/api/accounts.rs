@@ -83,6 +83,27 @@ async fn the_first_account_joins_the_default_desk_and_receives_new_cases(backend
     assert_eq!(app.count("grants").await, 2, "escrow and the coordinator");
 }
 
+/// Nodes that issue setup codes at the same moment leave exactly one live code, not one each.
+async fn setup_codes_issued_at_once_leave_one_live_code(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    for _ in 0..5 {
+        let issued = futures_util::future::join_all(
+            (0..6)
+                .map(|_| incident_vault::services::accounts::issue_setup_code(app.store.as_ref())),
+        )
+        .await;
+
+        assert!(issued.iter().all(|code| matches!(code, Ok(Some(_)))));
+        assert_eq!(
+            app.count("enrolments WHERE kind = 'setup' AND reviewer_id IS NULL")
+                .await,
+            1
+        );
+    }
+}
+
 async fn a_spent_setup_code_and_a_second_setup_code_are_refused(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -349,6 +370,7 @@ crate::on_both_backends!(
     the_setup_code_creates_the_first_account_which_can_log_in_and_out,
     the_first_account_joins_the_default_desk_and_receives_new_cases,
     a_spent_setup_code_and_a_second_setup_code_are_refused,
+    setup_codes_issued_at_once_leave_one_live_code,
     wrong_passwords_replayed_codes_and_unknown_users_get_one_generic_401,
     a_weak_password_is_refused_and_creates_nothing,
 );
