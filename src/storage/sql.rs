@@ -880,9 +880,14 @@ macro_rules! impl_store {
                 if spent.rows_affected() != 1 {
                     return Err($crate::storage::StoreError::Conflict("login"));
                 }
-                $crate::storage::sql::insert_session_query(session)
+                // A disabling committed since the UPDATE above (PostgreSQL reads each statement
+                // afresh) leaves the INSERT empty: no session, and no login.
+                let inserted = $crate::storage::sql::insert_session_query(session)
                     .execute(&mut *transaction)
-                .await?;
+                    .await?;
+                if inserted.rows_affected() != 1 {
+                    return Err($crate::storage::StoreError::Conflict("login"));
+                }
                 $crate::storage::sql::append_audit!(transaction, event, chain);
                 transaction.commit().await?;
                 Ok(())
