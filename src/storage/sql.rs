@@ -5,6 +5,13 @@
 
 use crate::storage::GRANTS_PER_STATEMENT;
 
+/// Whether a name a client sent holds a NUL character, which no stored name can hold: PostgreSQL
+/// refuses it in any text value with an error (a 500 for what is simply no match), while SQLite
+/// finds no row. Lookups by such a name answer "none" on both, before the database sees it.
+pub(crate) fn holds_nul(text: &str) -> bool {
+    text.contains('\0')
+}
+
 /// The columns of [`crate::storage::CaseRecord`], qualified by the alias `c`.
 macro_rules! case_columns {
     () => {
@@ -341,6 +348,9 @@ macro_rules! impl_store {
                 &self,
                 slug: &str,
             ) -> Result<Option<$crate::storage::DeskRecord>, $crate::storage::StoreError> {
+                if $crate::storage::sql::holds_nul(slug) {
+                    return Ok(None);
+                }
                 Ok(sqlx::query_as("SELECT id, slug, name FROM desks WHERE slug = $1")
                     .bind(slug)
                     .fetch_optional(&self.pool)
@@ -351,6 +361,9 @@ macro_rules! impl_store {
                 &self,
                 slug: &str,
             ) -> Result<Option<$crate::storage::IntakeDesk>, $crate::storage::StoreError> {
+                if $crate::storage::sql::holds_nul(slug) {
+                    return Ok(None);
+                }
                 // One row per active member, or one row with no member for a desk without any.
                 let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
                     "SELECT d.id, r.id, r.recipient FROM desks d \
@@ -786,6 +799,9 @@ macro_rules! impl_store {
                 Option<($crate::storage::ReviewerRecord, $crate::storage::ReviewerSecretsRecord)>,
                 $crate::storage::StoreError,
             > {
+                if $crate::storage::sql::holds_nul(username) {
+                    return Ok(None);
+                }
                 // One round trip: a login's only read before its KDF.
                 let found: Option<$crate::storage::records::ReviewerWithSecrets> =
                     sqlx::query_as(concat!(

@@ -1,6 +1,7 @@
 //! The first account: setup code, enrolment with password and TOTP, login, logout.
 
 use incident_vault::crypto::totp::TotpSecret;
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, minimal_report, spawn_app};
@@ -81,6 +82,64 @@ async fn the_first_account_joins_the_default_desk_and_receives_new_cases(backend
     app.file(&minimal_report("For the desk.")).await;
 
     assert_eq!(app.count("grants").await, 2, "escrow and the coordinator");
+}
+
+/// A name holding a NUL character is simply no match, as on SQLite: PostgreSQL refuses NUL in
+/// text, and without a guard it answered 500 (and logged an error) to anyone, logged in or not.
+async fn a_name_with_a_nul_character_is_no_match_on_either_database(backend: Backend) {
+    let Some(crate::people::AdaAndRita {
+        app,
+        admin_token,
+        rita,
+        ..
+    }) = crate::people::spawn_with_ada_and_rita(backend).await
+    else {
+        return;
+    };
+    let (case_ref, _) = app.file(&minimal_report("x")).await;
+    let login = |username: &str| {
+        app.post_json(
+            "/api/v1/auth/login",
+            json!({"username": username, "password": rita.password, "totp": "123456"}),
+        )
+    };
+    let (app, admin_token) = (&app, admin_token.as_str());
+    let grant = |reviewer: &str| {
+        let path = format!("/api/v1/cases/{case_ref}/grants");
+        let body = json!({"reviewer": reviewer});
+        async move {
+            app.send(Method::POST, &path, Some(admin_token), Some(body))
+                .await
+        }
+    };
+    let change = |username: &str| {
+        let path = format!("/api/v1/admin/reviewers/{username}");
+        async move {
+            app.send(
+                Method::PATCH,
+                &path,
+                Some(admin_token),
+                Some(json!({"status": "disabled"})),
+            )
+            .await
+        }
+    };
+    let list = |desk: &str| {
+        let path = format!("/api/v1/cases?desk={desk}");
+        async move { app.get_as(admin_token, &path).await }
+    };
+
+    let pairs = [
+        (login("rita\u{0}").await, login("nobody").await),
+        (grant("rita\u{0}").await, grant("nobody").await),
+        (change("rita%00").await, change("nobody").await),
+        (list("default%00").await, list("no-such-desk").await),
+    ];
+
+    for (with_nul, unknown) in pairs {
+        assert_ne!(with_nul.status(), 500);
+        assert_eq!(with_nul.status(), unknown.status(), "{}", with_nul.url());
+    }
 }
 
 /// Nodes that issue setup codes at the same moment leave exactly one live code, not one each.
@@ -371,6 +430,7 @@ crate::on_both_backends!(
     the_first_account_joins_the_default_desk_and_receives_new_cases,
     a_spent_setup_code_and_a_second_setup_code_are_refused,
     setup_codes_issued_at_once_leave_one_live_code,
+    a_name_with_a_nul_character_is_no_match_on_either_database,
     wrong_passwords_replayed_codes_and_unknown_users_get_one_generic_401,
     a_weak_password_is_refused_and_creates_nothing,
 );
