@@ -73,6 +73,75 @@ async fn the_setup_code_creates_the_first_account_which_can_log_in_and_out(backe
     assert_eq!(app.count("sessions").await, 0);
 }
 
+/// A browser's cookie authenticates reads from anywhere, but a change only from this site: the
+/// `Origin` must name this host. Without that check a page elsewhere could log a reviewer out
+/// or grant cases in their name (cross-site request forgery).
+async fn a_cookie_session_changes_nothing_from_another_origin(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let login = app
+        .post_json(
+            "/api/v1/auth/login",
+            json!({"username": "ada", "password": admin.password, "totp": admin.next_code().await}),
+        )
+        .await;
+    assert_eq!(login.status(), 200);
+    let set_cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let with_cookie = |method: Method, path: &str, origin: Option<&str>| {
+        let mut request = app
+            .client
+            .request(method, format!("{}{path}", app.address))
+            .header("Cookie", &cookie)
+            .header("Content-Type", "application/json");
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        request.send()
+    };
+
+    let read_from_elsewhere =
+        with_cookie(Method::GET, "/api/v1/cases", Some("https://evil.example"))
+            .await
+            .unwrap();
+    let foreign = with_cookie(
+        Method::POST,
+        "/api/v1/auth/logout",
+        Some("https://evil.example"),
+    )
+    .await
+    .unwrap();
+    let lookalike = with_cookie(
+        Method::POST,
+        "/api/v1/auth/logout",
+        Some(&format!("{}.evil.example", app.address)),
+    )
+    .await
+    .unwrap();
+    let none = with_cookie(Method::POST, "/api/v1/auth/logout", None)
+        .await
+        .unwrap();
+    let sessions_after_refusals = app.count("sessions").await;
+    let same_site = with_cookie(Method::POST, "/api/v1/auth/logout", Some(&app.address))
+        .await
+        .unwrap();
+
+    assert_eq!(read_from_elsewhere.status(), 200, "reads need no Origin");
+    for refused in [foreign, lookalike, none] {
+        assert_eq!(refused.status(), 403);
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"], "cross_origin_request");
+    }
+    assert_eq!(
+        sessions_after_refusals, 1,
+        "no refused logout ended the session"
+    );
+    assert_eq!(same_site.status(), 204);
+    assert_eq!(app.count("sessions").await, 0);
+}
+
 async fn the_first_account_joins_the_default_desk_and_receives_new_cases(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -431,6 +500,7 @@ crate::on_both_backends!(
     a_spent_setup_code_and_a_second_setup_code_are_refused,
     setup_codes_issued_at_once_leave_one_live_code,
     a_name_with_a_nul_character_is_no_match_on_either_database,
+    a_cookie_session_changes_nothing_from_another_origin,
     wrong_passwords_replayed_codes_and_unknown_users_get_one_generic_401,
     a_weak_password_is_refused_and_creates_nothing,
 );
