@@ -50,7 +50,8 @@ pub trait Store: Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
 
-    /// Runs a real query, so that readiness means "the database answers".
+    /// Reads the instance row, so that readiness means "this service's database answers": an
+    /// unreachable, empty or unmigrated database is an error.
     async fn health_check(&self) -> Result<(), StoreError>;
 
     /// Closes the pool: in-flight queries finish, new ones fail at once.

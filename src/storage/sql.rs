@@ -284,7 +284,11 @@ macro_rules! impl_store {
             }
 
             async fn health_check(&self) -> Result<(), $crate::storage::StoreError> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                // A table, not `SELECT 1`: on SQLite that would not even read the file, and a
+                // database swapped for an empty or unmigrated one would still look ready.
+                sqlx::query("SELECT 1 FROM instance WHERE id = 1")
+                    .fetch_one(&self.pool)
+                    .await?;
                 Ok(())
             }
 

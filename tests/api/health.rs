@@ -50,6 +50,22 @@ async fn readyz_is_503_when_the_database_cannot_be_reached(backend: Backend) {
     );
 }
 
+/// Reachable is not enough: a database that lost this service's instance (swapped for an empty
+/// one behind its back) is not ready.
+async fn readyz_is_503_when_the_database_is_not_this_services(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    assert_eq!(app.get("/readyz").await.status(), 200);
+
+    app.execute("DELETE FROM instance").await;
+    let response = app.get("/readyz").await;
+
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "database_unavailable");
+}
+
 async fn an_unknown_route_is_a_json_404_with_security_headers(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -76,5 +92,6 @@ crate::on_both_backends!(
     healthz_answers_ok,
     readyz_reports_the_database_that_answers,
     readyz_is_503_when_the_database_cannot_be_reached,
+    readyz_is_503_when_the_database_is_not_this_services,
     an_unknown_route_is_a_json_404_with_security_headers,
 );
