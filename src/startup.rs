@@ -251,6 +251,8 @@ fn security_headers() -> DefaultHeaders {
         .add(("Referrer-Policy", "no-referrer"))
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("X-Frame-Options", "DENY"))
+        // Browsers heed it only over HTTPS (behind the TLS proxy), where it keeps them there.
+        .add(("Strict-Transport-Security", "max-age=31536000"))
         .add((
             "Permissions-Policy",
             "camera=(), microphone=(), geolocation=()",

@@ -87,7 +87,21 @@ pub async fn request_span(
             let status = response.status();
             span.record("http.status_code", status.as_u16());
             span.record("latency_ms", latency_ms);
-            if status.is_server_error() {
+            if status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
+                // Shedding load (a full crypto queue) or a database that does not answer: the
+                // service is working as designed, and a flood must not become an error flood.
+                let code = response
+                    .response()
+                    .error()
+                    .and_then(|error| error.as_error::<ApiError>())
+                    .map(ApiError::code);
+                tracing::warn!(
+                    status = status.as_u16(),
+                    latency_ms,
+                    error = code,
+                    "request refused for now"
+                );
+            } else if status.is_server_error() {
                 // The cause chain of an opaque 500 goes to the log, never to the client.
                 let cause = response
                     .response()

@@ -48,6 +48,16 @@ async fn readyz_is_503_when_the_database_cannot_be_reached(backend: Backend) {
         200,
         "liveness does not depend on the database"
     );
+    // A 503 is the service refusing for now, not failing: logged as a warning, so that a flood
+    // of them does not bury the error log.
+    let logs = crate::helpers::LOGS.contents();
+    assert!(
+        logs.lines()
+            .any(|line| line.contains("request refused for now")
+                && line.contains("database_unavailable")
+                && line.contains("WARN")),
+        "no warning for the 503"
+    );
 }
 
 /// Reachable is not enough: a database that lost this service's instance (swapped for an empty
@@ -78,6 +88,7 @@ async fn an_unknown_route_is_a_json_404_with_security_headers(backend: Backend) 
     assert_eq!(headers["cache-control"], "no-store");
     assert_eq!(headers["x-content-type-options"], "nosniff");
     assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["strict-transport-security"], "max-age=31536000");
     assert!(
         headers["content-security-policy"]
             .to_str()
