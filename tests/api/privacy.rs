@@ -113,7 +113,71 @@ async fn a_full_request_cycle_logs_no_ip_address_and_no_user_agent(backend: Back
     );
 }
 
+/// Account secrets never reach a log either: not a password (right or wrong), not an unknown
+/// username, not a recovery code, not a session token sent as a bearer or as the cookie, and
+/// not on the one path that logs variable text, an opaque 500 with its cause chain.
+async fn account_secrets_leave_no_trace_in_the_logs(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let secret = canary();
+    let admin = app.enrol_first_admin("ada").await;
+    let token = app.login(&admin).await;
+    let wrong_password = format!("wrong {secret} password");
+    let unknown_user = format!("who{}", secret.to_lowercase());
+    let recovery_code = format!("{secret}-RECOVERY");
+    for (username, password) in [
+        ("ada", wrong_password.as_str()),
+        (unknown_user.as_str(), admin.password.as_str()),
+    ] {
+        let refused = app
+            .post_json(
+                "/api/v1/auth/login",
+                serde_json::json!({"username": username, "password": password, "totp": "123456"}),
+            )
+            .await;
+        assert_eq!(refused.status(), 401);
+    }
+    let recover = app
+        .post_json(
+            "/api/v1/auth/recover",
+            serde_json::json!({
+                "username": "ada",
+                "recovery_code": recovery_code,
+                "totp": "123456",
+                "new_password": format!("a new passphrase {secret}"),
+            }),
+        )
+        .await;
+    assert!(recover.status().is_client_error());
+    let with_cookie = app
+        .client
+        .get(format!("{}/api/v1/cases", app.address))
+        .header("Cookie", format!("__Host-iv_session={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_cookie.status(), 200);
+    // The one path that logs variable text: a 500 and its cause chain.
+    app.execute("DROP TABLE grants").await;
+    let failed = app.get_as(&token, "/api/v1/cases").await;
+    assert_eq!(failed.status(), 500);
+
+    let logs = LOGS.contents();
+    assert!(logs.contains("request failed"), "the 500 was logged");
+    for forbidden in [
+        secret.as_str(),
+        secret.to_lowercase().as_str(),
+        token.as_str(),
+        admin.password.as_str(),
+        admin.recovery_code.as_str(),
+    ] {
+        assert!(!logs.contains(forbidden), "the log holds a secret");
+    }
+}
+
 crate::on_both_backends!(
+    account_secrets_leave_no_trace_in_the_logs,
     a_canary_in_a_report_leaves_no_trace_at_rest_or_in_the_logs,
     a_full_request_cycle_logs_no_ip_address_and_no_user_agent,
 );
