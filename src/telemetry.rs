@@ -87,14 +87,14 @@ pub async fn request_span(
             let status = response.status();
             span.record("http.status_code", status.as_u16());
             span.record("latency_ms", latency_ms);
+            let api_error = response
+                .response()
+                .error()
+                .and_then(|error| error.as_error::<ApiError>());
+            let code = api_error.map(ApiError::code);
             if status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
                 // Shedding load (a full crypto queue) or a database that does not answer: the
                 // service is working as designed, and a flood must not become an error flood.
-                let code = response
-                    .response()
-                    .error()
-                    .and_then(|error| error.as_error::<ApiError>())
-                    .map(ApiError::code);
                 tracing::warn!(
                     status = status.as_u16(),
                     latency_ms,
@@ -103,19 +103,9 @@ pub async fn request_span(
                 );
             } else if status.is_server_error() {
                 // The cause chain of an opaque 500 goes to the log, never to the client.
-                let cause = response
-                    .response()
-                    .error()
-                    .and_then(|error| error.as_error::<ApiError>())
-                    .map(ApiError::log_detail)
-                    .unwrap_or_default();
+                let cause = api_error.map(ApiError::log_detail).unwrap_or_default();
                 tracing::error!(status = status.as_u16(), latency_ms, cause = %cause, "request failed");
             } else {
-                let code = response
-                    .response()
-                    .error()
-                    .and_then(|error| error.as_error::<ApiError>())
-                    .map(ApiError::code);
                 tracing::info!(
                     status = status.as_u16(),
                     latency_ms,
