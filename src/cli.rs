@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::configuration::{Environment, Settings};
 use crate::domain::{CaseRef, DeskRole, Role};
-use crate::services::instance::{EscrowGeneration, GeneratedEscrow};
+use crate::services::instance::{EscrowGeneration, GeneratedEscrow, open_instance};
 use crate::services::{accounts, audit, grants, offline};
 use crate::startup::Application;
 use crate::storage;
@@ -33,6 +33,10 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Prepare a new installation's database once: migrate it, record the instance (its salt and
+    /// the escrow recipient of APP_ESCROW__RECIPIENT) and create the default desk. A production
+    /// service starts only on a database made this way.
+    Init,
     /// Print a fresh one-time setup code for the first account (refused once an account exists).
     SetupCode,
     /// Offline access to one case, straight from the database.
@@ -156,6 +160,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_telemetry(&settings, std::io::stderr)?;
             storage::connect(&settings.database.url, 1).await?;
             tracing::info!("migrations are up to date");
+            Ok(())
+        }
+        Command::Init => {
+            init_telemetry(&settings, std::io::stderr)?;
+            let interactive = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+            let generation = if interactive && settings.environment == Environment::Local {
+                EscrowGeneration::Allowed
+            } else {
+                EscrowGeneration::Refused
+            };
+            let store = storage::connect(&settings.database.url, 1).await?;
+            let existed = store.instance().await?.is_some();
+            let outcome =
+                open_instance(store.as_ref(), settings.escrow_recipient()?, generation).await;
+            store.close().await;
+            let (instance, generated) = outcome?;
+            if let Some(escrow) = generated {
+                show_escrow_identity_once(&escrow)?;
+            }
+            writeln!(
+                std::io::stdout().lock(),
+                "{}: escrow recipient {}; next, `incident-vault setup-code` for the first account",
+                if existed {
+                    "this database was initialised already"
+                } else {
+                    "initialised"
+                },
+                instance.escrow_recipient
+            )?;
             Ok(())
         }
         Command::SetupCode => {

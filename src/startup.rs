@@ -10,7 +10,7 @@ use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
-use crate::configuration::{Settings, available_cores};
+use crate::configuration::{Environment, Settings, available_cores};
 use crate::crypto::pool::CryptoPool;
 use crate::routes::{self, RequestLimits};
 use crate::services::Vault;
@@ -53,6 +53,9 @@ impl Application {
                 settings.storage.data_dir.display()
             )
         })?;
+        if settings.environment == Environment::Production {
+            require_initialised(&settings.database.url).await?;
+        }
         let store =
             storage::connect(&settings.database.url, settings.database.max_connections).await?;
         // The last step that may stop the start (after it, only handing the bound, non-blocking
@@ -185,6 +188,29 @@ fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
             _ = interrupt.recv() => {}
         }
     })
+}
+
+/// A production service neither creates, migrates nor initialises a database that holds no
+/// instance of it: restarted onto an empty or wrong one (a restore under way, a mistyped URL), it
+/// would make a new instance there and take reports into it, and a `pg_restore` would then clash
+/// with its tables. `incident-vault init` does that once, on purpose. Checked before anything is
+/// written; a database that holds an instance is migrated as usual afterwards.
+async fn require_initialised(url: &str) -> anyhow::Result<()> {
+    let store = storage::open(url, 1).await.context(
+        "could not open database.url (APP_DATABASE__URL); a production service does not create \
+         its database: for a new installation run `incident-vault init` once",
+    )?;
+    let found = store.instance().await;
+    store.close().await;
+    match found {
+        Ok(Some(_)) => Ok(()),
+        _ => anyhow::bail!(
+            "database.url (APP_DATABASE__URL) holds no instance of this service. For a new \
+             installation, run `incident-vault init` once with the service's environment; when \
+             restoring, restore first. A production service does not initialise a database by \
+             itself"
+        ),
+    }
 }
 
 /// A setup code when no account exists yet and a person will see it. Where nobody would (a

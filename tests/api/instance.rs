@@ -96,6 +96,61 @@ async fn a_first_start_that_cannot_listen_records_no_escrow(backend: Backend) {
     );
 }
 
+/// In production the service starts only on a database that `incident-vault init` prepared: an
+/// empty one (a restore under way, a mistyped URL) is refused before anything is written to it,
+/// instead of becoming a new instance that takes reports.
+async fn production_serves_only_a_database_that_init_prepared(backend: Backend) {
+    let Some((database, dir)) = fresh(backend).await else {
+        return;
+    };
+    let escrow = age::x25519::Identity::generate();
+    let mut settings = test_settings(database.url(), dir.path(), Some(&escrow));
+    settings.environment = incident_vault::configuration::Environment::Production;
+
+    let refused = Application::build(settings.clone()).await;
+
+    let error = format!("{:#}", refused.err().expect("an empty database is refused"));
+    assert!(error.contains("incident-vault init"), "{error}");
+    let untouched = match incident_vault::storage::open(database.url(), 1).await {
+        Err(_) => true,
+        Ok(store) => store.instance().await.is_err(),
+    };
+    assert!(
+        untouched,
+        "the refused start created or migrated the database"
+    );
+    let init = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_incident-vault"))
+            .arg("init")
+            .env("APP_ENVIRONMENT", "production")
+            .env("APP_DATABASE__URL", database.url())
+            .env("APP_STORAGE__DATA_DIR", dir.path().join("data"))
+            .env("APP_ESCROW__RECIPIENT", escrow.to_public().to_string())
+            .env("APP_TELEMETRY__LEVEL", "warn")
+            .output()
+            .unwrap()
+    };
+    let first = init();
+    let again = init();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).starts_with("initialised:"));
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("initialised already"));
+    let app = start(
+        Application::build(settings.clone()).await.unwrap(),
+        settings,
+        escrow,
+        database,
+        dir,
+    );
+    let (case_ref, _) = app.file(&full_report("after init")).await;
+    assert!(!case_ref.is_empty());
+}
+
 async fn a_restart_keeps_the_instance_and_its_cases(backend: Backend) {
     let Some((database, dir)) = fresh(backend).await else {
         return;
@@ -161,6 +216,7 @@ async fn an_unknown_database_scheme_is_refused_before_anything_is_created(backen
 crate::on_both_backends!(
     first_start_without_escrow_generates_one_that_is_shown_once_and_never_stored,
     a_first_start_that_cannot_listen_records_no_escrow,
+    production_serves_only_a_database_that_init_prepared,
     a_restart_keeps_the_instance_and_its_cases,
     a_different_escrow_recipient_on_restart_is_refused,
     an_unknown_database_scheme_is_refused_before_anything_is_created,
