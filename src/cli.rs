@@ -164,12 +164,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Init => {
             init_telemetry(&settings, std::io::stderr)?;
-            let interactive = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
-            let generation = if interactive && settings.environment == Environment::Local {
-                EscrowGeneration::Allowed
-            } else {
-                EscrowGeneration::Refused
-            };
+            let generation = secrets_may_be_shown(&settings);
             let store = storage::connect(&settings.database.url, 1).await?;
             let existed = store.instance().await?.is_some();
             let outcome =
@@ -283,16 +278,21 @@ async fn open_existing(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn
     )
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
-    init_telemetry(&settings, std::io::stdout)?;
-    // Shown only to a person at an interactive terminal on a local instance: in production
-    // (containers, service managers) the terminal may itself be a log.
+/// Whether a secret made at start-up (a generated escrow identity, the setup code) may be shown:
+/// only to a person at an interactive terminal on a local instance. In production (containers,
+/// service managers) the terminal may itself be a log.
+fn secrets_may_be_shown(settings: &Settings) -> EscrowGeneration {
     let interactive = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
-    let generation = if interactive && settings.environment == Environment::Local {
+    if interactive && settings.environment == Environment::Local {
         EscrowGeneration::Allowed
     } else {
         EscrowGeneration::Refused
-    };
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    init_telemetry(&settings, std::io::stdout)?;
+    let generation = secrets_may_be_shown(&settings);
     let mut application = Application::build_with(settings, generation).await?;
     if let Some(escrow) = application.take_generated_escrow() {
         show_escrow_identity_once(&escrow)?;
