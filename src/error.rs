@@ -64,8 +64,8 @@ pub struct ErrorBody<'a> {
     error: &'a str,
     /// A sentence for a person; it never repeats what the client sent.
     message: String,
-    /// For a 422: each field at fault (dotted path) and what is wrong with it. Absent otherwise.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    /// Each field at fault (dotted path) and what is wrong with it; an empty object when the
+    /// error is not about a field. Always present (DESIGN §5), so a client reads one shape.
     fields: BTreeMap<String, String>,
 }
 
