@@ -210,13 +210,22 @@ impl Settings {
         let environment: Environment = std::env::var("APP_ENVIRONMENT")
             .unwrap_or_else(|_| "local".into())
             .parse()?;
+        // A local run may start anywhere (the base layer is built in); a production one must
+        // find its own layer, or it would run quietly on local defaults (pretty logs, bound to
+        // 127.0.0.1) when the config folder is missing or mistyped.
+        let environment_file = config_dir.join(format!("{}.toml", environment.as_str()));
+        if environment != Environment::Local && !environment_file.is_file() {
+            bail!(
+                "APP_ENVIRONMENT={} needs {}, which is missing: point APP_CONFIG_DIR (or \
+                 --config-dir) at the folder that holds it",
+                environment.as_str(),
+                environment_file.display()
+            );
+        }
         let settings = config::Config::builder()
             .add_source(config::File::from_str(BASE, config::FileFormat::Toml))
             .add_source(config::File::from(config_dir.join("base.toml")).required(false))
-            .add_source(
-                config::File::from(config_dir.join(format!("{}.toml", environment.as_str())))
-                    .required(false),
-            )
+            .add_source(config::File::from(environment_file).required(false))
             .add_source(
                 config::Environment::with_prefix("APP")
                     .prefix_separator("_")
@@ -276,7 +285,11 @@ impl Settings {
         }
         if argon2.memory_kib > 4 * 1024 * 1024 || argon2.parallelism > 16 || argon2.iterations > 100
         {
-            bail!("argon2 parameters are beyond 4 GiB, 100 passes or 16 lanes: refused as a typo");
+            bail!(
+                "argon2 (APP_ARGON2__MEMORY_KIB, APP_ARGON2__ITERATIONS, APP_ARGON2__PARALLELISM) \
+                 is beyond 4 GiB, 100 passes or 16 lanes: refused as a typo; got {}",
+                argon2.encode()
+            );
         }
         let limits = &self.limits;
         let smallest = usize::try_from(crate::domain::report::limits::LARGEST_REPORT_BYTES)?;
@@ -414,6 +427,14 @@ mod tests {
         );
         assert!(refusal(|s| s.argon2.memory_kib = 4096).contains("APP_ARGON2__MEMORY_KIB"));
         assert!(refusal(|s| s.argon2.iterations = 1).contains("APP_ARGON2__ITERATIONS"));
+        for typo in [
+            refusal(|s| s.argon2.memory_kib = 5 * 1024 * 1024),
+            refusal(|s| s.argon2.iterations = 101),
+            refusal(|s| s.argon2.parallelism = 17),
+        ] {
+            assert!(typo.contains("typo"), "{typo}");
+            assert!(typo.contains("APP_ARGON2__PARALLELISM"), "{typo}");
+        }
         assert!(refusal(|s| s.limits.json_body_bytes = 10).contains("APP_LIMITS__JSON_BODY_BYTES"));
         let largest = usize::try_from(crate::domain::report::limits::LARGEST_REPORT_BYTES).unwrap();
         assert!(

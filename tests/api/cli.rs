@@ -181,8 +181,65 @@ fn operator_commands_create_no_database_where_there_is_none() {
     }
 }
 
+/// A production start whose config folder is missing or mistyped is refused by name instead of
+/// running on local defaults, and creates nothing.
+async fn production_without_its_config_layer_is_refused(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(database) = TestDatabase::create_for_test(backend, dir.path()).await else {
+        return;
+    };
+    let empty = dir.path().join("no-config-here");
+    std::fs::create_dir(&empty).unwrap();
+
+    let output = binary(&database, dir.path())
+        .arg("migrate")
+        .env("APP_ENVIRONMENT", "production")
+        .env("APP_CONFIG_DIR", &empty)
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("production.toml"), "{stderr}");
+    assert!(stderr.contains("APP_CONFIG_DIR"), "{stderr}");
+    let touched = match &database {
+        TestDatabase::Sqlite { file, .. } => file.exists(),
+        TestDatabase::Postgres { url, .. } => {
+            use sqlx::Connection;
+            let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+            let tables: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+            )
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+            tables > 0
+        }
+    };
+    assert!(
+        !touched,
+        "the refused command created or migrated the database"
+    );
+
+    let found = binary(&database, dir.path())
+        .arg("migrate")
+        .env("APP_ENVIRONMENT", "production")
+        .env(
+            "APP_CONFIG_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        found.status.success(),
+        "{}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+}
+
 crate::on_both_backends!(
     migrate_prepares_an_empty_database_and_exits,
+    production_without_its_config_layer_is_refused,
     serve_without_a_terminal_or_an_escrow_recipient_refuses_to_start,
     serve_without_a_terminal_logs_no_setup_code_and_stops_cleanly_on_sigterm,
 );
