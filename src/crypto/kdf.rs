@@ -96,7 +96,7 @@ impl Argon2Params {
     }
 
     /// Derives 32 bytes from `secret` and `salt` with argon2id v1.3 (RFC 9106). Slow on purpose:
-    /// call it on the blocking pool.
+    /// call it on the crypto pool (`crypto::pool`).
     pub fn derive(&self, secret: &[u8], salt: &[u8]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
         let params = Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
             .map_err(|_| CryptoError::Kdf)?;

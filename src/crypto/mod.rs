@@ -38,6 +38,12 @@ pub enum CryptoError {
     Encrypt(String),
 }
 
+/// A fresh X25519 age identity from the operating system's randomness: an escrow key, or a
+/// reviewer's own key at enrolment.
+pub fn generate_identity() -> age::x25519::Identity {
+    age::x25519::Identity::generate()
+}
+
 /// Encrypts `plaintext` to every recipient as one standard age file.
 pub(crate) fn encrypt_to(
     recipients: &[&dyn age::Recipient],

@@ -24,7 +24,7 @@ pub struct ReceiptKeys {
     pub wrap_key: SymmetricKey,
 }
 
-/// Runs the receipt KDF. Slow (one argon2id run): call it on the blocking pool.
+/// Runs the receipt KDF. Slow (one argon2id run): call it on the crypto pool (`crypto::pool`).
 pub fn derive_receipt_keys(
     receipt: &ReceiptCode,
     salt: &InstanceSalt,

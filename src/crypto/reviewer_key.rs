@@ -31,7 +31,7 @@ pub struct ReviewerKeys {
     pub wrap_key: SymmetricKey,
 }
 
-/// Runs the reviewer KDF. Slow (one argon2id run): call it on the blocking pool.
+/// Runs the reviewer KDF. Slow (one argon2id run): call it on the crypto pool (`crypto::pool`).
 pub fn derive_reviewer_keys(
     password: &[u8],
     salt: &[u8],
@@ -161,7 +161,7 @@ impl RecoveryCode {
 
 /// Derives the key that seals the recovery copy of a reviewer identity: argon2id over the
 /// normalised code with its own salt, then HKDF under a label of its own. Slow: call it on the
-/// blocking pool.
+/// crypto pool (`crypto::pool`).
 pub fn derive_recovery_wrap_key(
     code: &RecoveryCode,
     salt: &[u8],

@@ -42,16 +42,17 @@ pub async fn healthz() -> HttpResponse {
     responses(
         (status = 200, description = "The database answers.", body = Readiness),
         (status = 503, description = "`database_unavailable`: the database does not answer \
-            within two seconds. `Retry-After` is set."),
+            within two seconds, or holds no instance (empty or not this service's). \
+            `Retry-After` is set."),
     ),
 )]
 #[get("/readyz")]
 pub async fn readyz(vault: web::Data<Vault>) -> Result<HttpResponse, ApiError> {
-    let check = tokio::time::timeout(Duration::from_secs(2), vault.store.health_check()).await;
+    let check = tokio::time::timeout(Duration::from_secs(2), vault.database_ready()).await;
     match check {
         Ok(Ok(())) => Ok(HttpResponse::Ok().json(Readiness {
             status: "ready",
-            database: vault.store.backend(),
+            database: vault.database_backend(),
         })),
         Ok(Err(error)) => {
             tracing::warn!(error = %error, "readiness check failed");

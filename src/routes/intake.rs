@@ -93,7 +93,7 @@ pub async fn intake_parameters(
     vault: web::Data<Vault>,
     request_limits: web::Data<RequestLimits>,
 ) -> Result<HttpResponse, ApiError> {
-    let desks = vault.store.desks().await.map_err(ApiError::internal)?;
+    let desks = vault.intake_desks().await.map_err(ApiError::internal)?;
     let desks: Vec<_> = desks
         .into_iter()
         .map(|desk| IntakeDesk {

@@ -216,7 +216,7 @@ impl Vault {
                 let salt = new_salt();
                 let keys = derive_reviewer_keys(password.as_bytes(), &salt, &params)
                     .context("the password KDF failed")?;
-                let identity = age::x25519::Identity::generate();
+                let identity = crate::crypto::generate_identity();
                 let totp_secret = TotpSecret::generate();
                 let recovery = RecoveryCode::generate();
                 let recovery_salt = new_salt();
@@ -481,8 +481,8 @@ pub struct Recovered {
 }
 
 /// Opens a reviewer's identity with their password, for the offline tools (`reviewer
-/// export-identity`, batch grants from the command line). Runs one argon2id on the blocking pool.
-/// Every failure is [`AccountError::LoginFailed`], and is audited.
+/// export-identity`, batch grants from the command line). Runs one argon2id on the crypto pool
+/// (`crypto::pool`). Every failure is [`AccountError::LoginFailed`], and is audited.
 pub async fn unlock_with_password(
     store: &dyn Store,
     username: &str,

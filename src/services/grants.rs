@@ -87,7 +87,7 @@ pub struct BatchTally {
 }
 
 /// Seals every case key of `existing` that `openers` can open to `grantee`, checking each grant's
-/// binding on the way. Pure crypto, no I/O: run it on the blocking pool.
+/// binding on the way. Pure crypto, no I/O: run it on the crypto pool (`crypto::pool`).
 pub fn reseal_grants(
     case_ref: &CaseRef,
     existing: &[GrantRecord],

@@ -63,7 +63,7 @@ pub async fn open_instance(
                      APP_ESCROW__RECIPIENT to the age1… public key it prints"
                 ),
                 None => {
-                    let identity = age::x25519::Identity::generate();
+                    let identity = crate::crypto::generate_identity();
                     let recipient = identity.to_public().to_string();
                     let generated = GeneratedEscrow {
                         identity: identity.to_string(),

@@ -59,6 +59,11 @@ pub const ESCROW_GRANTEE: &str = "escrow";
 pub const REPORTER_AUTHOR: &str = "reporter";
 
 impl Vault {
+    /// The desks a report may be addressed to, for the intake form.
+    pub async fn intake_desks(&self) -> Result<Vec<crate::storage::DeskRecord>, StoreError> {
+        self.store.desks().await
+    }
+
     /// Files a validated report. With an Idempotency-Key, a retry returns the first answer; a
     /// different report under the same key is refused.
     pub async fn file_report(
@@ -214,7 +219,7 @@ impl IdempotencySeal {
     }
 }
 
-/// What the blocking job needs: owned, so it can cross to the blocking pool.
+/// What the sealing job needs: owned, so it can cross to the crypto pool's threads.
 struct IntakeJob {
     report: Report,
     report_json: Zeroizing<Vec<u8>>,

@@ -27,6 +27,19 @@ pub struct Vault {
     pub idempotency_ttl_hours: u32,
 }
 
+impl Vault {
+    /// Whether the database answers a real query (readiness). A thin pass-through, kept here so
+    /// that routes reach storage only through services.
+    pub async fn database_ready(&self) -> Result<(), crate::storage::StoreError> {
+        self.store.health_check().await
+    }
+
+    /// The backend's name, for the readiness answer.
+    pub fn database_backend(&self) -> &'static str {
+        self.store.backend()
+    }
+}
+
 /// Unix seconds now.
 pub(crate) fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
