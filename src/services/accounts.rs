@@ -23,8 +23,8 @@ use crate::domain::username::Username;
 use crate::domain::{EntryId, Role};
 use crate::services::audit;
 use crate::storage::{
-    EnrolmentRecord, NewAuditEvent, ReviewerRecord, ReviewerSecretsRecord, SessionRecord, Store,
-    StoreError,
+    EnrolmentRecord, NewAuditEvent, Redemption, ReviewerRecord, ReviewerSecretsRecord,
+    SessionRecord, Store, StoreError,
 };
 
 /// How long the setup code printed on first start stays valid.
@@ -152,7 +152,7 @@ pub async fn issue_setup_code(store: &dyn Store) -> Result<Option<SecretString>,
         spent: false,
         username: None,
     };
-    if !store.replace_setup_code(&enrolment).await? {
+    if !store.replace_setup_code(&enrolment, unix_now()).await? {
         return Ok(None);
     }
     audit::record(
@@ -190,9 +190,13 @@ impl Vault {
             .store
             .enrolment(&token_hash)
             .await?
-            .filter(|enrolment| !enrolment.spent && enrolment.reviewer_id.is_none())
-            .filter(|enrolment| enrolment.expires_at > now)
+            .filter(|enrolment| !enrolment.spent && enrolment.expires_at > now)
             .ok_or(AccountError::InvalidToken)?;
+        // Redeemed already but not confirmed: the answer with the TOTP link and recovery code
+        // may have been lost on the way (a 500, a dropped connection), and without it the
+        // account can never be confirmed. The token still holds the authority it had, so a new
+        // redemption replaces that pending account (the store checks it is still pending).
+        let replacing = enrolment.reviewer_id.clone();
         if enrolment
             .username
             .as_deref()
@@ -270,16 +274,24 @@ impl Vault {
             .map_err(pool_error)??;
         let (mut reviewer, secrets, pending_totp, totp_uri, recovery_code) = sealed;
         reviewer.role = enrolment.role.clone();
+        let redemption = Redemption {
+            token_hash: &token_hash,
+            now,
+            replacing: replacing.as_deref(),
+            reviewer: &reviewer,
+            secrets: &secrets,
+            pending_totp: &pending_totp,
+            memberships: &memberships,
+        };
+        let event = audit_event(
+            &reviewer.id,
+            &format!("enrolment.{}", enrolment.kind),
+            Some(&reviewer.username),
+            "success",
+        );
         match self
             .store
-            .redeem_enrolment(
-                &token_hash,
-                now,
-                &reviewer,
-                &secrets,
-                &pending_totp,
-                &memberships,
-            )
+            .redeem_enrolment(&redemption, &event, &audit::chain_hash)
             .await
         {
             Ok(()) => {}
@@ -287,16 +299,6 @@ impl Vault {
             Err(StoreError::Conflict(_)) => return Err(AccountError::InvalidToken),
             Err(error) => return Err(error.into()),
         }
-        audit::record(
-            self.store.as_ref(),
-            audit_event(
-                &reviewer.id,
-                &format!("enrolment.{}", enrolment.kind),
-                Some(&reviewer.username),
-                "success",
-            ),
-        )
-        .await?;
         Ok(EnrolmentStarted {
             totp_uri,
             recovery_code,
@@ -324,20 +326,22 @@ impl Vault {
             TotpSecret::from_bytes(&secret_bytes).context("a pending TOTP secret is malformed")?;
         let step = totp::verify(&secret, code, now.max(0) as u64, None)
             .ok_or(AccountError::InvalidTotp)?;
+        let event = audit_event(reviewer_id, "enrolment.confirmed", None, "success");
         match self
             .store
-            .confirm_enrolment(&token_hash, reviewer_id, step as i64)
+            .confirm_enrolment(
+                &token_hash,
+                reviewer_id,
+                step as i64,
+                &event,
+                &audit::chain_hash,
+            )
             .await
         {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => return Err(AccountError::InvalidToken),
             Err(error) => return Err(error.into()),
         }
-        audit::record(
-            self.store.as_ref(),
-            audit_event(reviewer_id, "enrolment.confirmed", None, "success"),
-        )
-        .await?;
         Ok(())
     }
 

@@ -148,11 +148,14 @@ impl Vault {
                 "auditors join no desk: desk members receive the desk's cases",
             ));
         }
-        if self
-            .store
-            .reviewer_by_username(username.as_str())
-            .await?
-            .is_some()
+        // A pending account whose enrolment expired unconfirmed does not hold the name: its
+        // redemption removes it (`Store::redeem_enrolment`).
+        if let Some((existing, _)) = self.store.reviewer_by_username(username.as_str()).await?
+            && (existing.status != "pending"
+                || self
+                    .store
+                    .has_live_enrolment(&existing.id, unix_now())
+                    .await?)
         {
             return Err(AdminError::Invalid("username", "is taken"));
         }

@@ -125,8 +125,14 @@ pub trait Store: Send + Sync + 'static {
     /// The chain head: the last sequence handed out and the hash of that event.
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
 
-    /// How many reviewer accounts exist, in any status.
-    async fn reviewer_count(&self) -> Result<i64, StoreError>;
+    /// How many reviewer accounts exist: active or disabled ones, and pending ones whose
+    /// enrolment token is still live at `now`. A pending account whose token expired unconfirmed
+    /// does not count (nobody can finish it).
+    async fn reviewer_count(&self, now: i64) -> Result<i64, StoreError>;
+
+    /// Whether an unspent, unexpired enrolment token is redeemed by `reviewer_id` (a pending
+    /// account that can still be confirmed).
+    async fn has_live_enrolment(&self, reviewer_id: &str, now: i64) -> Result<bool, StoreError>;
 
     /// Stores a new enrolment token (by hash).
     async fn insert_enrolment(&self, enrolment: &EnrolmentRecord) -> Result<(), StoreError>;
@@ -134,30 +140,38 @@ pub trait Store: Send + Sync + 'static {
     /// An enrolment by token hash.
     async fn enrolment(&self, token_hash: &[u8]) -> Result<Option<EnrolmentRecord>, StoreError>;
 
-    /// Redeems an unspent, unexpired, unredeemed enrolment: creates the pending account, its
-    /// secrets and its desk memberships in one transaction. [`StoreError::Conflict`] when the
-    /// token was redeemed meanwhile (`enrolment`) or the username is taken (`username`).
+    /// Redeems an unspent, unexpired enrolment that is unredeemed, or whose earlier redemption
+    /// is `redemption.replacing` and still pending (that account, its secrets and memberships are
+    /// removed first): creates the pending account, its secrets, its desk memberships and the
+    /// audit event in one transaction. [`StoreError::Conflict`] when the token was redeemed or
+    /// confirmed meanwhile (`enrolment`) or the username is taken (`username`).
     async fn redeem_enrolment(
         &self,
-        token_hash: &[u8],
-        now: i64,
-        reviewer: &ReviewerRecord,
-        secrets: &ReviewerSecretsRecord,
-        pending_totp: &[u8],
-        memberships: &[(String, String)],
+        redemption: &Redemption<'_>,
+        event: &NewAuditEvent,
+        chain: &AuditChain,
     ) -> Result<(), StoreError>;
 
-    /// Replaces any unredeemed setup code with a new one, unless an account exists (then
-    /// `false`, and nothing is stored).
-    async fn replace_setup_code(&self, enrolment: &EnrolmentRecord) -> Result<bool, StoreError>;
+    /// Replaces any unredeemed setup code with a new one, unless an account exists in the sense
+    /// of [`Store::reviewer_count`] (then `false`, and nothing is stored). Pending accounts whose
+    /// token expired unconfirmed are removed with their enrolments, so that an enrolment
+    /// abandoned half-way cannot lock the instance out of its first account.
+    async fn replace_setup_code(
+        &self,
+        enrolment: &EnrolmentRecord,
+        now: i64,
+    ) -> Result<bool, StoreError>;
 
-    /// Activates the account of a redeemed enrolment and spends the token, recording the TOTP
-    /// step used. [`StoreError::Conflict`] when it was confirmed already.
+    /// Activates the account of a redeemed enrolment, spends the token, records the TOTP step
+    /// used, and appends the audit event, in one transaction. [`StoreError::Conflict`] when it
+    /// was confirmed already.
     async fn confirm_enrolment(
         &self,
         token_hash: &[u8],
         reviewer_id: &str,
         totp_step: i64,
+        event: &NewAuditEvent,
+        chain: &AuditChain,
     ) -> Result<(), StoreError>;
 
     /// A reviewer and their login material, by username.

@@ -219,6 +219,23 @@ pub struct EnrolmentRecord {
     pub username: Option<String>,
 }
 
+/// What redeeming an enrolment token writes (see [`crate::storage::Store::redeem_enrolment`]).
+pub struct Redemption<'a> {
+    /// SHA-256 of the token.
+    pub token_hash: &'a [u8],
+    /// The request's time: the token must not have expired by then.
+    pub now: i64,
+    /// The pending account an earlier redemption of the same token made, which this one
+    /// replaces: the answer to that one (TOTP link, recovery code) may never have arrived.
+    pub replacing: Option<&'a str>,
+    pub reviewer: &'a ReviewerRecord,
+    pub secrets: &'a ReviewerSecretsRecord,
+    /// The TOTP secret sealed under the token, until the first code confirms it.
+    pub pending_totp: &'a [u8],
+    /// `(desk_id, desk_role)` pairs the account joins.
+    pub memberships: &'a [(String, String)],
+}
+
 /// A reviewer session: found by the token's hash; its identity copy opens only with the token.
 #[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SessionRecord {

@@ -269,6 +269,51 @@ macro_rules! append_audit {
     }};
 }
 
+/// Accounts that exist: active or disabled, or pending with an enrolment token still live.
+/// Binds `$1` = false, `$2` = now.
+pub(crate) const COUNT_LIVE_ACCOUNTS: &str = "SELECT COUNT(*) FROM reviewers r \
+     WHERE r.status <> 'pending' OR EXISTS (SELECT 1 FROM enrolments e \
+     WHERE e.reviewer_id = r.id AND e.spent = $1 AND e.expires_at > $2)";
+
+/// The rows that refer to one pending account (`$1`), deleted before the account itself.
+pub(crate) const REMOVE_PENDING_ACCOUNT: [&str; 3] = [
+    "DELETE FROM desk_members WHERE reviewer_id = $1 \
+     AND reviewer_id IN (SELECT id FROM reviewers WHERE status = 'pending')",
+    "DELETE FROM reviewer_secrets WHERE reviewer_id = $1 \
+     AND reviewer_id IN (SELECT id FROM reviewers WHERE status = 'pending')",
+    "DELETE FROM sessions WHERE reviewer_id = $1 \
+     AND reviewer_id IN (SELECT id FROM reviewers WHERE status = 'pending')",
+];
+
+/// A pending account named `$1` whose enrolment is no longer live (`$2` = false, `$3` = now),
+/// with what refers to it, children first.
+pub(crate) const REMOVE_STALE_PENDING_NAMED: [&str; 5] = [
+    "DELETE FROM desk_members WHERE reviewer_id IN (SELECT r.id FROM reviewers r \
+     WHERE r.username = $1 AND r.status = 'pending' AND NOT EXISTS (SELECT 1 FROM enrolments e \
+     WHERE e.reviewer_id = r.id AND e.spent = $2 AND e.expires_at > $3))",
+    "DELETE FROM reviewer_secrets WHERE reviewer_id IN (SELECT r.id FROM reviewers r \
+     WHERE r.username = $1 AND r.status = 'pending' AND NOT EXISTS (SELECT 1 FROM enrolments e \
+     WHERE e.reviewer_id = r.id AND e.spent = $2 AND e.expires_at > $3))",
+    "DELETE FROM sessions WHERE reviewer_id IN (SELECT r.id FROM reviewers r \
+     WHERE r.username = $1 AND r.status = 'pending' AND NOT EXISTS (SELECT 1 FROM enrolments e \
+     WHERE e.reviewer_id = r.id AND e.spent = $2 AND e.expires_at > $3))",
+    "DELETE FROM enrolments WHERE reviewer_id IN (SELECT r.id FROM reviewers r \
+     WHERE r.username = $1 AND r.status = 'pending' AND NOT EXISTS (SELECT 1 FROM enrolments e \
+     WHERE e.reviewer_id = r.id AND e.spent = $2 AND e.expires_at > $3))",
+    "DELETE FROM reviewers WHERE username = $1 AND status = 'pending' AND NOT EXISTS \
+     (SELECT 1 FROM enrolments e WHERE e.reviewer_id = reviewers.id AND e.spent = $2 \
+     AND e.expires_at > $3)",
+];
+
+/// Every pending account with what refers to it, children first.
+pub(crate) const REMOVE_PENDING_ACCOUNTS: [&str; 5] = [
+    "DELETE FROM desk_members WHERE reviewer_id IN (SELECT id FROM reviewers WHERE status = 'pending')",
+    "DELETE FROM reviewer_secrets WHERE reviewer_id IN (SELECT id FROM reviewers WHERE status = 'pending')",
+    "DELETE FROM sessions WHERE reviewer_id IN (SELECT id FROM reviewers WHERE status = 'pending')",
+    "DELETE FROM enrolments WHERE reviewer_id IN (SELECT id FROM reviewers WHERE status = 'pending')",
+    "DELETE FROM reviewers WHERE status = 'pending'",
+];
+
 /// Implements [`crate::storage::Store`] for a type with a `pool: sqlx::Pool<DB>` field.
 macro_rules! impl_store {
     ($store:ty, $backend:literal, $migrator:expr) => {
@@ -606,10 +651,29 @@ macro_rules! impl_store {
                     .await?)
             }
 
-            async fn reviewer_count(&self) -> Result<i64, $crate::storage::StoreError> {
-                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM reviewers")
+            async fn reviewer_count(&self, now: i64) -> Result<i64, $crate::storage::StoreError> {
+                Ok(sqlx::query_scalar($crate::storage::sql::COUNT_LIVE_ACCOUNTS)
+                    .bind(false)
+                    .bind(now)
                     .fetch_one(&self.pool)
                     .await?)
+            }
+
+            async fn has_live_enrolment(
+                &self,
+                reviewer_id: &str,
+                now: i64,
+            ) -> Result<bool, $crate::storage::StoreError> {
+                let live: Option<i64> = sqlx::query_scalar(
+                    "SELECT 1 FROM enrolments WHERE reviewer_id = $1 AND spent = $2 \
+                     AND expires_at > $3",
+                )
+                .bind(reviewer_id)
+                .bind(false)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(live.is_some())
             }
 
             async fn insert_enrolment(
@@ -650,14 +714,64 @@ macro_rules! impl_store {
 
             async fn redeem_enrolment(
                 &self,
-                token_hash: &[u8],
-                now: i64,
-                reviewer: &$crate::storage::ReviewerRecord,
-                secrets: &$crate::storage::ReviewerSecretsRecord,
-                pending_totp: &[u8],
-                memberships: &[(String, String)],
+                redemption: &$crate::storage::Redemption<'_>,
+                event: &$crate::storage::NewAuditEvent,
+                chain: &$crate::storage::AuditChain,
             ) -> Result<(), $crate::storage::StoreError> {
+                let $crate::storage::Redemption {
+                    token_hash,
+                    now,
+                    replacing,
+                    reviewer,
+                    secrets,
+                    pending_totp,
+                    memberships,
+                } = *redemption;
                 let mut transaction = self.pool.begin().await?;
+                if let Some(earlier) = replacing {
+                    // The same token redeemed again before its first code confirmed it: the
+                    // earlier answer was lost. Release the token (a write, so it takes the lock
+                    // as below), then remove the pending account it made.
+                    let released = sqlx::query(
+                        "UPDATE enrolments SET reviewer_id = NULL, pending_totp = NULL \
+                         WHERE token_hash = $1 AND reviewer_id = $2 AND spent = $3 \
+                         AND expires_at > $4",
+                    )
+                    .bind(token_hash)
+                    .bind(earlier)
+                    .bind(false)
+                    .bind(now)
+                    .execute(&mut *transaction)
+                    .await?;
+                    if released.rows_affected() != 1 {
+                        return Err($crate::storage::StoreError::Conflict("enrolment"));
+                    }
+                    for statement in $crate::storage::sql::REMOVE_PENDING_ACCOUNT {
+                        sqlx::query(statement)
+                            .bind(earlier)
+                            .execute(&mut *transaction)
+                            .await?;
+                    }
+                    let removed = sqlx::query(
+                        "DELETE FROM reviewers WHERE id = $1 AND status = 'pending'",
+                    )
+                    .bind(earlier)
+                    .execute(&mut *transaction)
+                    .await?;
+                    if removed.rows_affected() != 1 {
+                        return Err($crate::storage::StoreError::Conflict("enrolment"));
+                    }
+                }
+                // A pending account whose token expired unconfirmed holds nothing but its
+                // username: it goes, so that a new invitation for that name can be redeemed.
+                for statement in $crate::storage::sql::REMOVE_STALE_PENDING_NAMED {
+                    sqlx::query(statement)
+                        .bind(&reviewer.username)
+                        .bind(false)
+                        .bind(now)
+                        .execute(&mut *transaction)
+                        .await?;
+                }
                 // A write first: on SQLite it takes the write lock at once (a read first would
                 // make a concurrent enrolment fail with "database is locked"), and on PostgreSQL
                 // a concurrent insert of the same name waits for this one and then does nothing.
@@ -722,6 +836,7 @@ macro_rules! impl_store {
                     .execute(&mut *transaction)
                     .await?;
                 }
+                $crate::storage::sql::append_audit!(transaction, event, chain);
                 transaction.commit().await?;
                 Ok(())
             }
@@ -731,6 +846,8 @@ macro_rules! impl_store {
                 token_hash: &[u8],
                 reviewer_id: &str,
                 totp_step: i64,
+                event: &$crate::storage::NewAuditEvent,
+                chain: &$crate::storage::AuditChain,
             ) -> Result<(), $crate::storage::StoreError> {
                 let mut transaction = self.pool.begin().await?;
                 let spent = sqlx::query(
@@ -755,6 +872,7 @@ macro_rules! impl_store {
                     .bind(reviewer_id)
                     .execute(&mut *transaction)
                     .await?;
+                $crate::storage::sql::append_audit!(transaction, event, chain);
                 transaction.commit().await?;
                 Ok(())
             }
@@ -762,6 +880,7 @@ macro_rules! impl_store {
             async fn replace_setup_code(
                 &self,
                 enrolment: &$crate::storage::EnrolmentRecord,
+                now: i64,
             ) -> Result<bool, $crate::storage::StoreError> {
                 let mut transaction = self.pool.begin().await?;
                 // Two nodes starting at once must not both leave a live code. Locking the
@@ -774,11 +893,17 @@ macro_rules! impl_store {
                 sqlx::query("DELETE FROM enrolments WHERE kind = 'setup' AND reviewer_id IS NULL")
                     .execute(&mut *transaction)
                     .await?;
-                let accounts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reviewers")
+                let accounts: i64 = sqlx::query_scalar($crate::storage::sql::COUNT_LIVE_ACCOUNTS)
+                    .bind(false)
+                    .bind(now)
                     .fetch_one(&mut *transaction)
                     .await?;
                 if accounts > 0 {
                     return Ok(false);
+                }
+                // Every pending account left is one whose token expired unconfirmed.
+                for statement in $crate::storage::sql::REMOVE_PENDING_ACCOUNTS {
+                    sqlx::query(statement).execute(&mut *transaction).await?;
                 }
                 sqlx::query(
                     "INSERT INTO enrolments (token_hash, kind, role, desk_ids, reviewer_id, \

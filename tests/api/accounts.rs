@@ -232,6 +232,194 @@ async fn setup_codes_issued_at_once_leave_one_live_code(backend: Backend) {
     }
 }
 
+/// Makes every audit write fail (a trigger), or lets them through again.
+async fn refuse_audit_writes(app: &TestApp, refuse: bool) {
+    let statements: &[&str] = match (&app.database, refuse) {
+        (crate::helpers::TestDatabase::Sqlite { .. }, true) => {
+            &["CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events \
+             BEGIN SELECT RAISE(ABORT, 'audit refused by the test'); END"]
+        }
+        (crate::helpers::TestDatabase::Sqlite { .. }, false) => &["DROP TRIGGER refuse_audit"],
+        (crate::helpers::TestDatabase::Postgres { .. }, true) => &[
+            "CREATE OR REPLACE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql \
+             AS $$ BEGIN RAISE EXCEPTION 'audit refused by the test'; END $$",
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events \
+             FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+        ],
+        (crate::helpers::TestDatabase::Postgres { .. }, false) => {
+            &["DROP TRIGGER refuse_audit ON audit_events"]
+        }
+    };
+    for statement in statements {
+        app.execute(statement).await;
+    }
+}
+
+/// An enrolment step whose audit event cannot be written changes nothing, so the same token and
+/// code still work once the database does: the account and its event are one transaction.
+async fn an_enrolment_step_that_cannot_be_audited_changes_nothing(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let token = app.setup_code.clone().unwrap();
+    let enrol = json!({"token": token, "username": "coordinator", "password": PASSWORD});
+
+    refuse_audit_writes(&app, true).await;
+    let refused = post(&app, "/api/v1/enrol", enrol.clone()).await;
+    assert_eq!(refused.status(), 500);
+    for table in ["reviewers", "reviewer_secrets", "desk_members"] {
+        assert_eq!(app.count(table).await, 0, "{table}");
+    }
+    assert_eq!(
+        app.count("enrolments WHERE reviewer_id IS NULL").await,
+        1,
+        "the token is still unredeemed"
+    );
+    refuse_audit_writes(&app, false).await;
+
+    let redeemed = post(&app, "/api/v1/enrol", enrol).await;
+    assert_eq!(redeemed.status(), 200, "{:?}", redeemed.text().await);
+    let body: Value = redeemed.json().await.unwrap();
+    let secret = totp_secret(body["totp_uri"].as_str().unwrap());
+    refuse_audit_writes(&app, true).await;
+    let refused = post(
+        &app,
+        "/api/v1/enrol/confirm",
+        json!({"token": token, "totp": code(&secret, now())}),
+    )
+    .await;
+    assert_eq!(refused.status(), 500);
+    assert_eq!(app.count("reviewers WHERE status = 'pending'").await, 1);
+    refuse_audit_writes(&app, false).await;
+    let confirmed = post(
+        &app,
+        "/api/v1/enrol/confirm",
+        json!({"token": token, "totp": code(&secret, now())}),
+    )
+    .await;
+    assert_eq!(confirmed.status(), 204, "{:?}", confirmed.text().await);
+    assert_eq!(app.count("reviewers WHERE status = 'active'").await, 1);
+    assert_eq!(
+        app.count("audit_events WHERE action LIKE 'enrolment.%'")
+            .await,
+        2
+    );
+}
+
+/// The answer to an enrolment (TOTP link, recovery code) can be lost on a shaky connection;
+/// without it the account can never be confirmed. Redeeming the same token again replaces the
+/// pending account instead of refusing the token.
+async fn a_token_redeemed_again_before_confirmation_replaces_the_pending_account(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let token = app.setup_code.clone().unwrap();
+    let enrol = json!({"token": token, "username": "coordinator", "password": PASSWORD});
+    let lost = post(&app, "/api/v1/enrol", enrol.clone()).await;
+    assert_eq!(lost.status(), 200);
+    let lost: Value = lost.json().await.unwrap();
+
+    let again = post(&app, "/api/v1/enrol", enrol).await;
+
+    assert_eq!(again.status(), 200, "{:?}", again.text().await);
+    let body: Value = again.json().await.unwrap();
+    assert_ne!(body["recovery_code"], lost["recovery_code"]);
+    for table in ["reviewers", "reviewer_secrets", "desk_members"] {
+        assert_eq!(app.count(table).await, 1, "{table}");
+    }
+    let old_secret = totp_secret(lost["totp_uri"].as_str().unwrap());
+    let secret = totp_secret(body["totp_uri"].as_str().unwrap());
+    let with_old = post(
+        &app,
+        "/api/v1/enrol/confirm",
+        json!({"token": token, "totp": code(&old_secret, now())}),
+    )
+    .await;
+    assert_ne!(
+        with_old.status(),
+        204,
+        "the replaced secret confirms nothing"
+    );
+    let confirmed = post(
+        &app,
+        "/api/v1/enrol/confirm",
+        json!({"token": token, "totp": code(&secret, now())}),
+    )
+    .await;
+    assert_eq!(confirmed.status(), 204, "{:?}", confirmed.text().await);
+    let login = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"username": "coordinator", "password": PASSWORD, "totp": code(&secret, now() + 30)}),
+    )
+    .await;
+    assert_eq!(login.status(), 200);
+    let spent = post(
+        &app,
+        "/api/v1/enrol",
+        json!({"token": token, "username": "coordinator", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(spent.status(), 422, "a confirmed token redeems nothing");
+    assert_eq!(app.count("reviewers").await, 1);
+}
+
+/// A first enrolment abandoned after its password step (the setup code expired unconfirmed)
+/// must not lock the instance out of its first account: `setup-code` issues a new code, and the
+/// name can be taken again. The same holds for an invitation that expired half-way.
+async fn an_enrolment_abandoned_half_way_does_not_hold_the_instance_or_the_name(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let abandoned = post(
+        &app,
+        "/api/v1/enrol",
+        json!({"token": app.setup_code.clone().unwrap(), "username": "ada", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(abandoned.status(), 200);
+    let live = app.cli(&["setup-code"]);
+    assert!(!live.status.success(), "a live enrolment keeps its code");
+    app.execute("UPDATE enrolments SET expires_at = 0").await;
+
+    let fresh = app.cli(&["setup-code"]);
+
+    let stdout = String::from_utf8_lossy(&fresh.stdout).into_owned();
+    assert!(
+        fresh.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fresh.stderr)
+    );
+    let code_text = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("setup code: "))
+        .unwrap_or_else(|| panic!("no code in {stdout:?}"))
+        .trim()
+        .to_owned();
+    assert_eq!(app.count("reviewers").await, 0);
+    let admin = app.enrol_with(&code_text, "ada").await;
+    let admin_token = app.login(&admin).await;
+
+    let invitation = app
+        .invite(&admin_token, "rita", "reviewer", &["default"])
+        .await;
+    let half_way = post(
+        &app,
+        "/api/v1/enrol",
+        json!({"token": invitation, "username": "rita", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(half_way.status(), 200);
+    app.execute("UPDATE enrolments SET expires_at = 0 WHERE kind = 'invitation'")
+        .await;
+    let again = app
+        .invite(&admin_token, "rita", "reviewer", &["default"])
+        .await;
+    app.enrol_with(&again, "rita").await;
+    assert_eq!(app.count("reviewers").await, 2);
+    assert_eq!(app.count("reviewers WHERE status = 'pending'").await, 0);
+}
+
 async fn a_spent_setup_code_and_a_second_setup_code_are_refused(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -491,6 +679,9 @@ async fn a_session_works_on_a_second_instance_of_the_same_database(backend: Back
 }
 
 crate::on_both_backends!(
+    an_enrolment_step_that_cannot_be_audited_changes_nothing,
+    a_token_redeemed_again_before_confirmation_replaces_the_pending_account,
+    an_enrolment_abandoned_half_way_does_not_hold_the_instance_or_the_name,
     a_session_works_on_a_second_instance_of_the_same_database,
     a_coordinator_lists_and_reads_the_cases_granted_to_them_and_nothing_else,
     case_routes_need_a_live_session,
