@@ -44,6 +44,9 @@ pub enum ApiError {
     /// 503: temporarily overloaded or the database is unreachable; retry later.
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
+    /// 503: the database is unreachable or busy for now; retry later. The log gets the cause.
+    #[error("The database is not answering right now. Please try again in a few seconds.")]
+    DatabaseUnavailable(#[source] anyhow::Error),
     /// 500: our fault. The client learns nothing more; the log gets the cause chain.
     #[error("Something went wrong on our side and nothing was changed. Please try again.")]
     Internal(#[source] anyhow::Error),
@@ -70,9 +73,21 @@ pub struct ErrorBody<'a> {
 }
 
 impl ApiError {
-    /// Wraps an unexpected failure as an opaque 500.
+    /// Wraps an unexpected failure as an opaque 500, or as a 503 with `Retry-After` when its
+    /// cause is a database that is only unavailable for now (see
+    /// [`crate::storage::StoreError::is_transient`]): a phone then retries instead of giving up.
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
-        Self::Internal(error.into())
+        let error = error.into();
+        let transient = error.chain().any(|cause| {
+            cause
+                .downcast_ref::<crate::storage::StoreError>()
+                .is_some_and(crate::storage::StoreError::is_transient)
+        });
+        if transient {
+            Self::DatabaseUnavailable(error)
+        } else {
+            Self::Internal(error)
+        }
     }
 
     /// A 422 naming one field.
@@ -97,6 +112,7 @@ impl ApiError {
             Self::BodyTimeout => "body_timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Self::DatabaseUnavailable(_) => "database_unavailable",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -105,6 +121,7 @@ impl ApiError {
     pub fn log_detail(&self) -> String {
         match self {
             Self::Internal(cause) => format!("internal_error: {cause:#}"),
+            Self::DatabaseUnavailable(cause) => format!("database_unavailable: {cause:#}"),
             other => other.code().to_owned(),
         }
     }
@@ -121,7 +138,9 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } | Self::DatabaseUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -132,7 +151,10 @@ impl ResponseError for ApiError {
             _ => BTreeMap::new(),
         };
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Unavailable { .. }) {
+        if matches!(
+            self,
+            Self::Unavailable { .. } | Self::DatabaseUnavailable(_)
+        ) {
             response.insert_header((header::RETRY_AFTER, "5"));
         }
         response.json(ErrorBody {
@@ -140,5 +162,38 @@ impl ResponseError for ApiError {
             message: self.to_string(),
             fields,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::StoreError;
+
+    #[test]
+    fn a_database_away_for_now_is_503_with_retry_after_and_anything_else_500() {
+        let away = [
+            StoreError::Database(sqlx::Error::PoolTimedOut),
+            StoreError::Database(sqlx::Error::PoolClosed),
+            StoreError::Database(sqlx::Error::Io(std::io::ErrorKind::BrokenPipe.into())),
+        ];
+        for error in away {
+            let wrapped = anyhow::Error::new(error).context("could not file the report");
+            let api = ApiError::internal(wrapped);
+            assert_eq!(api.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(api.code(), "database_unavailable");
+            let response = api.error_response();
+            assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "5");
+            assert!(api.log_detail().contains("could not file the report"));
+        }
+        let ours = [
+            ApiError::internal(StoreError::Conflict("username")),
+            ApiError::internal(StoreError::Database(sqlx::Error::RowNotFound)),
+            ApiError::internal(anyhow::anyhow!("a bug")),
+        ];
+        for api in ours {
+            assert_eq!(api.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(api.code(), "internal_error");
+        }
     }
 }

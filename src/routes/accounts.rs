@@ -138,7 +138,7 @@ pub(super) fn account_error(error: AccountError) -> ApiError {
             code: "busy",
             message: "Too many logins are being checked right now. Please retry shortly.".into(),
         },
-        AccountError::Internal(cause) => ApiError::Internal(cause),
+        AccountError::Internal(cause) => ApiError::internal(cause),
     }
 }
 

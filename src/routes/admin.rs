@@ -232,7 +232,7 @@ pub(super) fn admin_error(error: AdminError) -> ApiError {
             message: "There is no desk of that name.".into(),
         },
         AdminError::Invalid(field, why) => ApiError::invalid_field("invalid_field", field, why),
-        AdminError::Internal(cause) => ApiError::Internal(cause),
+        AdminError::Internal(cause) => ApiError::internal(cause),
     }
 }
 

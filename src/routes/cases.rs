@@ -236,7 +236,7 @@ pub(super) fn grant_error(error: GrantError) -> ApiError {
             code: "busy",
             message: "The server is busy sealing. Please retry shortly.".into(),
         },
-        GrantError::Internal(cause) => ApiError::Internal(cause),
+        GrantError::Internal(cause) => ApiError::internal(cause),
     }
 }
 
@@ -386,7 +386,7 @@ pub async fn read_case(
         .await
         .map_err(|error| match error {
             ReadCaseError::NotGranted => case_not_found(),
-            ReadCaseError::Internal(cause) => ApiError::Internal(cause),
+            ReadCaseError::Internal(cause) => ApiError::internal(cause),
         })?;
     Ok(HttpResponse::Ok().json(CaseView::from(case)))
 }

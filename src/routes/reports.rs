@@ -101,7 +101,7 @@ pub async fn file_report(
                           retry in a few seconds with the same Idempotency-Key."
                     .into(),
             },
-            IntakeError::Internal(cause) => ApiError::Internal(cause),
+            IntakeError::Internal(cause) => ApiError::internal(cause),
         })?;
     let mut response = HttpResponse::Created();
     if filed.replayed {

@@ -40,6 +40,48 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// Whether the database is only unavailable for now (unreachable, restarting, busy past the
+    /// timeout, out of connections), so that the request can be answered with 503 and retried,
+    /// rather than being a fault of ours (500).
+    pub fn is_transient(&self) -> bool {
+        let Self::Database(error) = self else {
+            return false;
+        };
+        match error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::BeginFailed => true,
+            sqlx::Error::Database(database) => {
+                database.code().as_deref().is_some_and(transient_code)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A database error code that means "try again": SQLite's BUSY and LOCKED (extended codes
+/// carry the primary code in their low byte); PostgreSQL's connection failures (class 08),
+/// shutdown and start-up (57P01–57P03), serialisation failure and deadlock (40001, 40P01), too
+/// many connections (53300), and lock or statement time-outs (55P03, 57014).
+fn transient_code(code: &str) -> bool {
+    // A SQLSTATE is always five characters, and may be all digits ("40001"); SQLite's extended
+    // codes are integers below 10,000.
+    if code.len() != 5 {
+        return code
+            .parse::<i32>()
+            .is_ok_and(|sqlite| matches!(sqlite & 0xff, 5 | 6));
+    }
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300" | "55P03" | "57014"
+        )
+}
+
 /// The database behind the vault. Every write that must be atomic is one method here, so a
 /// failure half-way leaves nothing behind.
 #[async_trait]
@@ -426,6 +468,22 @@ pub fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_locked_and_connection_codes_are_transient_and_rule_breaks_are_not() {
+        // SQLite: BUSY, LOCKED and their extended forms (BUSY_SNAPSHOT 517, LOCKED_SHAREDCACHE
+        // 262); a constraint (19, 2067 UNIQUE) is not.
+        for code in [
+            "5", "6", "517", "262", "08006", "08001", "57P01", "40001", "40P01", "55P03",
+        ] {
+            assert!(transient_code(code), "{code}");
+        }
+        for code in [
+            "19", "2067", "1", "23505", "22021", "42P01", "XX000", "00005",
+        ] {
+            assert!(!transient_code(code), "{code}");
+        }
+    }
 
     #[test]
     fn known_schemes_select_their_backend_and_others_are_refused() {

@@ -1,9 +1,10 @@
-//! `GET /api/v1/intake`.
+//! `GET /api/v1/intake`, and intake while the database is unavailable.
 
 use incident_vault::domain::IncidentType;
 use serde_json::Value;
+use sqlx::{Connection, Executor};
 
-use crate::helpers::{Backend, spawn_app};
+use crate::helpers::{Backend, TestDatabase, minimal_report, spawn_app};
 
 async fn intake_lists_the_default_desk_the_vocabularies_and_the_limits(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
@@ -30,4 +31,65 @@ async fn intake_lists_the_default_desk_the_vocabularies_and_the_limits(backend: 
     assert_eq!(body["idempotency"]["header"], "Idempotency-Key");
 }
 
-crate::on_both_backends!(intake_lists_the_default_desk_the_vocabularies_and_the_limits);
+/// A database that is locked past the busy timeout (SQLite) or whose connections were cut
+/// (PostgreSQL restarting) is not our fault: the phone gets 503 with `Retry-After`, not an opaque
+/// 500, nothing is filed, and a retry with the same key files the report once.
+async fn a_database_that_stops_answering_gets_503_and_a_retry_files_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let key = "6c1f0a3e-9b7d-4e21-8f4a-0d5c3b2a1e9f";
+    let report = minimal_report("filed while the database was away");
+
+    let refused = match &app.database {
+        TestDatabase::Sqlite { url, .. } => {
+            // Another writer holds the lock for longer than the service's busy timeout.
+            let mut holder = sqlx::SqliteConnection::connect(url).await.unwrap();
+            holder.execute("BEGIN EXCLUSIVE").await.unwrap();
+            let refused = app.post_report(&report, Some(key)).await;
+            holder.execute("ROLLBACK").await.unwrap();
+            vec![refused]
+        }
+        TestDatabase::Postgres { url, .. } => {
+            let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
+            admin
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                )
+                .await
+                .unwrap();
+            // Each cut connection the pool still holds fails one request; then it reconnects.
+            let mut refused = Vec::new();
+            for _ in 0..=app.settings.database.max_connections {
+                let response = app.post_report(&report, Some(key)).await;
+                if response.status() == 201 {
+                    break;
+                }
+                refused.push(response);
+            }
+            refused
+        }
+    };
+
+    assert!(
+        !refused.is_empty(),
+        "no request met the unavailable database"
+    );
+    for response in refused {
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "5");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "database_unavailable");
+    }
+    let retried = app.post_report(&report, Some(key)).await;
+    assert_eq!(retried.status(), 201, "{:?}", retried.text().await);
+    let again = app.post_report(&report, Some(key)).await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(app.count("cases").await, 1);
+}
+
+crate::on_both_backends!(
+    intake_lists_the_default_desk_the_vocabularies_and_the_limits,
+    a_database_that_stops_answering_gets_503_and_a_retry_files_once,
+);
