@@ -410,6 +410,11 @@ impl Vault {
             if !reviewer_grantees.contains(target.id.as_str()) {
                 return Err(GrantError::GrantNotFound);
             }
+            // Everyone else keeps the grants they hold; only active accounts receive the new
+            // key. A disabled account (perhaps a suspected infiltrator) or a pending one gets
+            // nothing sealed after its status changed, as at intake; re-enabled, it needs a
+            // new grant for what comes later.
+            let mut keeping = Vec::new();
             let mut remaining = Vec::new();
             for id in reviewer_grantees.iter().filter(|id| **id != target.id) {
                 let reviewer = self
@@ -417,6 +422,10 @@ impl Vault {
                     .reviewer(id)
                     .await?
                     .context("a grant names an account that does not exist")?;
+                keeping.push(reviewer.id.clone());
+                if reviewer.status != "active" {
+                    continue;
+                }
                 let recipient: age::x25519::Recipient = reviewer
                     .recipient
                     .parse()
@@ -457,7 +466,7 @@ impl Vault {
                 to_epoch,
                 new_recipient,
                 revoked_reviewer: target.id.clone(),
-                remaining_reviewers: remaining.into_iter().map(|(id, _)| id).collect(),
+                remaining_reviewers: keeping,
                 grants: new_grants,
             };
             let event = audit_event(&caller.reviewer.id, "case.revoke", case_ref, &target.id);

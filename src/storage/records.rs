@@ -301,9 +301,11 @@ pub struct Rekey {
     pub new_recipient: String,
     /// Whose grants are deleted.
     pub revoked_reviewer: String,
-    /// The reviewer grantees the caller expects to keep access; refused if it changed meanwhile.
+    /// The reviewer grantees the caller expects to keep their grant rows; refused if it changed
+    /// meanwhile.
     pub remaining_reviewers: Vec<String>,
-    /// The new epoch's grants: one per remaining reviewer, and the escrow grant.
+    /// The new epoch's grants: the escrow grant, and one per remaining reviewer whose account
+    /// is active (a reviewer grant whose account is not active when written is left out).
     pub grants: Vec<GrantRecord>,
 }
 

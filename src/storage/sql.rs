@@ -1479,9 +1479,11 @@ macro_rules! impl_store {
                     return Err($crate::storage::StoreError::Conflict("grantees"));
                 }
                 for grant in &rekey.grants {
+                    // A reviewer disabled while the new key was being sealed receives nothing.
                     sqlx::query(
                         "INSERT INTO grants (case_id, grantee_kind, grantee_id, epoch, ciphertext) \
-                         VALUES ($1, $2, $3, $4, $5)",
+                         SELECT $1, $2, $3, $4, $5 WHERE $2 <> 'reviewer' OR EXISTS \
+                         (SELECT 1 FROM reviewers WHERE id = $3 AND status = 'active')",
                     )
                     .bind(&rekey.case_id)
                     .bind(&grant.grantee_kind)

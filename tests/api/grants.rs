@@ -220,6 +220,93 @@ async fn revoking_re_keys_the_case_and_the_revoked_reviewer_reads_nothing(backen
     assert!(events.iter().any(|event| event.action == "case.revoke"));
 }
 
+/// A revoke re-keys the case for those who keep access, but an account disabled meanwhile (a
+/// suspected infiltrator) receives no new key: not from the service's choice of grantees, and
+/// not from a re-key computed before the account was disabled.
+async fn a_revoke_seals_the_new_key_to_no_disabled_account(backend: Backend) {
+    let Some(AdaAndRita {
+        app, admin_token, ..
+    }) = spawn_with_ada_and_rita(backend).await
+    else {
+        return;
+    };
+    app.add_reviewer(&admin_token, "otto", "reviewer", &["default"])
+        .await;
+    let (case_ref, _) = app
+        .file(&minimal_report("Three reviewers hold this."))
+        .await;
+    let otto = app.stored_account("otto").await.0;
+    let ada = app.stored_account("ada").await.0;
+    let disabled = app
+        .send(
+            Method::PATCH,
+            "/api/v1/admin/reviewers/otto",
+            Some(&admin_token),
+            Some(json!({"status": "disabled"})),
+        )
+        .await;
+    assert_eq!(disabled.status(), 204);
+
+    let revoked = revoke(&app, &admin_token, &case_ref, "rita").await;
+
+    assert_eq!(revoked.status(), 204, "{:?}", revoked.text().await);
+    let grants = app.store.grants_of_case(&case_ref).await.unwrap();
+    let mut second_epoch: Vec<&str> = grants
+        .iter()
+        .filter(|grant| grant.epoch == 2)
+        .map(|grant| grant.grantee_id.as_str())
+        .collect();
+    second_epoch.sort_unstable();
+    let mut expected = vec!["escrow", ada.id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(second_epoch, expected);
+    assert!(
+        grants
+            .iter()
+            .any(|grant| grant.grantee_id == otto.id && grant.epoch == 1),
+        "what otto held before stays: it cannot be taken back"
+    );
+
+    // A re-key sealed while otto was still active, written after he was disabled.
+    let grant_to = |grantee_kind: &str, grantee_id: &str| incident_vault::storage::GrantRecord {
+        case_id: case_ref.clone(),
+        grantee_kind: grantee_kind.into(),
+        grantee_id: grantee_id.into(),
+        epoch: 3,
+        ciphertext: b"sealed before the account was disabled".to_vec(),
+    };
+    let rekey = incident_vault::storage::Rekey {
+        case_id: case_ref.clone(),
+        from_epoch: 2,
+        to_epoch: 3,
+        new_recipient: "age1placeholderrecipient".into(),
+        revoked_reviewer: ada.id.clone(),
+        remaining_reviewers: vec![otto.id.clone()],
+        grants: vec![grant_to("escrow", "escrow"), grant_to("reviewer", &otto.id)],
+    };
+    let event = incident_vault::storage::NewAuditEvent {
+        occurred_at: 1_795_000_000,
+        actor: ada.id.clone(),
+        action: "case.revoke".into(),
+        target: Some(case_ref.clone()),
+        outcome: "success".into(),
+    };
+    app.store
+        .rekey_case(&rekey, &event, &incident_vault::services::audit::chain_hash)
+        .await
+        .unwrap();
+    let third_epoch: Vec<String> = app
+        .store
+        .grants_of_case(&case_ref)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|grant| grant.epoch == 3)
+        .map(|grant| grant.grantee_id)
+        .collect();
+    assert_eq!(third_epoch, vec!["escrow".to_owned()]);
+}
+
 /// The must-show of revocation: with a copy of the database taken while she still had access,
 /// and her own password, the revoked reviewer opens none of the content added after the revoke.
 async fn after_a_revoke_a_database_copy_and_the_password_open_no_later_content(backend: Backend) {
@@ -374,6 +461,7 @@ crate::on_both_backends!(
     a_coordinator_grants_a_case_after_a_step_up_and_the_grantee_reads_it,
     a_grantee_who_is_no_coordinator_cannot_grant_and_nobody_grants_to_an_auditor,
     revoking_re_keys_the_case_and_the_revoked_reviewer_reads_nothing,
+    a_revoke_seals_the_new_key_to_no_disabled_account,
     after_a_revoke_a_database_copy_and_the_password_open_no_later_content,
     a_new_desk_member_gets_the_desk_cases_as_a_batch,
 );
