@@ -257,7 +257,8 @@ async fn measure_cpu(
     .await?;
     let vault = |argon2| Vault {
         store: store.clone(),
-        crypto: CryptoPool::new(2, 512),
+        intake_crypto: CryptoPool::new(2, 512),
+        reviewer_crypto: CryptoPool::new(2, 512),
         instance: instance.clone(),
         argon2,
         idempotency_ttl_hours: 24,

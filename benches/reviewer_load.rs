@@ -956,7 +956,8 @@ async fn drive(
     .await?;
     let vault = Vault {
         store,
-        crypto: CryptoPool::new(crypto_permits, 512),
+        intake_crypto: CryptoPool::new(crypto_permits, 512),
+        reviewer_crypto: CryptoPool::new(crypto_permits, 512),
         instance,
         argon2: params,
         idempotency_ttl_hours: 24,

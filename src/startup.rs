@@ -60,7 +60,8 @@ impl Application {
             storage::connect(&settings.database.url, settings.database.max_connections).await?;
         // Its threads start here, before the instance is recorded: a thread that cannot start
         // must not stop the start after a generated escrow key is recorded.
-        let crypto = CryptoPool::new(settings.crypto_concurrency(), settings.limits.crypto_queue);
+        let pool = || CryptoPool::new(settings.crypto_concurrency(), settings.limits.crypto_queue);
+        let (intake_crypto, reviewer_crypto) = (pool(), pool());
         // The last step that may stop the start (after it, only handing the bound, non-blocking
         // socket to the server): a generated escrow identity is recorded here by its recipient
         // and exists nowhere else until the caller shows it, so no later error may stop the
@@ -80,7 +81,8 @@ impl Application {
 
         let vault = web::Data::new(Vault {
             store: store.clone(),
-            crypto,
+            intake_crypto,
+            reviewer_crypto,
             instance,
             argon2: settings.argon2,
             idempotency_ttl_hours: settings.limits.idempotency_ttl_hours,

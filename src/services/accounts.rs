@@ -215,7 +215,7 @@ impl Vault {
         let account_username = username.as_str().to_owned();
         let pending_key = enrolment_key(token);
         let sealed = self
-            .crypto
+            .reviewer_crypto
             .run(move || -> Result<_, AccountError> {
                 let salt = new_salt();
                 let keys = derive_reviewer_keys(password.as_bytes(), &salt, &params)
@@ -356,7 +356,7 @@ impl Vault {
         let now = unix_now();
         // Under a flood, refuse before touching the database: the answer would be the same 503
         // after the lookup, and the lookup's CPU belongs to the reviewers already logged in.
-        if self.crypto.is_saturated() {
+        if self.reviewer_crypto.is_saturated() {
             return Err(pool_error(PoolError::Saturated));
         }
         let found = self.store.reviewer_by_username(username).await?;
@@ -368,7 +368,7 @@ impl Vault {
         let params =
             Argon2Params::decode(&stored_params).context("stored KDF parameters are malformed")?;
         let keys = self
-            .crypto
+            .reviewer_crypto
             .run(move || derive_reviewer_keys(password.expose_secret().as_bytes(), &salt, &params))
             .await
             .map_err(pool_error)?
@@ -614,7 +614,7 @@ impl Vault {
         let expected_verifier = stored.login_verifier.clone();
         let id = reviewer_id.clone();
         let replacement = self
-            .crypto
+            .reviewer_crypto
             .run(move || -> Result<ReviewerSecretsRecord, AccountError> {
                 let totp_secret = open_totp_secret(&stored.sealed_totp, &old_keys.wrap_key, &id)
                     .context("the TOTP secret does not open with a correct password")?;
@@ -676,7 +676,7 @@ impl Vault {
         let params =
             Argon2Params::decode(&stored_params).context("stored KDF parameters are malformed")?;
         let recovery_key = self
-            .crypto
+            .reviewer_crypto
             .run(move || {
                 // A malformed code costs the same work as a wrong one.
                 let fallback = RecoveryCode::generate();
@@ -721,7 +721,7 @@ impl Vault {
         let sealed_identity = identity.clone();
         let stored = secrets.clone();
         let (replacement, new_recovery) = self
-            .crypto
+            .reviewer_crypto
             .run(move || -> Result<_, AccountError> {
                 let salt = new_salt();
                 let keys = derive_reviewer_keys(new_password.as_bytes(), &salt, &params)
@@ -842,7 +842,7 @@ impl Vault {
             .context("stored KDF parameters are malformed")?;
         let salt = secrets.password_salt.clone();
         let keys = self
-            .crypto
+            .reviewer_crypto
             .run(move || derive_reviewer_keys(password.expose_secret().as_bytes(), &salt, &params))
             .await
             .map_err(pool_error)?

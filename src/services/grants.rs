@@ -285,7 +285,7 @@ impl Vault {
             let recipient = recipient.clone();
             async move {
                 let sealed = self
-                    .crypto
+                    .reviewer_crypto
                     .run(move || {
                         reseal_grants(&case_ref, &existing, &[&identity], &target_id, &recipient)
                     })
@@ -437,7 +437,7 @@ impl Vault {
             let sealing_case = case_ref.clone();
             let sealing_grantees = remaining.clone();
             let (new_recipient, new_grants) = self
-                .crypto
+                .reviewer_crypto
                 .run(move || -> anyhow::Result<_> {
                     let identity = CaseIdentity::generate();
                     let epoch = u32::try_from(to_epoch).context("the key epoch overflowed")?;

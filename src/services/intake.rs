@@ -99,14 +99,14 @@ impl Vault {
             now,
             expires_at: expiry(now, self.idempotency_ttl_hours),
         };
-        let sealed =
-            self.crypto
-                .run(move || seal_intake(job))
-                .await
-                .map_err(|error| match error {
-                    PoolError::Saturated => IntakeError::Saturated,
-                    PoolError::Aborted => IntakeError::Internal(error.into()),
-                })??;
+        let sealed = self
+            .intake_crypto
+            .run(move || seal_intake(job))
+            .await
+            .map_err(|error| match error {
+                PoolError::Saturated => IntakeError::Saturated,
+                PoolError::Aborted => IntakeError::Internal(error.into()),
+            })??;
         match self.store.insert_sealed_case(&sealed.rows).await {
             Ok(()) => Ok(FiledReport {
                 case_ref: sealed.case_ref,

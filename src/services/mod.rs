@@ -17,11 +17,16 @@ use crate::storage::Store;
 
 pub use instance::InstanceKeys;
 
-/// Everything a use case needs: the store, the crypto gate and the instance keys. Shared by all
+/// Everything a use case needs: the store, the crypto gates and the instance keys. Shared by all
 /// HTTP workers.
 pub struct Vault {
     pub store: Arc<dyn Store>,
-    pub crypto: CryptoPool,
+    /// Sealing anonymous reports (one argon2id each).
+    pub intake_crypto: CryptoPool,
+    /// Reviewers' work: login, step-up, password and recovery KDFs, granting and re-keying.
+    /// Apart from intake's, so that a flood of anonymous reports cannot queue a coordinator's
+    /// login or a revoke behind hundreds of argon2id runs (and the other way round).
+    pub reviewer_crypto: CryptoPool,
     pub instance: InstanceKeys,
     pub argon2: Argon2Params,
     pub idempotency_ttl_hours: u32,

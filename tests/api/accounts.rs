@@ -420,6 +420,77 @@ async fn an_enrolment_abandoned_half_way_does_not_hold_the_instance_or_the_name(
     assert_eq!(app.count("reviewers WHERE status = 'pending'").await, 0);
 }
 
+/// Intake and reviewers have crypto pools of their own: with intake's saturated by anonymous
+/// reports (one running, one waiting), a new report is shed with 503 while a coordinator still
+/// logs in at once instead of queueing behind hundreds of argon2id runs.
+async fn a_flood_of_reports_queues_no_reviewer_login(backend: Backend) {
+    use incident_vault::crypto::pool::CryptoPool;
+    use incident_vault::services::Vault;
+    use incident_vault::services::instance::{EscrowGeneration, open_instance};
+    use incident_vault::services::intake::IntakeError;
+
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let secret = enrol_first_account(&app, "coordinator").await;
+    let (instance, _) = open_instance(
+        app.store.as_ref(),
+        Some(app.escrow.to_public()),
+        EscrowGeneration::Refused,
+    )
+    .await
+    .unwrap();
+    let vault = Vault {
+        store: app.store.clone(),
+        intake_crypto: CryptoPool::new(1, 1),
+        reviewer_crypto: CryptoPool::new(1, 1),
+        instance,
+        argon2: app.settings.argon2,
+        idempotency_ttl_hours: 24,
+    };
+    let mut releases = Vec::new();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        releases.push(release);
+        let pool = vault.intake_crypto.clone();
+        held.push(tokio::spawn(async move {
+            pool.run(move || wait.recv().is_ok()).await
+        }));
+    }
+    for _ in 0..2_000 {
+        if vault.intake_crypto.is_saturated() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(vault.intake_crypto.is_saturated());
+    let report = incident_vault::domain::Report::parse(
+        serde_json::from_value::<incident_vault::domain::ReportWire>(minimal_report("shed"))
+            .unwrap(),
+    )
+    .unwrap_or_else(|_| panic!("the report is valid"));
+
+    let shed = vault.file_report(report, None).await;
+    let login = vault
+        .login(
+            "coordinator",
+            PASSWORD.to_owned().into(),
+            code(&secret, now() + 30).into(),
+        )
+        .await;
+
+    assert!(matches!(shed, Err(IntakeError::Saturated)));
+    assert!(login.is_ok(), "the login waited for nothing of intake's");
+    for release in releases {
+        release.send(()).unwrap();
+    }
+    for job in held {
+        assert!(job.await.unwrap().unwrap());
+    }
+    assert_eq!(app.count("cases").await, 0);
+}
+
 async fn a_spent_setup_code_and_a_second_setup_code_are_refused(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -679,6 +750,7 @@ async fn a_session_works_on_a_second_instance_of_the_same_database(backend: Back
 }
 
 crate::on_both_backends!(
+    a_flood_of_reports_queues_no_reviewer_login,
     an_enrolment_step_that_cannot_be_audited_changes_nothing,
     a_token_redeemed_again_before_confirmation_replaces_the_pending_account,
     an_enrolment_abandoned_half_way_does_not_hold_the_instance_or_the_name,
