@@ -283,8 +283,7 @@ impl Settings {
                 argon2.encode()
             );
         }
-        if argon2.memory_kib > 4 * 1024 * 1024 || argon2.parallelism > 16 || argon2.iterations > 100
-        {
+        if !argon2.within_ceiling() {
             bail!(
                 "argon2 (APP_ARGON2__MEMORY_KIB, APP_ARGON2__ITERATIONS, APP_ARGON2__PARALLELISM) \
                  is beyond 4 GiB, 100 passes or 16 lanes: refused as a typo; got {}",

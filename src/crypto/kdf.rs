@@ -64,6 +64,21 @@ impl Argon2Params {
             .join(", or ")
     }
 
+    /// The most memory accepted, in KiB (4 GiB): more is taken for a typo, or, read from the
+    /// database, for tampering (the allocation alone would abort the process).
+    pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+    /// The most passes accepted.
+    pub const MAX_ITERATIONS: u32 = 100;
+    /// The most lanes accepted.
+    pub const MAX_LANES: u32 = 16;
+
+    /// Whether these parameters are within the ceilings above.
+    pub fn within_ceiling(&self) -> bool {
+        self.memory_kib <= Self::MAX_MEMORY_KIB
+            && self.iterations <= Self::MAX_ITERATIONS
+            && self.parallelism <= Self::MAX_LANES
+    }
+
     /// The parameters in PHC-like notation, as recorded beside what they derived.
     pub fn encode(&self) -> String {
         format!(
@@ -72,8 +87,14 @@ impl Argon2Params {
         )
     }
 
-    /// Parses [`Argon2Params::encode`]'s notation.
+    /// Parses [`Argon2Params::encode`]'s notation. Parameters below the floor or above the
+    /// ceiling are refused like malformed ones: they come from the database, where a forged row
+    /// could otherwise weaken an account's KDF or make one login allocate terabytes.
     pub fn decode(encoded: &str) -> Option<Self> {
+        Self::decode_any(encoded).filter(|params| params.meets_floor() && params.within_ceiling())
+    }
+
+    fn decode_any(encoded: &str) -> Option<Self> {
         let rest = encoded.strip_prefix("argon2id$v=19$")?;
         let mut memory_kib = None;
         let mut iterations = None;
@@ -161,6 +182,23 @@ mod tests {
         assert_eq!(Argon2Params::decode(&params.encode()), Some(params));
         assert_eq!(Argon2Params::decode("argon2i$v=19$m=1,t=1,p=1"), None);
         assert_eq!(Argon2Params::decode("argon2id$v=19$m=1,t=1"), None);
+        // Well formed, but below the floor or beyond the ceiling: a forged row.
+        assert_eq!(Argon2Params::decode("argon2id$v=19$m=8,t=1,p=1"), None);
+        assert_eq!(
+            Argon2Params::decode("argon2id$v=19$m=4294967295,t=2,p=1"),
+            None
+        );
+        assert_eq!(
+            Argon2Params::decode("argon2id$v=19$m=19456,t=101,p=1"),
+            None
+        );
+        assert_eq!(Argon2Params::decode("argon2id$v=19$m=19456,t=2,p=17"), None);
+        let ceiling = Argon2Params {
+            memory_kib: Argon2Params::MAX_MEMORY_KIB,
+            iterations: Argon2Params::MAX_ITERATIONS,
+            parallelism: Argon2Params::MAX_LANES,
+        };
+        assert_eq!(Argon2Params::decode(&ceiling.encode()), Some(ceiling));
     }
 
     #[test]
