@@ -37,6 +37,9 @@ impl ReceiptCode {
         let mut digits = Zeroizing::new(String::with_capacity(RECEIPT_DIGITS));
         for character in input.chars() {
             match character {
+                // A 17th digit would make the String grow, leaving the first 16 in a freed,
+                // unwiped buffer: refuse before it.
+                '0'..='9' if digits.len() == RECEIPT_DIGITS => return Err(InvalidReceipt),
                 '0'..='9' => digits.push(character),
                 ' ' | '-' | '.' => {}
                 _ => return Err(InvalidReceipt),

@@ -182,11 +182,15 @@ impl IdempotencySeal {
 
     /// The stored answer: `case_ref \n receipt digits \n report digest (hex)`.
     fn seal(&self, case_ref: &CaseRef, receipt: &ReceiptCode, report_digest: &[u8; 32]) -> Vec<u8> {
-        let plaintext = Zeroizing::new(format!(
-            "{case_ref}\n{}\n{}",
-            receipt.digits(),
-            hex(report_digest)
-        ));
+        // Written into a buffer of the exact size: `format!` would grow its String by doubling
+        // and leave a freed, unwiped copy of the receipt behind.
+        let digest = hex(report_digest);
+        let length = case_ref.as_str().len() + 1 + receipt.digits().len() + 1 + digest.len();
+        let mut plaintext = Zeroizing::new(String::with_capacity(length));
+        for part in [case_ref.as_str(), "\n", receipt.digits(), "\n", &digest] {
+            plaintext.push_str(part);
+        }
+        debug_assert_eq!(plaintext.capacity(), length);
         self.key.seal(&self.key_hash, plaintext.as_bytes())
     }
 
