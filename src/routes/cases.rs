@@ -259,10 +259,15 @@ fn vocabulary_filter(
     }
 }
 
-fn day_filter(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+/// Whether `text` is a day written `YYYY-MM-DD`.
+fn is_day(text: &str) -> bool {
     let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(text, format).is_ok()
+}
+
+fn day_filter(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
     match value {
-        Some(day) if time::Date::parse(&day, format).is_err() => Err(ApiError::invalid_field(
+        Some(day) if !is_day(&day) => Err(ApiError::invalid_field(
             "invalid_date",
             field,
             "must be a day written YYYY-MM-DD",
@@ -305,7 +310,9 @@ pub async fn list_cases(
         Some(cursor) => Some(
             cursor
                 .split_once('~')
-                .filter(|(day, id)| day.len() == 10 && CaseRef::parse(id).is_ok())
+                // A real day, not ten arbitrary characters: PostgreSQL refuses a NUL in text
+                // (a 500), and anything else is no cursor this list gave out.
+                .filter(|(day, id)| is_day(day) && CaseRef::parse(id).is_ok())
                 .map(|(day, id)| (day.to_owned(), id.to_owned()))
                 .ok_or_else(|| {
                     ApiError::invalid_field(

@@ -721,6 +721,17 @@ async fn the_triage_list_refuses_unknown_filters_and_pages_with_a_cursor(backend
         .map(|case| case["case_ref"].as_str().unwrap())
         .collect();
     assert_eq!(all.len(), 3, "pages neither skip nor repeat");
+    let (_, id) = cursor.split_once('~').unwrap();
+    for forged in [
+        format!("%00%00%00%00%00%00%00%00%00%00~{id}"),
+        format!("2026-13-45~{id}"),
+        format!("abcdefghij~{id}"),
+    ] {
+        let refused = get_as(&app, &token, &format!("/api/v1/cases?after={forged}")).await;
+        assert_eq!(refused.status(), 422, "{forged}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_cursor");
+    }
 }
 
 async fn a_session_works_on_a_second_instance_of_the_same_database(backend: Backend) {
