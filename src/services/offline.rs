@@ -39,8 +39,10 @@ pub enum OfflineError {
     Io(#[from] std::io::Error),
 }
 
-/// A decrypted case, as `incident-vault case decrypt` prints it.
-#[derive(Debug, Serialize)]
+/// A decrypted case, as `incident-vault case decrypt` prints it. Its `Debug` shows the
+/// reference and key epoch only: it holds what reporters wrote, and a `?case` in a log line or
+/// a panic message must not print that.
+#[derive(Serialize)]
 pub struct DecryptedCase {
     pub case_ref: String,
     pub status: String,
@@ -53,14 +55,25 @@ pub struct DecryptedCase {
     pub thread: Vec<DecryptedEntry>,
 }
 
-/// One decrypted thread entry.
-#[derive(Debug, Serialize)]
+/// One decrypted thread entry. Never `Debug` (its body is content).
+#[derive(Serialize)]
 pub struct DecryptedEntry {
     pub id: String,
     pub kind: String,
     pub author: String,
     pub created_on: String,
     pub body: serde_json::Value,
+}
+
+impl std::fmt::Debug for DecryptedCase {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("DecryptedCase")
+            .field("case_ref", &self.case_ref)
+            .field("key_epoch", &self.key_epoch)
+            .field("entries", &self.thread.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Decrypts a whole case with whichever of `identities` holds a grant for it, checking the
@@ -244,4 +257,34 @@ pub async fn dump_case(
     );
     write_new("HOW-TO-OPEN.txt".into(), how_to.as_bytes())?;
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_debug_form_of_a_decrypted_case_shows_no_content() {
+        let case = DecryptedCase {
+            case_ref: "K7QM-3XTA-9PWD".into(),
+            status: "new".into(),
+            priority: "normal".into(),
+            incident_type: "threat".into(),
+            received_on: "2026-11-29".into(),
+            key_epoch: 1,
+            report: serde_json::json!({"description": "CANARY-report"}),
+            thread: vec![DecryptedEntry {
+                id: "E1".into(),
+                kind: "report".into(),
+                author: "reporter".into(),
+                created_on: "2026-11-29".into(),
+                body: serde_json::json!({"description": "CANARY-entry"}),
+            }],
+        };
+
+        let shown = format!("{case:?} {:?}", Ok::<_, ()>(&case));
+
+        assert!(shown.contains("K7QM-3XTA-9PWD"));
+        assert!(!shown.contains("CANARY"), "{shown}");
+    }
 }
