@@ -24,7 +24,7 @@ use crate::domain::{EntryId, Role};
 use crate::services::audit;
 use crate::storage::{
     EnrolmentRecord, NewAuditEvent, Redemption, ReviewerRecord, ReviewerSecretsRecord,
-    SessionRecord, Store, StoreError,
+    SecretsChange, SessionRecord, Store, StoreError,
 };
 
 /// How long the setup code printed on first start stays valid.
@@ -634,25 +634,26 @@ impl Vault {
             .map_err(pool_error)??;
         // Checked against the request's time: a lock set by a parallel guess since then holds
         // even if it is short enough to have run out while this one waited for its KDF.
+        let change = SecretsChange {
+            secrets: &replacement,
+            expected_verifier: &expected_verifier,
+            now,
+            new_session: None,
+        };
+        let event = audit_event(&reviewer_id, "account.password_change", None, "success");
         match self
             .store
-            .replace_login_secrets(&replacement, &expected_verifier, now)
+            .replace_login_secrets(&change, &event, &audit::chain_hash)
             .await
         {
-            Ok(()) => {}
+            Ok(()) => Ok(()),
             Err(StoreError::Conflict(_)) => {
                 let event = audit_event(&reviewer_id, "account.password_change", None, "failure");
                 self.count_failure(&reviewer_id, now, event).await?;
-                return Err(AccountError::WrongPassword);
+                Err(AccountError::WrongPassword)
             }
-            Err(error) => return Err(error.into()),
+            Err(error) => Err(error.into()),
         }
-        audit::record(
-            self.store.as_ref(),
-            audit_event(&reviewer_id, "account.password_change", None, "success"),
-        )
-        .await?;
-        Ok(())
     }
 
     /// The recovery code replaces a forgotten password, once. The TOTP code is still required.
@@ -750,32 +751,33 @@ impl Vault {
             })
             .await
             .map_err(pool_error)??;
-        // Checked against the request's time, like every re-check of the lock-out.
+        // New secrets, the end of every other session, the new session and the audit event are
+        // one transaction: if any fails, the old recovery code still works (the client never
+        // saw the new one). The lock-out is checked against the request's time, like every
+        // re-check of it.
+        let (session, record) = new_session(&reviewer, &identity, now);
+        let change = SecretsChange {
+            secrets: &replacement,
+            expected_verifier: &secrets.login_verifier,
+            now,
+            new_session: Some(&record),
+        };
+        let event = audit_event(&reviewer.id, "account.recovered", None, "success");
         match self
             .store
-            .replace_login_secrets(&replacement, &secrets.login_verifier, now)
+            .replace_login_secrets(&change, &event, &audit::chain_hash)
             .await
         {
             Ok(()) => {}
+            // Disabled while this recovery ran: nothing changes, no session opens.
+            Err(StoreError::Conflict("inactive")) => {
+                return Err(self.refuse_login(&reviewer, now, "inactive").await);
+            }
             Err(StoreError::Conflict(_)) => {
                 return Err(self.refuse_login(&reviewer, now, "locked_or_changed").await);
             }
             Err(error) => return Err(error.into()),
         }
-        let (session, record) = new_session(&reviewer, &identity, now);
-        match self.store.insert_session(&record).await {
-            Ok(()) => {}
-            // Disabled while this recovery ran: the new secrets stand, but no session opens.
-            Err(StoreError::Conflict(_)) => {
-                return Err(self.refuse_login(&reviewer, now, "inactive").await);
-            }
-            Err(error) => return Err(error.into()),
-        }
-        audit::record(
-            self.store.as_ref(),
-            audit_event(&reviewer.id, "account.recovered", None, "success"),
-        )
-        .await?;
         Ok(Recovered {
             session,
             recovery_code: new_recovery,

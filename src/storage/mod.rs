@@ -238,9 +238,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Completes a login in one transaction: spends the TOTP step, clears the failure count,
-    /// stores the session and appends `event`. Refused with [`StoreError::Conflict`]`("login")`,
-    /// and nothing written, when the step (or a later one) was spent, the account is locked at
-    /// `now` or no longer active, or its password changed since `login_verifier` was read.
+    /// stores the session and appends `event`. Refused, and nothing written, with
+    /// [`StoreError::Conflict`]`("inactive")` when the account is no longer active (its row is
+    /// locked first, so a concurrent disabling waits and then deletes this session), and with
+    /// `("login")` when the step (or a later one) was spent, the account is locked at `now`, or
+    /// its password changed since `login_verifier` was read.
     #[allow(clippy::too_many_arguments)]
     async fn complete_login(
         &self,
@@ -262,11 +264,6 @@ pub trait Store: Send + Sync + 'static {
         totp_step: i64,
         now: i64,
     ) -> Result<(), StoreError>;
-
-    /// Stores a new session, provided its account is still active at the write (an admin may
-    /// disable it while a recovery runs its KDF); otherwise [`StoreError::Conflict`]`("inactive")`
-    /// and nothing written.
-    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
 
     /// A live session (not expired at `now`, account active) by token hash, with its reviewer.
     async fn live_session(
@@ -374,15 +371,19 @@ pub trait Store: Send + Sync + 'static {
     async fn case_ids(&self, after: Option<&str>, limit: i64) -> Result<Vec<String>, StoreError>;
 
     /// Replaces a reviewer's password-derived material (new salt, verifier, sealed identity and
-    /// TOTP, and the recovery copies), clears lock-outs and deletes every session of the account,
-    /// in one transaction, provided the stored verifier is still `expected_verifier` and the
-    /// account is not locked at `now` (a parallel guess failed after this change read the
-    /// account); otherwise [`StoreError::Conflict`]`("secrets")`.
+    /// TOTP, and the recovery copies), clears lock-outs, deletes every session of the account,
+    /// opens `change.new_session` if there is one (recovery) and appends the audit event, in one
+    /// transaction; so a failure anywhere leaves the old secrets, and the recovery code that the
+    /// client never saw replaced is still the one that works. Refused with
+    /// [`StoreError::Conflict`]: `("inactive")` when the account is not active (an admin may
+    /// disable it while the KDF runs; its row is locked first, so a disabling waits or is
+    /// seen), `("secrets")` when the stored verifier is no longer `change.expected_verifier` or
+    /// the account is locked at `change.now` (a parallel guess failed after this change read it).
     async fn replace_login_secrets(
         &self,
-        secrets: &ReviewerSecretsRecord,
-        expected_verifier: &[u8],
-        now: i64,
+        change: &SecretsChange<'_>,
+        event: &NewAuditEvent,
+        chain: &AuditChain,
     ) -> Result<(), StoreError>;
 }
 

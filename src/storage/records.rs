@@ -219,6 +219,18 @@ pub struct EnrolmentRecord {
     pub username: Option<String>,
 }
 
+/// A change of a reviewer's password-derived secrets (see
+/// [`crate::storage::Store::replace_login_secrets`]).
+pub struct SecretsChange<'a> {
+    pub secrets: &'a ReviewerSecretsRecord,
+    /// The verifier the change was checked against; refused if it changed meanwhile.
+    pub expected_verifier: &'a [u8],
+    /// The request's time, for the lock-out re-check.
+    pub now: i64,
+    /// The session a recovery opens; `None` for a password change.
+    pub new_session: Option<&'a SessionRecord>,
+}
+
 /// What redeeming an enrolment token writes (see [`crate::storage::Store::redeem_enrolment`]).
 pub struct Redemption<'a> {
     /// SHA-256 of the token.

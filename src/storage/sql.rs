@@ -234,6 +234,25 @@ where
     .bind(session.stepped_up_at)
 }
 
+/// Locks an active reviewer's row as the first write of a transaction, or returns
+/// [`crate::storage::StoreError::Conflict`]`("inactive")`. A disabling (an UPDATE of that row,
+/// which then deletes the account's sessions) either waits for this transaction, and so sees and
+/// deletes the session it writes, or committed first, and this sees it: on PostgreSQL a session
+/// inserted under READ COMMITTED would otherwise escape a concurrent disabling's DELETE. On SQLite
+/// it takes the write lock at once.
+macro_rules! lock_active_reviewer {
+    ($transaction:ident, $reviewer_id:expr) => {{
+        let locked =
+            sqlx::query("UPDATE reviewers SET status = status WHERE id = $1 AND status = 'active'")
+                .bind($reviewer_id)
+                .execute(&mut *$transaction)
+                .await?;
+        if locked.rows_affected() != 1 {
+            return Err($crate::storage::StoreError::Conflict("inactive"));
+        }
+    }};
+}
+
 /// Appends an audit event inside an open transaction (`$transaction`), and evaluates to its
 /// sequence number: so that an action and its audit event commit together or not at all.
 macro_rules! append_audit {
@@ -1006,8 +1025,9 @@ macro_rules! impl_store {
                 chain: &$crate::storage::AuditChain,
             ) -> Result<(), $crate::storage::StoreError> {
                 let mut transaction = self.pool.begin().await?;
-                // Everything that could have changed since the KDF started is checked by this
-                // one write: the TOTP step unspent, no lock-out (a failure of a parallel guess
+                $crate::storage::sql::lock_active_reviewer!(transaction, &session.reviewer_id);
+                // Everything else that could have changed since the KDF started is checked by
+                // this one write: the TOTP step unspent, no lock-out (a failure of a parallel guess
                 // counts), the same password, and the account still active.
                 let spent = sqlx::query(
                     "UPDATE reviewer_secrets SET totp_last_step = $1, failed_logins = 0, \
@@ -1025,8 +1045,8 @@ macro_rules! impl_store {
                 if spent.rows_affected() != 1 {
                     return Err($crate::storage::StoreError::Conflict("login"));
                 }
-                // A disabling committed since the UPDATE above (PostgreSQL reads each statement
-                // afresh) leaves the INSERT empty: no session, and no login.
+                // The row lock above keeps the account active until this commits; the INSERT's
+                // own check of the status stays as a second guard.
                 let inserted = $crate::storage::sql::insert_session_query(session)
                     .execute(&mut *transaction)
                     .await?;
@@ -1059,20 +1079,6 @@ macro_rules! impl_store {
                     Ok(())
                 } else {
                     Err($crate::storage::StoreError::Conflict("totp_replay"))
-                }
-            }
-
-            async fn insert_session(
-                &self,
-                session: &$crate::storage::SessionRecord,
-            ) -> Result<(), $crate::storage::StoreError> {
-                let inserted = $crate::storage::sql::insert_session_query(session)
-                    .execute(&self.pool)
-                    .await?;
-                if inserted.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    Err($crate::storage::StoreError::Conflict("inactive"))
                 }
             }
 
@@ -1547,11 +1553,18 @@ macro_rules! impl_store {
 
             async fn replace_login_secrets(
                 &self,
-                secrets: &$crate::storage::ReviewerSecretsRecord,
-                expected_verifier: &[u8],
-                now: i64,
+                change: &$crate::storage::SecretsChange<'_>,
+                event: &$crate::storage::NewAuditEvent,
+                chain: &$crate::storage::AuditChain,
             ) -> Result<(), $crate::storage::StoreError> {
+                let $crate::storage::SecretsChange {
+                    secrets,
+                    expected_verifier,
+                    now,
+                    new_session,
+                } = *change;
                 let mut transaction = self.pool.begin().await?;
+                $crate::storage::sql::lock_active_reviewer!(transaction, &secrets.reviewer_id);
                 let replaced = sqlx::query(
                     "UPDATE reviewer_secrets SET kdf_params = $1, password_salt = $2, \
                      login_verifier = $3, sealed_identity = $4, sealed_totp = $5, \
@@ -1580,6 +1593,12 @@ macro_rules! impl_store {
                     .bind(&secrets.reviewer_id)
                     .execute(&mut *transaction)
                     .await?;
+                if let Some(session) = new_session {
+                    $crate::storage::sql::insert_session_query(session)
+                        .execute(&mut *transaction)
+                        .await?;
+                }
+                $crate::storage::sql::append_audit!(transaction, event, chain);
                 transaction.commit().await?;
                 Ok(())
             }
@@ -1587,7 +1606,7 @@ macro_rules! impl_store {
     };
 }
 
-pub(crate) use {append_audit, case_columns, impl_store, reviewer_columns};
+pub(crate) use {append_audit, case_columns, impl_store, lock_active_reviewer, reviewer_columns};
 
 #[cfg(test)]
 mod tests {

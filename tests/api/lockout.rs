@@ -4,7 +4,7 @@
 //! same rules, and concurrent enrolments all succeed.
 
 use incident_vault::services::audit;
-use incident_vault::storage::{NewAuditEvent, SessionRecord, StoreError};
+use incident_vault::storage::{NewAuditEvent, SecretsChange, SessionRecord, StoreError};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -84,6 +84,19 @@ fn session_for(reviewer_id: &str, now: i64) -> SessionRecord {
     }
 }
 
+/// The same secrets again, as a password change writes them.
+fn unchanged_secrets(
+    secrets: &incident_vault::storage::ReviewerSecretsRecord,
+    now: i64,
+) -> SecretsChange<'_> {
+    SecretsChange {
+        secrets,
+        expected_verifier: &secrets.login_verifier,
+        now,
+        new_session: None,
+    }
+}
+
 fn login_event(reviewer_id: &str, now: i64) -> NewAuditEvent {
     NewAuditEvent {
         occurred_at: now,
@@ -142,12 +155,16 @@ async fn a_login_completes_only_if_nothing_changed_since_its_checks(backend: Bac
     // The same TOTP step again: a replay.
     let replayed = complete(secrets.login_verifier.clone(), step).await;
 
-    for refused in [while_locked, stale_password, while_disabled, replayed] {
+    for refused in [while_locked, stale_password, replayed] {
         assert!(
             matches!(refused, Err(StoreError::Conflict("login"))),
             "{refused:?}"
         );
     }
+    assert!(
+        matches!(while_disabled, Err(StoreError::Conflict("inactive"))),
+        "{while_disabled:?}"
+    );
     completed.unwrap();
     assert_eq!(
         app.count("sessions").await,
@@ -228,7 +245,11 @@ async fn recovery_step_up_and_password_change_writes_refuse_a_lock_set_meanwhile
     let step_up_while_locked = app.store.record_step_up(&session_hash, now).await;
     let change_while_locked = app
         .store
-        .replace_login_secrets(&secrets, &secrets.login_verifier, now)
+        .replace_login_secrets(
+            &unchanged_secrets(&secrets, now),
+            &login_event(&ada.id, now),
+            &audit::chain_hash,
+        )
         .await;
     for refused in [
         &recovery_while_locked,
@@ -252,7 +273,11 @@ async fn recovery_step_up_and_password_change_writes_refuse_a_lock_set_meanwhile
         .unwrap();
     app.store.record_step_up(&session_hash, now).await.unwrap();
     app.store
-        .replace_login_secrets(&secrets, &secrets.login_verifier, now)
+        .replace_login_secrets(
+            &unchanged_secrets(&secrets, now),
+            &login_event(&ada.id, now),
+            &audit::chain_hash,
+        )
         .await
         .unwrap();
     assert_eq!(secrets_of(&app, "ada").await.totp_last_step, Some(step));
@@ -276,29 +301,155 @@ fn export_identity(app: &TestApp, username: &str, password: &str) -> std::proces
     output
 }
 
-/// A session is written only for an account that is still active at the write: a recovery whose
-/// account an admin disabled while it ran opens none.
-async fn no_session_is_written_for_an_account_disabled_meanwhile(backend: Backend) {
+/// A login completing while an admin's disabling is in flight either waits for it and is refused,
+/// or is seen by it: no session survives a disabling. (On PostgreSQL, a session inserted under
+/// READ COMMITTED escaped the disabling's DELETE before the login locked the account's row.)
+async fn a_login_racing_a_disabling_leaves_no_session(backend: Backend) {
+    use sqlx::{Connection, Executor};
     let Some(app) = spawn_app(backend).await else {
         return;
     };
     app.enrol_first_admin("ada").await;
-    let (ada, _) = app.stored_account("ada").await;
+    let (ada, secrets) = app.stored_account("ada").await;
     let now = unix_now();
-    let before = app.count("sessions").await;
+    let disable = format!(
+        "UPDATE reviewers SET status = 'disabled' WHERE id = '{}'",
+        ada.id
+    );
+    let end_sessions = format!("DELETE FROM sessions WHERE reviewer_id = '{}'", ada.id);
+
+    // The admin's transaction, as `change_account` writes it, held open.
+    let login = |store: std::sync::Arc<dyn incident_vault::storage::Store>| {
+        let id = ada.id.clone();
+        let verifier = secrets.login_verifier.clone();
+        tokio::spawn(async move {
+            store
+                .complete_login(
+                    &session_for(&id, now),
+                    now / 30 + 10,
+                    &verifier,
+                    now,
+                    &login_event(&id, now),
+                    &audit::chain_hash,
+                )
+                .await
+        })
+    };
+    let outcome = match &app.database {
+        crate::helpers::TestDatabase::Sqlite { url, .. } => {
+            let mut admin = sqlx::SqliteConnection::connect(url).await.unwrap();
+            admin.execute("BEGIN IMMEDIATE").await.unwrap();
+            admin
+                .execute(sqlx::AssertSqlSafe(disable.clone()))
+                .await
+                .unwrap();
+            let pending = login(app.store.clone());
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            admin
+                .execute(sqlx::AssertSqlSafe(end_sessions.clone()))
+                .await
+                .unwrap();
+            admin.execute("COMMIT").await.unwrap();
+            pending.await.unwrap()
+        }
+        crate::helpers::TestDatabase::Postgres { url, .. } => {
+            let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
+            admin.execute("BEGIN").await.unwrap();
+            admin
+                .execute(sqlx::AssertSqlSafe(disable.clone()))
+                .await
+                .unwrap();
+            let pending = login(app.store.clone());
+            // Until the login waits on the account's row (or has finished without waiting).
+            let mut watcher = sqlx::PgConnection::connect(url).await.unwrap();
+            for _ in 0..500 {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND wait_event_type = 'Lock'",
+                )
+                .fetch_one(&mut watcher)
+                .await
+                .unwrap();
+                if waiting > 0 || pending.is_finished() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            admin
+                .execute(sqlx::AssertSqlSafe(end_sessions.clone()))
+                .await
+                .unwrap();
+            admin.execute("COMMIT").await.unwrap();
+            pending.await.unwrap()
+        }
+    };
+
+    assert!(
+        matches!(outcome, Err(StoreError::Conflict(_))),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        app.count(&format!("sessions WHERE reviewer_id = '{}'", ada.id))
+            .await,
+        0,
+        "a session outlived the disabling"
+    );
+}
+
+/// A recovery whose account an admin disabled while it ran changes nothing and opens no
+/// session: new secrets, the session and the audit event are one write, refused as a whole.
+async fn no_session_is_written_for_an_account_disabled_meanwhile(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    app.login(&admin).await;
+    let (ada, secrets) = app.stored_account("ada").await;
+    let now = unix_now();
+    let mut replacement = secrets.clone();
+    replacement.password_salt = vec![9; 16];
+    let session = session_for(&ada.id, now);
+    let recovery = SecretsChange {
+        secrets: &replacement,
+        expected_verifier: &secrets.login_verifier,
+        now,
+        new_session: Some(&session),
+    };
+    let events_before = app.count("audit_events").await;
 
     app.execute("UPDATE reviewers SET status = 'disabled'")
         .await;
-    let while_disabled = app.store.insert_session(&session_for(&ada.id, now)).await;
-    app.execute("UPDATE reviewers SET status = 'active'").await;
-    let while_active = app.store.insert_session(&session_for(&ada.id, now)).await;
-
+    let while_disabled = app
+        .store
+        .replace_login_secrets(&recovery, &login_event(&ada.id, now), &audit::chain_hash)
+        .await;
     assert!(
         matches!(while_disabled, Err(StoreError::Conflict("inactive"))),
         "{while_disabled:?}"
     );
-    while_active.unwrap();
-    assert_eq!(app.count("sessions").await, before + 1);
+    assert_eq!(
+        secrets_of(&app, "ada").await.password_salt,
+        secrets.password_salt
+    );
+    assert_eq!(
+        app.count("sessions").await,
+        1,
+        "the login's session is untouched"
+    );
+    assert_eq!(app.count("audit_events").await, events_before);
+
+    app.execute("UPDATE reviewers SET status = 'active'").await;
+    app.store
+        .replace_login_secrets(&recovery, &login_event(&ada.id, now), &audit::chain_hash)
+        .await
+        .unwrap();
+    assert_eq!(secrets_of(&app, "ada").await.password_salt, vec![9; 16]);
+    assert_eq!(
+        app.count("sessions").await,
+        1,
+        "the other session ended, the recovery's opened"
+    );
+    assert_eq!(app.count("audit_events").await, events_before + 1);
 }
 
 /// An identity export whose audit event cannot be written leaves no file behind: a secret on disk
@@ -440,6 +591,7 @@ crate::on_both_backends!(
     recovery_step_up_and_password_change_writes_refuse_a_lock_set_meanwhile,
     an_export_that_cannot_be_audited_leaves_no_file,
     no_session_is_written_for_an_account_disabled_meanwhile,
+    a_login_racing_a_disabling_leaves_no_session,
     the_offline_tools_refuse_disabled_and_locked_accounts_and_count_wrong_passwords,
     concurrent_enrolments_all_succeed,
 );
