@@ -325,7 +325,9 @@ pub trait Store: Send + Sync + 'static {
     /// Creates a desk. [`StoreError::Conflict`]`("slug")` when the slug is taken.
     async fn insert_desk(&self, desk: &DeskRecord, created_on: &str) -> Result<(), StoreError>;
 
-    /// Replaces the members of a desk and appends `event`, in one transaction.
+    /// Replaces the members of a desk and appends `event`, in one transaction that locks the
+    /// desk's row first (two replacements take turns). [`StoreError::Conflict`]`("desk")` when
+    /// there is no such desk.
     async fn set_desk_members(
         &self,
         desk_id: &str,

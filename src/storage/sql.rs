@@ -1358,6 +1358,16 @@ macro_rules! impl_store {
                 chain: &$crate::storage::AuditChain,
             ) -> Result<(), $crate::storage::StoreError> {
                 let mut transaction = self.pool.begin().await?;
+                // The desk's row first: two admins replacing the members at once then take
+                // turns. Without it, on PostgreSQL the second DELETE skipped the rows the first
+                // inserted, which left both lists merged, or a duplicate key (a 500).
+                let locked = sqlx::query("UPDATE desks SET slug = slug WHERE id = $1")
+                    .bind(desk_id)
+                    .execute(&mut *transaction)
+                    .await?;
+                if locked.rows_affected() != 1 {
+                    return Err($crate::storage::StoreError::Conflict("desk"));
+                }
                 sqlx::query("DELETE FROM desk_members WHERE desk_id = $1")
                     .bind(desk_id)
                     .execute(&mut *transaction)

@@ -434,7 +434,67 @@ async fn dead_sessions_are_swept_from_the_table(backend: Backend) {
     }
 }
 
+/// Two admins replacing a desk's members at the same moment take turns: the desk ends with one
+/// of the two lists, never both merged, and neither gets a 500 for a duplicate key.
+async fn members_replaced_at_once_end_as_one_list(backend: Backend) {
+    use incident_vault::storage::{DeskMemberRecord, NewAuditEvent};
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let desk = app.store.desk_by_slug("default").await.unwrap().unwrap();
+    app.seed_desk_members(&desk.id, 6).await;
+    let list = |ids: &[usize]| -> Vec<DeskMemberRecord> {
+        ids.iter()
+            .map(|index| DeskMemberRecord {
+                desk_id: desk.id.clone(),
+                reviewer_id: format!("R{index:05}"),
+                role: "member".into(),
+            })
+            .collect()
+    };
+    let event = NewAuditEvent {
+        occurred_at: 1_795_000_000,
+        actor: "R00000".into(),
+        action: "desk.members_set".into(),
+        target: Some("default".into()),
+        outcome: "success".into(),
+    };
+    let first = list(&[0, 1, 2, 3]);
+    let second = list(&[2, 3, 4, 5]);
+    let ids = |records: &[DeskMemberRecord]| -> std::collections::BTreeSet<String> {
+        records
+            .iter()
+            .map(|record| record.reviewer_id.clone())
+            .collect()
+    };
+
+    for _ in 0..10 {
+        let (one, other) = tokio::join!(
+            app.store.set_desk_members(
+                &desk.id,
+                &first,
+                &event,
+                &incident_vault::services::audit::chain_hash
+            ),
+            app.store.set_desk_members(
+                &desk.id,
+                &second,
+                &event,
+                &incident_vault::services::audit::chain_hash
+            ),
+        );
+        one.unwrap();
+        other.unwrap();
+        let now_members = ids(&app.store.desk_members().await.unwrap());
+        assert!(
+            now_members == ids(&first) || now_members == ids(&second),
+            "{now_members:?}"
+        );
+    }
+}
+
 crate::on_both_backends!(
+    members_replaced_at_once_end_as_one_list,
     dead_sessions_are_swept_from_the_table,
     an_invitation_is_for_one_username_and_one_use,
     disabling_an_account_ends_its_sessions_at_once,
