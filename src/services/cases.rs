@@ -4,7 +4,7 @@ use anyhow::Context;
 
 use super::Vault;
 use super::accounts::AuthenticatedReviewer;
-use super::offline::{DecryptedCase, OfflineError, decrypt_case};
+use super::offline::{DecryptedCase, OfflineError, open_case};
 use crate::domain::CaseRef;
 use crate::services::audit;
 use crate::storage::{CaseFilter, CaseRecord, NewAuditEvent, ReviewerRecord};
@@ -85,7 +85,27 @@ impl Vault {
                 .context("could not audit the refused read")?;
             return Err(ReadCaseError::NotGranted);
         }
-        let outcome = decrypt_case(self.store.as_ref(), &[&caller.identity], case_ref).await;
+        // Only the caller's own grants are tried, and the X25519 work (one operation per grant
+        // and per entry) runs on the blocking pool, not on the HTTP worker. Not on the crypto
+        // pools: a read must not queue behind a flood of argon2id runs.
+        let outcome = match self.store.case_record(case_ref.as_str()).await {
+            Ok(Some(case)) => {
+                let entries = self
+                    .store
+                    .entries_of_case(case_ref.as_str())
+                    .await
+                    .context("could not read the case's entries")?;
+                let identity = caller.identity.clone();
+                let reference = case_ref.clone();
+                tokio::task::spawn_blocking(move || {
+                    open_case(&reference, case, grants, entries, &[&identity])
+                })
+                .await
+                .context("the decryption task failed")?
+            }
+            Ok(None) => Err(OfflineError::UnknownCase(case_ref.clone())),
+            Err(error) => Err(OfflineError::Store(error)),
+        };
         let event = NewAuditEvent {
             occurred_at: super::unix_now(),
             actor: caller.reviewer.id.clone(),

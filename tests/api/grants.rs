@@ -220,6 +220,43 @@ async fn revoking_re_keys_the_case_and_the_revoked_reviewer_reads_nothing(backen
     assert!(events.iter().any(|event| event.action == "case.revoke"));
 }
 
+/// A reader's request tries only the reader's own grants: another reviewer's damaged grant row
+/// neither costs the reader its X25519 work nor stops the read (it stopped every read before).
+async fn a_case_read_opens_only_the_readers_own_grant(backend: Backend) {
+    let Some(AdaAndRita {
+        app,
+        admin_token,
+        rita_token,
+        ..
+    }) = spawn_with_ada_and_rita(backend).await
+    else {
+        return;
+    };
+    let (case_ref, _) = app.file(&minimal_report("Both can read this.")).await;
+    let rita = app.stored_account("rita").await.0;
+    let hex_null = match &app.database {
+        crate::helpers::TestDatabase::Sqlite { .. } => "x'00'",
+        crate::helpers::TestDatabase::Postgres { .. } => "'\\x00'::bytea",
+    };
+    app.execute(&format!(
+        "UPDATE grants SET ciphertext = {hex_null} WHERE grantee_id = '{}'",
+        rita.id
+    ))
+    .await;
+
+    let by_ada = app
+        .get_as(&admin_token, &format!("/api/v1/cases/{case_ref}"))
+        .await;
+    let by_rita = app
+        .get_as(&rita_token, &format!("/api/v1/cases/{case_ref}"))
+        .await;
+
+    assert_eq!(by_ada.status(), 200, "{:?}", by_ada.text().await);
+    let body: Value = by_ada.json().await.unwrap();
+    assert_eq!(body["report"]["description"], "Both can read this.");
+    assert_eq!(by_rita.status(), 500, "her own damaged grant is refused");
+}
+
 /// A revoke re-keys the case for those who keep access, but an account disabled meanwhile (a
 /// suspected infiltrator) receives no new key: not from the service's choice of grantees, and
 /// not from a re-key computed before the account was disabled.
@@ -462,6 +499,7 @@ crate::on_both_backends!(
     a_grantee_who_is_no_coordinator_cannot_grant_and_nobody_grants_to_an_auditor,
     revoking_re_keys_the_case_and_the_revoked_reviewer_reads_nothing,
     a_revoke_seals_the_new_key_to_no_disabled_account,
+    a_case_read_opens_only_the_readers_own_grant,
     after_a_revoke_a_database_copy_and_the_password_open_no_later_content,
     a_new_desk_member_gets_the_desk_cases_as_a_batch,
 );
