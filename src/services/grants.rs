@@ -86,10 +86,19 @@ pub struct BatchTally {
     pub already_held: u64,
 }
 
+/// The case's current key epoch and the recipient its row seals new content to.
+pub struct CurrentKey<'a> {
+    pub epoch: i64,
+    pub recipient: &'a str,
+}
+
 /// Seals every case key of `existing` that `openers` can open to `grantee`, checking each grant's
-/// binding on the way. Pure crypto, no I/O: run it on the crypto pool (`crypto::pool`).
+/// binding on the way, and that the current epoch's key is the one the case row names (as a read
+/// does): a grant with the right comments but a foreign key is not passed on. Pure crypto, no
+/// I/O: run it on the crypto pool (`crypto::pool`).
 pub fn reseal_grants(
     case_ref: &CaseRef,
+    current: &CurrentKey<'_>,
     existing: &[GrantRecord],
     openers: &[&dyn age::Identity],
     grantee_id: &str,
@@ -103,6 +112,11 @@ pub fn reseal_grants(
         let epoch = u32::try_from(grant.epoch).map_err(|_| CryptoError::Malformed)?;
         match open_grant(&grant.ciphertext, openers, case_ref, epoch) {
             Ok(identity) => {
+                if grant.epoch == current.epoch
+                    && identity.recipient().to_string() != current.recipient
+                {
+                    return Err(CryptoError::BindingMismatch);
+                }
                 keys.insert(grant.epoch, identity);
             }
             Err(CryptoError::NotForUs) => {}
@@ -134,7 +148,7 @@ pub async fn grant_case_with<S, F>(
     reseal: S,
 ) -> Result<GrantOutcome, GrantError>
 where
-    S: Fn(Vec<GrantRecord>) -> F,
+    S: Fn(Vec<GrantRecord>, CaseRecord) -> F,
     F: Future<Output = Result<Vec<GrantRecord>, GrantError>>,
 {
     for _ in 0..ATTEMPTS {
@@ -148,7 +162,8 @@ where
             .filter(|grant| grant.grantee_kind == REVIEWER && grant.grantee_id == target.id)
             .map(|grant| grant.epoch)
             .collect();
-        let new_grants: Vec<GrantRecord> = reseal(existing)
+        let key_epoch = case.key_epoch;
+        let new_grants: Vec<GrantRecord> = reseal(existing, case)
             .await?
             .into_iter()
             .filter(|grant| !held.contains(&grant.epoch))
@@ -160,7 +175,7 @@ where
                 Ok(GrantOutcome::AlreadyHeld)
             };
         }
-        if !new_grants.iter().any(|grant| grant.epoch == case.key_epoch) && held.is_empty() {
+        if !new_grants.iter().any(|grant| grant.epoch == key_epoch) && held.is_empty() {
             // The opener lacks the current key: the grantee could not read new content.
             return Err(GrantError::CaseNotFound);
         }
@@ -168,7 +183,7 @@ where
         match store
             .add_grants(
                 case_ref.as_str(),
-                case.key_epoch,
+                key_epoch,
                 &new_grants,
                 &event,
                 &audit::chain_hash,
@@ -278,7 +293,7 @@ impl Vault {
         target: &ReviewerRecord,
     ) -> Result<GrantOutcome, GrantError> {
         let recipient = grantee_recipient(target)?;
-        let reseal = |existing: Vec<GrantRecord>| {
+        let reseal = |existing: Vec<GrantRecord>, case: CaseRecord| {
             let identity = caller.identity.clone();
             let case_ref = case_ref.clone();
             let target_id = target.id.clone();
@@ -287,7 +302,18 @@ impl Vault {
                 let sealed = self
                     .reviewer_crypto
                     .run(move || {
-                        reseal_grants(&case_ref, &existing, &[&identity], &target_id, &recipient)
+                        let current = CurrentKey {
+                            epoch: case.key_epoch,
+                            recipient: &case.case_recipient,
+                        };
+                        reseal_grants(
+                            &case_ref,
+                            &current,
+                            &existing,
+                            &[&identity],
+                            &target_id,
+                            &recipient,
+                        )
                     })
                     .await?
                     .context("a grant of this case does not open as it should")?;
@@ -501,9 +527,15 @@ pub async fn grant_cases_offline(
     let recipient = grantee_recipient(target)?;
     let mut tally = OfflineTally::default();
     for case_ref in cases {
-        let reseal = |existing: Vec<GrantRecord>| {
-            let sealed = reseal_grants(case_ref, &existing, openers, &target.id, &recipient)
-                .context("a grant of this case does not open as it should");
+        let reseal = |existing: Vec<GrantRecord>, case: CaseRecord| {
+            let current = CurrentKey {
+                epoch: case.key_epoch,
+                recipient: &case.case_recipient,
+            };
+            let sealed = reseal_grants(
+                case_ref, &current, &existing, openers, &target.id, &recipient,
+            )
+            .context("a grant of this case does not open as it should");
             async move { Ok(sealed?) }
         };
         match grant_case_with(store, actor, case_ref, target, reseal).await {
@@ -524,4 +556,55 @@ pub struct OfflineTally {
     pub already_held: u64,
     /// Cases that the given identities hold no key for.
     pub not_opened: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A grant whose comments name the case and epoch but whose key is not the one the case row
+    /// seals new content to (written by someone with write access to the database) is refused,
+    /// not passed on to a new grantee.
+    #[test]
+    fn a_grant_of_a_foreign_key_for_the_current_epoch_is_not_resealed() {
+        let case_ref = CaseRef::generate();
+        let opener = crate::crypto::generate_identity();
+        let grantee = crate::crypto::generate_identity().to_public();
+        let real = CaseIdentity::generate();
+        let foreign = CaseIdentity::generate();
+        let grant_of = |identity: &CaseIdentity| GrantRecord {
+            case_id: case_ref.to_string(),
+            grantee_kind: REVIEWER.into(),
+            grantee_id: "R1".into(),
+            epoch: 1,
+            ciphertext: seal_grant(identity, &case_ref, 1, &opener.to_public()).unwrap(),
+        };
+        let recipient = real.recipient().to_string();
+        let current = CurrentKey {
+            epoch: 1,
+            recipient: &recipient,
+        };
+
+        let forged = reseal_grants(
+            &case_ref,
+            &current,
+            &[grant_of(&foreign)],
+            &[&opener],
+            "R2",
+            &grantee,
+        );
+        let genuine = reseal_grants(
+            &case_ref,
+            &current,
+            &[grant_of(&real)],
+            &[&opener],
+            "R2",
+            &grantee,
+        )
+        .unwrap();
+
+        assert!(matches!(forged, Err(CryptoError::BindingMismatch)));
+        assert_eq!(genuine.len(), 1);
+        assert_eq!(genuine[0].grantee_id, "R2");
+    }
 }
