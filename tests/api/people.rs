@@ -50,14 +50,16 @@ pub struct Reviewer {
 }
 
 impl Reviewer {
-    /// A code of a step not used yet, within the server's window of one step either way. Waits
-    /// for the next step when the window is used up.
+    /// A code of a step not used yet: the current step, or the next one (the server accepts one
+    /// step either way) when the current one is used. When both are used, waits for the next step
+    /// to begin. Never an earlier step: the server stops accepting it at the next boundary, which
+    /// may pass between this call and the request.
     pub async fn next_code(&self) -> String {
         loop {
             let current = now() / STEP;
             let step = {
                 let mut last = self.last_step.lock().unwrap();
-                let step = (*last + 1).max(current.saturating_sub(1));
+                let step = (*last + 1).max(current);
                 if step <= current + 1 {
                     *last = step;
                     Some(step)
@@ -67,10 +69,20 @@ impl Reviewer {
             };
             match step {
                 Some(step) => return code(&self.totp, step * STEP),
-                None => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+                // Pacing, not a check of time: sleep into the next step, then look again.
+                None => tokio::time::sleep(until_the_next_step()).await,
             }
         }
     }
+}
+
+/// How long until the next TOTP step begins, and a little more.
+fn until_the_next_step() -> std::time::Duration {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let next = std::time::Duration::from_secs((since_epoch.as_secs() / STEP + 1) * STEP);
+    next.saturating_sub(since_epoch) + std::time::Duration::from_millis(50)
 }
 
 impl TestApp {
