@@ -33,11 +33,55 @@ async fn migrate_prepares_an_empty_database_and_exits(backend: Backend) {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let expected = migration_versions(backend);
+    assert!(!expected.is_empty());
+    let applied = database.applied_migrations().await;
+    assert_eq!(
+        applied,
+        expected
+            .iter()
+            .map(|&version| (version, true))
+            .collect::<Vec<_>>(),
+        "one successful row per file of migrations/"
+    );
+    assert!(
+        database
+            .table_names()
+            .await
+            .iter()
+            .any(|name| name == "cases"),
+        "the schema was created"
+    );
     let again = binary(&database, dir.path())
         .arg("migrate")
         .output()
         .unwrap();
     assert!(again.status.success(), "migrating twice is harmless");
+    assert_eq!(
+        database.applied_migrations().await,
+        applied,
+        "and applies nothing twice"
+    );
+}
+
+/// The versions of the migration files of `backend`, in order: `0003_x.sql` is version 3.
+fn migration_versions(backend: Backend) -> Vec<i64> {
+    let folder = match backend {
+        Backend::Sqlite => "migrations/sqlite",
+        Backend::Postgres => "migrations/postgres",
+    };
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
+    let mut versions: Vec<i64> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".sql"))
+        .map(|name| {
+            let (version, _) = name.split_once('_').expect("NNNN_name.sql");
+            version.parse().expect("a numbered migration")
+        })
+        .collect();
+    versions.sort_unstable();
+    versions
 }
 
 async fn serve_without_a_terminal_or_an_escrow_recipient_refuses_to_start(backend: Backend) {

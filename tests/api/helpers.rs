@@ -136,6 +136,50 @@ impl TestDatabase {
             Self::Sqlite { url, .. } | Self::Postgres { url, .. } => url,
         }
     }
+
+    /// The rows of `_sqlx_migrations`, `(version, success)`, in version order.
+    pub async fn applied_migrations(&self) -> Vec<(i64, bool)> {
+        let sql = "SELECT version, success FROM _sqlx_migrations ORDER BY version";
+        match self {
+            Self::Sqlite { url, .. } => {
+                let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+                sqlx::query_as(sql)
+                    .fetch_all(&mut connection)
+                    .await
+                    .unwrap()
+            }
+            Self::Postgres { url, .. } => {
+                let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query_as(sql)
+                    .fetch_all(&mut connection)
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+
+    /// The names of the database's own tables.
+    pub async fn table_names(&self) -> Vec<String> {
+        match self {
+            Self::Sqlite { url, .. } => {
+                let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+                sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .fetch_all(&mut connection)
+                    .await
+                    .unwrap()
+            }
+            Self::Postgres { url, .. } => {
+                let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query_scalar(
+                    "SELECT table_name::text FROM information_schema.tables \
+                     WHERE table_schema = 'public'",
+                )
+                .fetch_all(&mut connection)
+                .await
+                .unwrap()
+            }
+        }
+    }
 }
 
 impl Drop for TestDatabase {
