@@ -115,8 +115,33 @@ async fn case_dump_leaves_an_existing_folder_alone_and_names_what_it_will_not_ov
         |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode(&shared), 0o1777, "an existing folder keeps its mode");
     assert_eq!(mode(&fresh), 0o700);
-    for entry in std::fs::read_dir(&shared).unwrap() {
-        assert_eq!(mode(&entry.unwrap().path()), 0o600);
+    let names = |folder: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(folder)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let written = names(&shared);
+    assert!(
+        written.iter().any(|name| name == "HOW-TO-OPEN.txt"),
+        "{written:?}"
+    );
+    assert!(
+        written.iter().any(|name| name.starts_with("grant-")),
+        "{written:?}"
+    );
+    assert!(
+        written.iter().any(|name| name.starts_with("entry-")),
+        "{written:?}"
+    );
+    assert_eq!(names(&fresh), written, "both dumps hold the same files");
+    for folder in [&shared, &fresh] {
+        for name in &written {
+            let path = folder.join(name);
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
     }
     assert!(!again.status.success());
     let stderr = String::from_utf8_lossy(&again.stderr);
