@@ -1,5 +1,7 @@
 //! First start, restarts, and settings that must be refused.
 
+use std::sync::LazyLock;
+
 use age::secrecy::ExposeSecret;
 use incident_vault::domain::CaseRef;
 use incident_vault::services::offline::decrypt_case;
@@ -18,6 +20,9 @@ async fn fresh(backend: Backend) -> Option<(TestDatabase, tempfile::TempDir)> {
 async fn first_start_without_escrow_generates_one_that_is_shown_once_and_never_stored(
     backend: Backend,
 ) {
+    // The capture is installed before the build, so that whatever the build logs is read below,
+    // whichever test ran first.
+    LazyLock::force(&crate::helpers::LOGS);
     let Some((database, dir)) = fresh(backend).await else {
         return;
     };
@@ -62,7 +67,7 @@ async fn first_start_without_escrow_generates_one_that_is_shown_once_and_never_s
 /// A first start that fails (here: its port is taken) writes no instance, so the escrow identity
 /// it would have generated is not recorded unseen: the next start generates and shows one.
 async fn a_first_start_that_cannot_listen_records_no_escrow(backend: Backend) {
-    std::sync::LazyLock::force(&crate::helpers::LOGS);
+    LazyLock::force(&crate::helpers::LOGS);
     let Some((database, dir)) = fresh(backend).await else {
         return;
     };
