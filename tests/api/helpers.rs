@@ -337,6 +337,25 @@ pub fn full_report(secret: &str) -> Value {
     })
 }
 
+/// A fresh valid Idempotency-Key, as a phone makes one: a random UUID v4.
+pub fn random_idempotency_key() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    // RFC 9562 §5.4: version 4 in the high nibble of byte 6, variant 10 in the top of byte 8.
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 /// A random string that cannot occur by chance.
 pub fn canary() -> String {
     format!("CANARY{}", random_suffix().to_uppercase())
