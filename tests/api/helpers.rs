@@ -180,6 +180,28 @@ impl TestDatabase {
             }
         }
     }
+
+    /// Every `reporter_access` row, read outside the service.
+    pub async fn reporter_access_rows(&self) -> Vec<incident_vault::storage::ReporterAccessRecord> {
+        let sql = "SELECT lookup_id, case_id, kdf_params, reporter_recipient, sealed_identity, \
+                   failed_attempts FROM reporter_access";
+        match self {
+            Self::Sqlite { url, .. } => {
+                let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+                sqlx::query_as(sql)
+                    .fetch_all(&mut connection)
+                    .await
+                    .unwrap()
+            }
+            Self::Postgres { url, .. } => {
+                let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query_as(sql)
+                    .fetch_all(&mut connection)
+                    .await
+                    .unwrap()
+            }
+        }
+    }
 }
 
 impl Drop for TestDatabase {

@@ -3,12 +3,17 @@
 use std::sync::LazyLock;
 
 use age::secrecy::ExposeSecret;
-use incident_vault::domain::CaseRef;
+use incident_vault::crypto::kdf::Argon2Params;
+use incident_vault::crypto::receipt::{InstanceSalt, derive_receipt_keys, open_reporter_identity};
+use incident_vault::domain::{CaseRef, ReceiptCode};
 use incident_vault::services::offline::decrypt_case;
 use incident_vault::startup::Application;
+use incident_vault::storage::InstanceRecord;
+use serde_json::Value;
 
 use crate::helpers::{
-    Backend, TestDatabase, contains_in_any_encoding, full_report, read_tree, start, test_settings,
+    Backend, TestApp, TestDatabase, contains_in_any_encoding, full_report, random_idempotency_key,
+    read_tree, start, test_settings,
 };
 
 async fn fresh(backend: Backend) -> Option<(TestDatabase, tempfile::TempDir)> {
@@ -169,22 +174,63 @@ async fn a_restart_keeps_the_instance_and_its_cases(backend: Backend) {
         database,
         dir,
     );
-    let (case_ref, receipt) = first.file(&full_report("before the restart")).await;
+    let report = full_report("before the restart");
+    let key = random_idempotency_key();
+    let filed = first.post_report(&report, Some(&key)).await;
+    assert_eq!(filed.status(), 201);
+    let filed: Value = filed.json().await.unwrap();
+    let case_ref = filed["case_ref"].as_str().unwrap().to_owned();
+    let before = recorded_instance(first.database.url()).await;
     first.stop().await;
     first.store.close().await;
+    let TestApp {
+        settings,
+        escrow,
+        database,
+        dir,
+        ..
+    } = first;
 
     let mut again = Application::build(settings.clone()).await.unwrap();
 
     assert!(again.take_generated_escrow().is_none());
+    let again = start(again, settings, escrow, database, dir);
+    let after = recorded_instance(again.database.url()).await;
+    assert_eq!(after, before, "the instance row changed across the restart");
     let case = decrypt_case(
-        again.store().as_ref(),
-        &[&first.escrow],
+        again.store.as_ref(),
+        &[&again.escrow],
         &CaseRef::parse(&case_ref).unwrap(),
     )
     .await
     .unwrap();
     assert_eq!(case.case_ref, case_ref);
-    assert_eq!(receipt.len(), 19);
+    // The retry of a phone that lost the answer across the restart gets the first answer: the
+    // restarted service opens what the first sealed with the instance's salt.
+    let retried = again.post_report(&report, Some(&key)).await;
+    assert_eq!(retried.status(), 201);
+    assert_eq!(retried.headers()["idempotent-replayed"], "true");
+    assert_eq!(retried.json::<Value>().await.unwrap(), filed);
+    // And the receipt still finds and opens the reporter's way back into the case.
+    let receipt = ReceiptCode::parse(filed["receipt"].as_str().unwrap()).unwrap();
+    let access = again.database.reporter_access_rows().await;
+    assert_eq!(access.len(), 1);
+    let access = &access[0];
+    let salt = InstanceSalt(after.receipt_salt.as_slice().try_into().unwrap());
+    let params = Argon2Params::decode(&access.kdf_params).unwrap();
+    let keys = derive_receipt_keys(&receipt, &salt, &params).unwrap();
+    assert_eq!(access.lookup_id, keys.lookup_id, "the receipt finds no row");
+    assert_eq!(access.case_id, case_ref);
+    let reporter = open_reporter_identity(&keys, &access.sealed_identity).unwrap();
+    assert_eq!(reporter.to_public().to_string(), access.reporter_recipient);
+}
+
+/// The instance row as the database holds it, read outside the service.
+async fn recorded_instance(url: &str) -> InstanceRecord {
+    let store = incident_vault::storage::open(url, 1).await.unwrap();
+    let instance = store.instance().await.unwrap();
+    store.close().await;
+    instance.expect("an instance is recorded")
 }
 
 async fn a_different_escrow_recipient_on_restart_is_refused(backend: Backend) {
