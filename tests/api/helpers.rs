@@ -46,6 +46,42 @@ impl LogCapture {
     pub fn contents(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
+
+    /// The lines logged inside the spans of these requests: each carries its request's
+    /// `request_id` (see [`request_id`]), so other tests' lines in the shared capture are left out.
+    pub fn lines_of_requests(&self, request_ids: &[String]) -> Vec<String> {
+        let tags: Vec<String> = request_ids
+            .iter()
+            .map(|id| format!("\"request_id\":\"{id}\""))
+            .collect();
+        self.contents()
+            .lines()
+            .filter(|line| tags.iter().any(|tag| line.contains(tag.as_str())))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The lines logged outside any request's span: start-up, connections, background work.
+    /// Any test's requests may have caused them, so privacy checks read them as well.
+    pub fn lines_outside_requests(&self) -> Vec<String> {
+        self.contents()
+            .lines()
+            .filter(|line| !line.contains("\"request_id\":"))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// The id the service gave a request, from its response's `x-request-id` header; the request's
+/// log lines carry it as `request_id`.
+pub fn request_id(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(incident_vault::telemetry::REQUEST_ID_HEADER)
+        .expect("every response carries its request id")
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 impl Write for LogCapture {
@@ -583,6 +619,13 @@ impl TestApp {
     /// Stops the server gracefully.
     pub async fn stop(&self) {
         self.handle.stop(true).await;
+    }
+
+    /// Hangs up the test client's connections, then stops the server: once this returns, every
+    /// request of the test has been answered, logged and written, and nothing more will be.
+    pub async fn hang_up_and_stop(&mut self) {
+        drop(std::mem::replace(&mut self.client, test_client()));
+        self.stop().await;
     }
 }
 

@@ -1,43 +1,47 @@
 //! What must never be at rest or in a log: report content, client addresses, User-Agents.
 
+use serde_json::json;
+
 use crate::helpers::{
     Backend, CLIENT_ADDRESS, LOGS, TEST_USER_AGENT, canary, contains_in_any_encoding, full_report,
-    read_tree, spawn_app,
+    random_idempotency_key, read_tree, request_id, spawn_app,
 };
 
+/// Whether each of these requests has a line in `lines` that says `message`.
+fn logged_for_each(lines: &[String], request_ids: &[String], message: &str) -> bool {
+    request_ids.iter().all(|id| {
+        lines.iter().any(|line| {
+            line.contains(&format!("\"request_id\":\"{id}\"")) && line.contains(message)
+        })
+    })
+}
+
 async fn a_canary_in_a_report_leaves_no_trace_at_rest_or_in_the_logs(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
+    let Some(mut app) = spawn_app(backend).await else {
         return;
     };
     let secret = canary();
+    let mut request_ids = Vec::new();
 
-    let response = app
-        .post_report(
-            &full_report(&secret),
-            Some("4f1d2c3b-5a69-4788-9aab-bccddeeff001"),
-        )
-        .await;
+    // The key opens the stored answer, which holds the receipt: it is kept only as a hash.
+    let key = random_idempotency_key();
+
+    let response = app.post_report(&full_report(&secret), Some(&key)).await;
     assert_eq!(response.status(), 201);
+    request_ids.push(request_id(&response));
     // A bad request that echoes nothing either.
     let mut invalid = full_report(&secret);
-    invalid["description"] = serde_json::json!(format!("{secret}\u{0}"));
-    assert_eq!(app.post_report(&invalid, None).await.status(), 422);
-
-    let database = app.database_at_rest().await;
-    assert!(!database.is_empty());
+    invalid["description"] = json!(format!("{secret}\u{0}"));
+    let refused = app.post_report(&invalid, None).await;
+    assert_eq!(refused.status(), 422);
+    request_ids.push(request_id(&refused));
+    let refusal = refused.text().await.unwrap();
+    assert!(refusal.contains("description"), "{refusal}");
     assert!(
-        !contains_in_any_encoding(&database, &secret),
-        "the canary is in the database"
+        !refusal.contains(&secret),
+        "the 422 echoes the canary: {refusal}"
     );
-    assert!(
-        !contains_in_any_encoding(&read_tree(app.dir.path()), &secret),
-        "the canary is on disk"
-    );
-    assert!(
-        !contains_in_any_encoding(LOGS.contents().as_bytes(), &secret),
-        "the canary is in a log"
-    );
-    // And the escrow holder can still read it: the absence is encryption, not loss.
+    // The escrow holder can read it: the absence below is encryption, not loss.
     let case_ref = response_case_ref(response).await;
     let case = incident_vault::services::offline::decrypt_case(
         app.store.as_ref(),
@@ -47,6 +51,35 @@ async fn a_canary_in_a_report_leaves_no_trace_at_rest_or_in_the_logs(backend: Ba
     .await
     .unwrap();
     assert!(case.report["location"].as_str().unwrap().contains(&secret));
+
+    app.hang_up_and_stop().await;
+
+    let database = app.database_at_rest().await;
+    assert!(!database.is_empty());
+    let files = read_tree(app.dir.path());
+    for content in [secret.as_str(), key.as_str()] {
+        assert!(
+            !contains_in_any_encoding(&database, content),
+            "{content} is in the database"
+        );
+        assert!(
+            !contains_in_any_encoding(&files, content),
+            "{content} is on disk"
+        );
+    }
+    let own = LOGS.lines_of_requests(&request_ids);
+    assert!(
+        logged_for_each(&own, &request_ids, "request finished"),
+        "the log capture holds this test's requests: {own:?}"
+    );
+    // Only this test sent these: no line of the whole capture may hold them.
+    let everything = LOGS.contents();
+    for content in [secret.as_str(), key.as_str()] {
+        assert!(
+            !contains_in_any_encoding(everything.as_bytes(), content),
+            "{content} is in a log"
+        );
+    }
 }
 
 async fn response_case_ref(response: reqwest::Response) -> String {
@@ -55,10 +88,11 @@ async fn response_case_ref(response: reqwest::Response) -> String {
 }
 
 async fn a_full_request_cycle_logs_no_ip_address_and_no_user_agent(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
+    let Some(mut app) = spawn_app(backend).await else {
         return;
     };
     let forwarded_for = "198.51.100.23";
+    let mut request_ids = Vec::new();
 
     for path in [
         "/healthz",
@@ -76,6 +110,7 @@ async fn a_full_request_cycle_logs_no_ip_address_and_no_user_agent(backend: Back
             .await
             .unwrap();
         assert!(response.status().as_u16() < 500);
+        request_ids.push(request_id(&response));
     }
     let response = app
         .client
@@ -86,13 +121,28 @@ async fn a_full_request_cycle_logs_no_ip_address_and_no_user_agent(backend: Back
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
+    let report_request = request_id(&response);
+    request_ids.push(report_request.clone());
+    app.hang_up_and_stop().await;
 
-    let logs = LOGS.contents();
-    assert!(logs.contains("request finished"), "the log capture works");
+    let own = LOGS.lines_of_requests(&request_ids);
     assert!(
-        logs.contains("\"http.route\":\"/api/v1/reports\""),
-        "routes are logged as templates"
+        logged_for_each(&own, &request_ids, "request finished"),
+        "the log capture holds a line for each of this test's requests: {own:?}"
     );
+    assert!(
+        logged_for_each(
+            &own,
+            std::slice::from_ref(&report_request),
+            "\"http.route\":\"/api/v1/reports\""
+        ),
+        "routes are logged as templates: {own:?}"
+    );
+    // This test's lines, and the lines of no request (a connection, a start-up): a line outside
+    // every request span would escape a check of the request ids alone.
+    let mut relevant = own;
+    relevant.extend(LOGS.lines_outside_requests());
+    let logs = relevant.join("\n");
     for forbidden in [
         CLIENT_ADDRESS.to_string().as_str(),
         forwarded_for,
@@ -101,6 +151,11 @@ async fn a_full_request_cycle_logs_no_ip_address_and_no_user_agent(backend: Back
         "who=me",
     ] {
         assert!(!logs.contains(forbidden), "the log holds {forbidden}");
+    }
+    // Only this test sends these: no line of the whole capture may hold them.
+    let everything = LOGS.contents();
+    for forbidden in [forwarded_for, "who=me"] {
+        assert!(!everything.contains(forbidden), "a log holds {forbidden}");
     }
     let lower = logs.to_lowercase();
     assert!(
@@ -117,7 +172,7 @@ async fn a_full_request_cycle_logs_no_ip_address_and_no_user_agent(backend: Back
 /// username, not a recovery code, not a session token sent as a bearer or as the cookie, and
 /// not on the one path that logs variable text, an opaque 500 with its cause chain.
 async fn account_secrets_leave_no_trace_in_the_logs(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
+    let Some(mut app) = spawn_app(backend).await else {
         return;
     };
     let secret = canary();
@@ -126,6 +181,7 @@ async fn account_secrets_leave_no_trace_in_the_logs(backend: Backend) {
     let wrong_password = format!("wrong {secret} password");
     let unknown_user = format!("who{}", secret.to_lowercase());
     let recovery_code = format!("{secret}-RECOVERY");
+    let mut request_ids = Vec::new();
     for (username, password) in [
         ("ada", wrong_password.as_str()),
         (unknown_user.as_str(), admin.password.as_str()),
@@ -133,15 +189,16 @@ async fn account_secrets_leave_no_trace_in_the_logs(backend: Backend) {
         let refused = app
             .post_json(
                 "/api/v1/auth/login",
-                serde_json::json!({"username": username, "password": password, "totp": "123456"}),
+                json!({"username": username, "password": password, "totp": "123456"}),
             )
             .await;
         assert_eq!(refused.status(), 401);
+        request_ids.push(request_id(&refused));
     }
     let recover = app
         .post_json(
             "/api/v1/auth/recover",
-            serde_json::json!({
+            json!({
                 "username": "ada",
                 "recovery_code": recovery_code,
                 "totp": "123456",
@@ -150,6 +207,7 @@ async fn account_secrets_leave_no_trace_in_the_logs(backend: Backend) {
         )
         .await;
     assert!(recover.status().is_client_error());
+    request_ids.push(request_id(&recover));
     let with_cookie = app
         .client
         .get(format!("{}/api/v1/cases", app.address))
@@ -158,22 +216,41 @@ async fn account_secrets_leave_no_trace_in_the_logs(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(with_cookie.status(), 200);
+    request_ids.push(request_id(&with_cookie));
     // The one path that logs variable text: a 500 and its cause chain.
     app.execute("DROP TABLE grants").await;
     let failed = app.get_as(&token, "/api/v1/cases").await;
     assert_eq!(failed.status(), 500);
+    let failed_request = request_id(&failed);
+    request_ids.push(failed_request.clone());
+    app.hang_up_and_stop().await;
 
-    let logs = LOGS.contents();
-    assert!(logs.contains("request failed"), "the 500 was logged");
+    let own = LOGS.lines_of_requests(&request_ids);
+    assert!(
+        logged_for_each(&own, &request_ids[..4], "request finished"),
+        "the log capture holds this test's requests: {own:?}"
+    );
+    assert!(
+        logged_for_each(&own, &[failed_request], "request failed"),
+        "the 500 was logged: {own:?}"
+    );
+    // Only this test knows these: no line of the whole capture may hold them.
+    let everything = LOGS.contents();
     for forbidden in [
         secret.as_str(),
         secret.to_lowercase().as_str(),
         token.as_str(),
-        admin.password.as_str(),
         admin.recovery_code.as_str(),
     ] {
-        assert!(!logs.contains(forbidden), "the log holds a secret");
+        assert!(!everything.contains(forbidden), "the log holds a secret");
     }
+    // Every test account has this password: this test's lines, and those of no request.
+    let mut relevant = own;
+    relevant.extend(LOGS.lines_outside_requests());
+    assert!(
+        !relevant.join("\n").contains(admin.password.as_str()),
+        "the log holds the password"
+    );
 }
 
 crate::on_both_backends!(
