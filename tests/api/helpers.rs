@@ -367,14 +367,21 @@ pub fn minimal_report(description: &str) -> Value {
     json!({"incident_type": "intimidation", "description": description})
 }
 
-/// The example of DESIGN §4, with `secret` in every sealed free-text field.
+/// When the incident of [`full_report`] happened: a distinctive exact time, of which only the
+/// month (`2024-01`) may reach a plaintext column.
+pub const FULL_REPORT_OCCURRED_AT: &str = "2024-01-23T10:37:41Z";
+
+/// The example of DESIGN §4, with `secret` in every sealed free-text field. The session is
+/// `UPR 45 {secret}`: it starts like a label but is not one, so it must stay sealed rather than
+/// reach the plaintext `session_label` column. `secret` may be at most 33 characters long (the
+/// contact channel's limit is 40).
 pub fn full_report(secret: &str) -> Value {
     json!({
         "desk": "default",
         "incident_type": "photographing",
-        "mechanism": {"kind": "upr", "session": "UPR 45", "state_under_review": format!("State {secret}")},
-        "occurred_at": "2024-01-23T10:30:00Z",
-        "occurred_at_precision": "hour",
+        "mechanism": {"kind": "upr", "session": format!("UPR 45 {secret}"), "state_under_review": format!("State {secret}")},
+        "occurred_at": FULL_REPORT_OCCURRED_AT,
+        "occurred_at_precision": "exact",
         "location": format!("Palais des Nations, Room XX, side event {secret}"),
         "perpetrator": {"kind": "gongo_representative", "description": format!("man with a lanyard {secret}")},
         "description": format!("While I spoke, he photographed me and my colleague. {secret}"),
@@ -389,10 +396,29 @@ pub fn full_report(secret: &str) -> Value {
             "sg_report": "anonymised",
             "share_with_partners": false,
             "aggregate_statistics": true,
-            "contact": {"allowed": true, "channel": "signal", "handle": format!("+41 {secret}")}
+            "contact": {"allowed": true, "channel": format!("signal {secret}"), "handle": format!("+41 {secret}")}
         },
-        "language": "en"
+        "language": full_report_language(secret)
     })
+}
+
+/// The `language` of [`full_report`]: `en` with `secret` in a private-use subtag, cut into the
+/// eight-character pieces a BCP 47 subtag allows (`en-x-CANARYAB-CDEFGHIJ-KL`). Only its letters
+/// and digits are kept, at most 24 of them, to stay within the 35-character limit.
+pub fn full_report_language(secret: &str) -> String {
+    let letters: Vec<char> = secret
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(24)
+        .collect();
+    if letters.is_empty() {
+        return "en".to_owned();
+    }
+    let subtags: Vec<String> = letters
+        .chunks(8)
+        .map(|chunk| chunk.iter().collect())
+        .collect();
+    format!("en-x-{}", subtags.join("-"))
 }
 
 /// A fresh valid Idempotency-Key, as a phone makes one: a random UUID v4.

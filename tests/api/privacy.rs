@@ -1,11 +1,46 @@
 //! What must never be at rest or in a log: report content, client addresses, User-Agents.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, CLIENT_ADDRESS, LOGS, TEST_USER_AGENT, canary, contains_in_any_encoding, full_report,
-    random_idempotency_key, read_tree, request_id, spawn_app,
+    Backend, CLIENT_ADDRESS, FULL_REPORT_OCCURRED_AT, LOGS, TEST_USER_AGENT, canary,
+    contains_in_any_encoding, full_report, full_report_language, random_idempotency_key, read_tree,
+    request_id, spawn_app,
 };
+
+/// How the exact time of [`full_report`]'s incident could show if it leaked: the day (finer than
+/// the month that may be stored), the time of day, and the Unix second. `T…` and `…Z` keep the
+/// time of day apart from the wall-clock times a database holds (`_sqlx_migrations` writes
+/// `2026-11-29 10:37:41`, with a space): a test run at 10:37:41 must not fail.
+fn occurred_at_at_rest() -> [String; 4] {
+    let moment = time::OffsetDateTime::parse(
+        FULL_REPORT_OCCURRED_AT,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    [
+        "2024-01-23".to_owned(),
+        "T10:37:41".to_owned(),
+        "10:37:41Z".to_owned(),
+        moment.unix_timestamp().to_string(),
+    ]
+}
+
+/// Log lines as one text, without the logger's own `timestamp` field: that is the wall clock,
+/// which may read 10:37:41 too.
+fn without_timestamps(lines: &[String]) -> String {
+    lines
+        .iter()
+        .map(|line| match serde_json::from_str::<Value>(line) {
+            Ok(Value::Object(mut fields)) => {
+                fields.remove("timestamp");
+                Value::Object(fields).to_string()
+            }
+            _ => line.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
 
 /// Whether each of these requests has a line in `lines` that says `message`.
 fn logged_for_each(lines: &[String], request_ids: &[String], message: &str) -> bool {
@@ -21,6 +56,7 @@ async fn a_canary_in_a_report_leaves_no_trace_at_rest_or_in_the_logs(backend: Ba
         return;
     };
     let secret = canary();
+    let language = full_report_language(&secret);
     let mut request_ids = Vec::new();
 
     // The key opens the stored answer, which holds the receipt: it is kept only as a hash.
@@ -37,11 +73,13 @@ async fn a_canary_in_a_report_leaves_no_trace_at_rest_or_in_the_logs(backend: Ba
     request_ids.push(request_id(&refused));
     let refusal = refused.text().await.unwrap();
     assert!(refusal.contains("description"), "{refusal}");
-    assert!(
-        !refusal.contains(&secret),
-        "the 422 echoes the canary: {refusal}"
-    );
-    // The escrow holder can read it: the absence below is encryption, not loss.
+    for echoed in [secret.as_str(), language.as_str(), "10:37:41"] {
+        assert!(
+            !refusal.contains(echoed),
+            "the 422 echoes {echoed}: {refusal}"
+        );
+    }
+    // The escrow holder can read every field: the absence below is encryption, not loss.
     let case_ref = response_case_ref(response).await;
     let case = incident_vault::services::offline::decrypt_case(
         app.store.as_ref(),
@@ -50,14 +88,26 @@ async fn a_canary_in_a_report_leaves_no_trace_at_rest_or_in_the_logs(backend: Ba
     )
     .await
     .unwrap();
-    assert!(case.report["location"].as_str().unwrap().contains(&secret));
+    let sealed = &case.report;
+    assert!(sealed["location"].as_str().unwrap().contains(&secret));
+    assert_eq!(sealed["mechanism"]["session"], format!("UPR 45 {secret}"));
+    assert_eq!(
+        sealed["consent"]["contact"]["channel"],
+        format!("signal {secret}")
+    );
+    assert_eq!(sealed["language"], language);
+    assert_eq!(sealed["occurred_at"], FULL_REPORT_OCCURRED_AT);
+    // In clear: the month, and no session label (the session is not label-shaped).
+    let row = app.store.case_record(&case_ref).await.unwrap().unwrap();
+    assert_eq!(row.incident_month.as_deref(), Some("2024-01"));
+    assert_eq!(row.session_label, None);
 
     app.hang_up_and_stop().await;
 
     let database = app.database_at_rest().await;
     assert!(!database.is_empty());
     let files = read_tree(app.dir.path());
-    for content in [secret.as_str(), key.as_str()] {
+    for content in [secret.as_str(), language.as_str(), key.as_str()] {
         assert!(
             !contains_in_any_encoding(&database, content),
             "{content} is in the database"
@@ -67,6 +117,16 @@ async fn a_canary_in_a_report_leaves_no_trace_at_rest_or_in_the_logs(backend: Ba
             "{content} is on disk"
         );
     }
+    for moment in occurred_at_at_rest() {
+        assert!(
+            !contains_in_any_encoding(&database, &moment),
+            "the time of the incident ({moment}) is in the database"
+        );
+        assert!(
+            !contains_in_any_encoding(&files, &moment),
+            "the time of the incident ({moment}) is on disk"
+        );
+    }
     let own = LOGS.lines_of_requests(&request_ids);
     assert!(
         logged_for_each(&own, &request_ids, "request finished"),
@@ -74,10 +134,24 @@ async fn a_canary_in_a_report_leaves_no_trace_at_rest_or_in_the_logs(backend: Ba
     );
     // Only this test sent these: no line of the whole capture may hold them.
     let everything = LOGS.contents();
-    for content in [secret.as_str(), key.as_str()] {
+    for content in [secret.as_str(), language.as_str(), key.as_str()] {
         assert!(
             !contains_in_any_encoding(everything.as_bytes(), content),
             "{content} is in a log"
+        );
+    }
+    // Every test files the same time: this test's lines, and those of no request, must not hold it.
+    let mut relevant = own;
+    relevant.extend(LOGS.lines_outside_requests());
+    let relevant = without_timestamps(&relevant);
+    for moment in occurred_at_at_rest()
+        .iter()
+        .map(String::as_str)
+        .chain(["10:37:41"])
+    {
+        assert!(
+            !relevant.contains(moment),
+            "the time of the incident ({moment}) is in a log"
         );
     }
 }

@@ -39,7 +39,11 @@ async fn the_full_wire_shape_of_the_design_is_accepted(backend: Backend) {
         return;
     };
 
-    let (case_ref, _) = app.file(&full_report("nothing secret")).await;
+    let mut report = full_report("nothing secret");
+    // The session as DESIGN §4 types it: label-shaped, so it is kept in clear.
+    report["mechanism"]["session"] = json!("UPR 45");
+
+    let (case_ref, _) = app.file(&report).await;
 
     let case = app.store.case_record(&case_ref).await.unwrap().unwrap();
     assert_eq!(case.incident_type, "photographing");
