@@ -8,6 +8,7 @@ use incident_vault::domain::CaseRef;
 use incident_vault::services::offline::{OfflineError, decrypt_case};
 
 use crate::helpers::{Backend, canary, full_report, skip_or_fail, spawn_app};
+use crate::people::{AdaAndRita, spawn_with_ada_and_rita};
 
 async fn the_escrow_identity_decrypts_the_report_with_case_decrypt(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
@@ -239,16 +240,42 @@ async fn the_reference_age_tool_can_write_what_we_read(backend: Backend) {
     assert_eq!(&**body, b"note from the field");
 }
 
+/// A swap is refused on every way into a case: the library, the `case decrypt` command with the
+/// escrow key, and a reviewer's `GET /api/v1/cases/{ref}`; none shows the first case's content.
 async fn a_ciphertext_swapped_between_cases_is_detected_and_refused(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
+    let Some(AdaAndRita {
+        app, rita_token, ..
+    }) = spawn_with_ada_and_rita(backend).await
+    else {
         return;
     };
-    let (first, _) = app.file(&full_report("first case")).await;
+    let secret = canary();
+    let (first, _) = app.file(&full_report(&secret)).await;
     let (second, _) = app.file(&full_report("second case")).await;
     let second_ref = CaseRef::parse(&second).unwrap();
     let identities: [&dyn age::Identity; 1] = [&app.escrow];
     let open_second = || decrypt_case(app.store.as_ref(), &identities, &second_ref);
+    let escrow_file = app.escrow_identity_file();
+    let decrypt_second = || {
+        app.cli(&[
+            "case",
+            "decrypt",
+            "--identity",
+            escrow_file.to_str().unwrap(),
+            &second,
+        ])
+    };
+    let second_path = format!("/api/v1/cases/{second}");
+    let read_second = || app.get_as(&rita_token, &second_path);
     assert!(open_second().await.is_ok());
+    let untouched = decrypt_second();
+    assert!(
+        untouched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&untouched.stderr)
+    );
+    assert!(String::from_utf8_lossy(&untouched.stdout).contains("second case"));
+    assert_eq!(read_second().await.status(), 200);
 
     // The envelope of the first case in the second case's row: the second key cannot open it.
     app.execute(&format!(
@@ -267,16 +294,43 @@ async fn a_ciphertext_swapped_between_cases_is_detected_and_refused(backend: Bac
         ),
         "{outcome:?}"
     );
+    assert_refused_everywhere(&secret, decrypt_second(), read_second().await).await;
 
-    // And the first case's grant with it: the key opens the envelope, but the binding inside the
-    // grant names the first case, so the swap is refused rather than read as the second case.
+    // And the first case's grants with it, each grantee's in its place: the key opens the
+    // envelope, but the binding inside the grant names the first case, so the swap is refused
+    // rather than read as the second case.
     app.execute(&format!(
-        "UPDATE grants SET ciphertext = (SELECT ciphertext FROM grants WHERE case_id = '{first}') \
+        "UPDATE grants SET ciphertext = (SELECT other.ciphertext FROM grants other \
+         WHERE other.case_id = '{first}' AND other.grantee_kind = grants.grantee_kind \
+         AND other.grantee_id = grants.grantee_id AND other.epoch = grants.epoch) \
          WHERE case_id = '{second}'"
     ))
     .await;
     let outcome = open_second().await;
     assert_refused_by_binding(&outcome);
+    assert_refused_everywhere(&secret, decrypt_second(), read_second().await).await;
+}
+
+/// `case decrypt` failed and a reviewer's read was refused, and neither showed `secret`.
+async fn assert_refused_everywhere(
+    secret: &str,
+    decrypted: std::process::Output,
+    read: reqwest::Response,
+) {
+    assert!(
+        !decrypted.status.success(),
+        "case decrypt opened a swapped case"
+    );
+    let stdout = String::from_utf8_lossy(&decrypted.stdout);
+    let stderr = String::from_utf8_lossy(&decrypted.stderr);
+    assert!(
+        !stdout.contains(secret) && !stderr.contains(secret),
+        "case decrypt showed the other case: {stdout} {stderr}"
+    );
+    let status = read.status();
+    let body = read.text().await.unwrap();
+    assert_ne!(status, 200, "a reviewer read a swapped case: {body}");
+    assert!(!body.contains(secret), "{body}");
 }
 
 async fn an_envelope_resealed_to_another_case_is_refused_by_its_binding(backend: Backend) {
