@@ -1552,13 +1552,22 @@ macro_rules! impl_store {
                 after: Option<&str>,
                 limit: i64,
             ) -> Result<Vec<String>, $crate::storage::StoreError> {
-                Ok(sqlx::query_scalar(
-                    "SELECT id FROM cases WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
-                )
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?)
+                // Two texts, not `($1 IS NULL OR id > $1)`: with the OR, SQLite (and a generic
+                // PostgreSQL plan) scans the index from its start for every page.
+                let page = match after {
+                    Some(after) => {
+                        sqlx::query_scalar("SELECT id FROM cases WHERE id > $1 ORDER BY id LIMIT $2")
+                            .bind(after)
+                            .bind(limit)
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
+                    None => sqlx::query_scalar("SELECT id FROM cases ORDER BY id LIMIT $1")
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await?,
+                };
+                Ok(page)
             }
 
             async fn replace_login_secrets(
