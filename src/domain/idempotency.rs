@@ -42,6 +42,10 @@ impl IdempotencyKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Every character an idempotency key may hold: the base64url alphabet.
+    const KEY_ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
     #[test]
     fn a_uuid_is_an_acceptable_key() {
@@ -54,5 +58,57 @@ mod tests {
         assert!(IdempotencyKey::parse(&"a".repeat(129)).is_err());
         assert!(IdempotencyKey::parse("0b6f3c2e 4a8d 4f7e 9c1a 2d3e4f").is_err());
         assert!(IdempotencyKey::parse("0b6f3c2e-4a8d-4f7e-9c1a-2d3e4f5a6b7\u{e9}").is_err());
+    }
+
+    #[test]
+    fn the_length_limits_are_inclusive_and_the_minimum_carries_128_bits() {
+        // 22 base64 characters of 6 bits each hold 132 bits; 21 hold only 126.
+        assert!(MIN_IDEMPOTENCY_KEY_LENGTH * 6 >= 128);
+        assert!((MIN_IDEMPOTENCY_KEY_LENGTH - 1) * 6 < 128);
+        for (length, accepted) in [
+            (MIN_IDEMPOTENCY_KEY_LENGTH - 1, false),
+            (MIN_IDEMPOTENCY_KEY_LENGTH, true),
+            (MAX_IDEMPOTENCY_KEY_LENGTH, true),
+            (MAX_IDEMPOTENCY_KEY_LENGTH + 1, false),
+        ] {
+            let key = "aZ0-_".chars().cycle().take(length).collect::<String>();
+            assert_eq!(IdempotencyKey::parse(&key).is_ok(), accepted, "{length}");
+        }
+        // The sentence a client reads names the same limits.
+        let limits = format!("{MIN_IDEMPOTENCY_KEY_LENGTH} to {MAX_IDEMPOTENCY_KEY_LENGTH}");
+        assert!(InvalidIdempotencyKey.to_string().contains(&limits));
+    }
+
+    #[test]
+    fn an_accepted_key_keeps_its_exact_bytes() {
+        let key = "Ab-_".repeat(8);
+        assert_eq!(
+            IdempotencyKey::parse(&key).unwrap().as_bytes(),
+            key.as_bytes()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn a_key_of_the_alphabet_is_judged_by_its_length_alone(
+            key in proptest::collection::vec(proptest::sample::select(KEY_ALPHABET.chars().collect::<Vec<_>>()), 0..140)
+                .prop_map(|characters| characters.into_iter().collect::<String>())
+        ) {
+            let in_range = (MIN_IDEMPOTENCY_KEY_LENGTH..=MAX_IDEMPOTENCY_KEY_LENGTH).contains(&key.len());
+            prop_assert_eq!(IdempotencyKey::parse(&key).is_ok(), in_range);
+        }
+
+        #[test]
+        fn a_key_with_any_character_outside_the_alphabet_is_refused(
+            prefix in "[A-Za-z0-9_-]{0,70}",
+            // Half ASCII (space, '+', '/', '=', controls …), half any Unicode scalar value.
+            foreign in prop_oneof![(0u8..128).prop_map(char::from), any::<char>()]
+                .prop_filter("outside the alphabet", |character| !KEY_ALPHABET.contains(*character)),
+            suffix in "[A-Za-z0-9_-]{0,70}",
+        ) {
+            // Mostly within the length limits, so only the foreign character can be why.
+            let key = format!("{prefix}{foreign}{suffix}");
+            prop_assert!(IdempotencyKey::parse(&key).is_err(), "{:?}", key);
+        }
     }
 }
