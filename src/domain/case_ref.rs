@@ -84,6 +84,7 @@ impl fmt::Display for EntryId {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
 
     #[test]
     fn a_generated_reference_parses_back_to_itself() {
@@ -116,13 +117,94 @@ mod tests {
         assert_eq!(EntryId::parse(&id.as_str().to_lowercase()), None);
     }
 
+    /// Text as a person might type a reference: 10 to 16 symbols (12 most often) drawn from the
+    /// Crockford alphabet in both cases, its look-alikes (I, L, O), the excluded U and, rarely, a
+    /// foreign character, with hyphens or spaces here and there. Random Unicode text almost never
+    /// holds twelve symbols, so it would exercise only the refusal.
+    fn typed_reference() -> impl Strategy<Value = String> {
+        let symbol = prop_oneof![
+            24 => proptest::sample::select(
+                "0123456789ABCDEFGHJKMNPQRSTVWXYZabcdefghjkmnpqrstvwxyz".chars().collect::<Vec<_>>()
+            ),
+            6 => proptest::sample::select(vec!['I', 'i', 'L', 'l', 'O', 'o']),
+            1 => proptest::sample::select(vec!['U', 'u', '_', '.', '\u{e9}', '\u{130}', '\u{212a}', '\u{ff21}']),
+            1 => any::<char>(),
+        ];
+        let separator = prop_oneof![
+            8 => Just(""),
+            1 => Just("-"),
+            1 => Just(" "),
+        ];
+        let count = prop_oneof![2 => Just(12usize), 1 => 10usize..=16];
+        count
+            .prop_flat_map(move |count| {
+                proptest::collection::vec((symbol.clone(), separator.clone()), count)
+            })
+            .prop_map(|typed| {
+                typed
+                    .into_iter()
+                    .map(|(symbol, separator)| format!("{symbol}{separator}"))
+                    .collect()
+            })
+    }
+
+    /// What a reference typed as `input` must canonicalise to, worked out from the Crockford
+    /// specification rather than from the parser: `None` if it is not a reference.
+    fn expected_reference(input: &str) -> Option<String> {
+        let mut symbols = String::new();
+        for character in input.chars() {
+            match character {
+                '-' | ' ' => {}
+                'O' | 'o' => symbols.push('0'),
+                'I' | 'i' | 'L' | 'l' => symbols.push('1'),
+                'U' | 'u' => return None,
+                other if other.is_ascii_alphanumeric() => symbols.push(other.to_ascii_uppercase()),
+                _ => return None,
+            }
+        }
+        (symbols.len() == 12)
+            .then(|| format!("{}-{}-{}", &symbols[0..4], &symbols[4..8], &symbols[8..12]))
+    }
+
+    #[test]
+    fn typed_references_reach_both_verdicts() {
+        // A fixed seed, so this counts the same inputs on every run.
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = typed_reference();
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..256 {
+            let input = strategy.new_tree(&mut runner).unwrap().current();
+            match CaseRef::parse(&input) {
+                Ok(_) => accepted += 1,
+                Err(InvalidCaseRef) => refused += 1,
+            }
+        }
+        assert!(
+            accepted >= 25,
+            "{accepted} of 256 typed references accepted"
+        );
+        assert!(refused >= 25, "{refused} of 256 typed references refused");
+    }
+
     proptest! {
         #[test]
-        fn parsing_never_panics_and_accepts_only_twelve_symbols(input in "\\PC{0,40}") {
-            if let Ok(reference) = CaseRef::parse(&input) {
+        fn parsing_never_panics_and_accepts_only_twelve_symbols(input in typed_reference()) {
+            let parsed = CaseRef::parse(&input);
+            let expected = expected_reference(&input);
+            prop_assert_eq!(
+                parsed.as_ref().ok().map(CaseRef::as_str),
+                expected.as_deref(),
+                "{:?}", input
+            );
+            if let Ok(reference) = parsed {
                 prop_assert_eq!(reference.as_str().len(), 14);
                 prop_assert_eq!(CaseRef::parse(reference.as_str()), Ok(reference.clone()));
             }
+        }
+
+        #[test]
+        fn parsing_arbitrary_text_never_panics(input in "\\PC{0,40}") {
+            prop_assert_eq!(CaseRef::parse(&input).is_ok(), expected_reference(&input).is_some());
         }
     }
 }
