@@ -494,6 +494,8 @@ fn incident_month(value: &str) -> Result<String, ()> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestCaseError;
     use serde_json::json;
 
     fn wire(value: serde_json::Value) -> ReportWire {
@@ -767,5 +769,343 @@ mod tests {
                 let _ = Report::parse(parsed);
             }
         }
+
+        #[test]
+        fn wire_shaped_json_is_judged_without_panicking_and_accepted_reports_round_trip(
+            (report, damaged) in wire_shaped_report()
+        ) {
+            let text = serde_json::to_string(&report).unwrap();
+            let Ok(parsed) = serde_json::from_str::<ReportWire>(&text) else {
+                // Only a damaged report may fail the wire shape.
+                prop_assert!(damaged, "{}", text);
+                return Ok(());
+            };
+            match Report::parse(parsed) {
+                Ok(accepted) => {
+                    let sealed = serde_json::to_value(&accepted).unwrap();
+                    prop_assert_eq!(&sealed["description"], &report["description"]);
+                    let again = Report::parse(serde_json::from_value(sealed.clone()).unwrap());
+                    let again = again.map_err(|rejected| TestCaseError::fail(format!("{:?}", rejected.fields)))?;
+                    prop_assert_eq!(serde_json::to_value(&again).unwrap(), sealed);
+                    prop_assert_eq!(again.desk(), accepted.desk());
+                    prop_assert_eq!(again.incident_month(), accepted.incident_month());
+                    prop_assert_eq!(again.session_label(), accepted.session_label());
+                }
+                Err(rejected) => {
+                    prop_assert!(damaged, "{:?} in {}", rejected.fields, text);
+                    prop_assert!(!rejected.fields.is_empty());
+                    for field in rejected.fields.keys() {
+                        prop_assert!(VALIDATED_FIELDS.contains(&field.as_str()), "{}", field);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every dotted path a rejection may name: the fields that carry a validation rule.
+    const VALIDATED_FIELDS: &[&str] = &[
+        "desk",
+        "mechanism.session",
+        "mechanism.state_under_review",
+        "occurred_at",
+        "location",
+        "perpetrator.description",
+        "description",
+        "blocked_submission.platform",
+        "blocked_submission.reference",
+        "blocked_submission.submitted_on",
+        "blocked_submission.what_happened",
+        "consent.contact.channel",
+        "consent.contact.handle",
+        "language",
+    ];
+
+    /// One line of text within `limit` characters: short printable text, or exactly `limit`
+    /// characters of one, two or four bytes each.
+    fn single_line_text(limit: u64) -> BoxedStrategy<String> {
+        let limit = usize::try_from(limit).unwrap();
+        prop_oneof![
+            3 => "[^\\p{C}]{0,24}",
+            1 => proptest::sample::select(vec!['a', '\u{e9}', '\u{1F4F7}'])
+                .prop_map(move |character| character.to_string().repeat(limit)),
+        ]
+        .boxed()
+    }
+
+    /// Free text within `limit` characters: like one line, with line breaks and tabs.
+    fn free_text(limit: u64) -> BoxedStrategy<String> {
+        prop_oneof![
+            1 => single_line_text(limit),
+            1 => "[\\P{C}\n\r\t]{0,40}",
+        ]
+        .boxed()
+    }
+
+    /// A name from a closed vocabulary.
+    fn one_of(names: Vec<&'static str>) -> BoxedStrategy<serde_json::Value> {
+        proptest::sample::select(names)
+            .prop_map(|name| json!(name))
+            .boxed()
+    }
+
+    /// A past `occurred_at` in each of the three precisions.
+    fn past_occurred_at() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "(19[7-9][0-9]|20[01][0-9]|202[0-5])-(0[1-9]|1[0-2])",
+            "(19[7-9][0-9]|20[01][0-9]|202[0-5])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])",
+            "(19[7-9][0-9]|20[01][0-9]|202[0-5])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-](0[0-9]|1[0-4]):[0-5][0-9])",
+        ]
+    }
+
+    /// Sets `field` of `object` when `value` is present: the wire shape's optional fields.
+    fn with_optional(
+        mut object: serde_json::Value,
+        fields: Vec<(&str, Option<serde_json::Value>)>,
+    ) -> serde_json::Value {
+        for (field, value) in fields {
+            if let Some(value) = value {
+                object[field] = value;
+            }
+        }
+        object
+    }
+
+    /// A valid report of the wire shape (DESIGN §4; tests/api/helpers.rs `full_report` and
+    /// `minimal_report` are its two ends): required fields, each optional one present or not,
+    /// with arbitrary values that keep within the rules.
+    fn valid_wire_report() -> impl Strategy<Value = serde_json::Value> {
+        let optional = |strategy: BoxedStrategy<serde_json::Value>| proptest::option::of(strategy);
+        let text = |strategy: BoxedStrategy<String>| strategy.prop_map(|text| json!(text)).boxed();
+        let mechanism = (
+            one_of(MechanismKind::names()),
+            optional(
+                prop_oneof![
+                    text(single_line_text(limits::SESSION_LABEL)),
+                    one_of(vec!["UPR 45", "hrc58", "CEDAW-89"]),
+                ]
+                .boxed(),
+            ),
+            optional(text(single_line_text(limits::STATE_UNDER_REVIEW))),
+        )
+            .prop_map(|(kind, session, state)| {
+                with_optional(
+                    json!({"kind": kind}),
+                    vec![("session", session), ("state_under_review", state)],
+                )
+            });
+        let perpetrator = (
+            one_of(PerpetratorKind::names()),
+            optional(text(free_text(limits::PERPETRATOR_DESCRIPTION))),
+        )
+            .prop_map(|(kind, description)| {
+                with_optional(json!({"kind": kind}), vec![("description", description)])
+            });
+        let blocked_submission = (
+            optional(text(single_line_text(limits::SUBMISSION_FIELD))),
+            optional(text(single_line_text(limits::SUBMISSION_FIELD))),
+            optional(text(
+                past_occurred_at()
+                    .prop_filter("a date", |date| date.len() == 10)
+                    .boxed(),
+            )),
+            optional(text(free_text(limits::SUBMISSION_WHAT_HAPPENED))),
+        )
+            .prop_map(|(platform, reference, submitted_on, what_happened)| {
+                with_optional(
+                    json!({}),
+                    vec![
+                        ("platform", platform),
+                        ("reference", reference),
+                        ("submitted_on", submitted_on),
+                        ("what_happened", what_happened),
+                    ],
+                )
+            });
+        let contact = (
+            any::<bool>(),
+            optional(text(single_line_text(limits::CONTACT_CHANNEL))),
+            optional(text(single_line_text(limits::CONTACT_HANDLE))),
+        )
+            .prop_map(|(allowed, channel, handle)| {
+                with_optional(
+                    json!({"allowed": allowed}),
+                    vec![("channel", channel), ("handle", handle)],
+                )
+            });
+        let consent = (
+            proptest::option::of(any::<bool>()),
+            optional(one_of(SgReportConsent::names())),
+            proptest::option::of(any::<bool>()),
+            proptest::option::of(any::<bool>()),
+            proptest::option::of(contact),
+        )
+            .prop_map(|(ohchr, sg_report, partners, statistics, contact)| {
+                with_optional(
+                    json!({}),
+                    vec![
+                        ("share_with_ohchr", ohchr.map(|flag| json!(flag))),
+                        ("sg_report", sg_report),
+                        ("share_with_partners", partners.map(|flag| json!(flag))),
+                        ("aggregate_statistics", statistics.map(|flag| json!(flag))),
+                        ("contact", contact),
+                    ],
+                )
+            });
+        let description = ("[\\p{L}\\p{N}\\p{P}]", free_text(limits::DESCRIPTION - 1))
+            .prop_map(|(first, rest)| json!(format!("{first}{rest}")));
+        let report = (
+            optional(one_of(vec!["default", "upr-45-geneva", "a", "z9"])),
+            one_of(IncidentType::names()),
+            optional(mechanism.boxed()),
+            optional(text(past_occurred_at().boxed())),
+            optional(one_of(OccurredAtPrecision::names())),
+            optional(text(free_text(limits::LOCATION))),
+            optional(perpetrator.boxed()),
+            description,
+            optional(prop_oneof![blocked_submission, Just(serde_json::Value::Null)].boxed()),
+            optional(consent.boxed()),
+            optional(one_of(vec!["en", "fr", "zh-Hant", "es-419", "x-abcdefgh"])),
+        );
+        report.prop_map(
+            |(
+                desk,
+                incident_type,
+                mechanism,
+                occurred_at,
+                precision,
+                location,
+                perpetrator,
+                description,
+                blocked_submission,
+                consent,
+                language,
+            )| {
+                with_optional(
+                    json!({"incident_type": incident_type, "description": description}),
+                    vec![
+                        ("desk", desk),
+                        ("mechanism", mechanism),
+                        ("occurred_at", occurred_at),
+                        ("occurred_at_precision", precision),
+                        ("location", location),
+                        ("perpetrator", perpetrator),
+                        ("blocked_submission", blocked_submission),
+                        ("consent", consent),
+                        ("language", language),
+                    ],
+                )
+            },
+        )
+    }
+
+    /// Text a careless or hostile client might put in a text field: a control character or a
+    /// bidirectional override, more than every limit, a future or impossible date, blank.
+    fn hostile_text() -> impl Strategy<Value = serde_json::Value> {
+        let intruder = proptest::sample::select(vec![
+            '\0', '\u{7}', '\u{1b}', '\n', '\r', '\t', '\u{85}', '\u{202a}', '\u{202e}',
+            '\u{2066}', '\u{2069}',
+        ]);
+        prop_oneof![
+            4 => ("[a-z ]{0,8}", intruder, "[a-z ]{0,8}")
+                .prop_map(|(before, intruder, after)| json!(format!("{before}{intruder}{after}"))),
+            1 => Just(json!("x".repeat(usize::try_from(limits::DESCRIPTION).unwrap() + 1))),
+            1 => Just(json!("2999-01-01")),
+            1 => Just(json!("2024-02-30")),
+            1 => Just(json!("")),
+            1 => Just(json!("   ")),
+            2 => "\\PC{0,16}".prop_map(|text| json!(text)),
+        ]
+    }
+
+    /// Any value at all: hostile text, a word outside every vocabulary, or the wrong JSON type.
+    fn hostile_value() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            4 => hostile_text(),
+            1 => Just(serde_json::Value::Null),
+            1 => any::<i64>().prop_map(|number| json!(number)),
+            1 => any::<bool>().prop_map(|flag| json!(flag)),
+            1 => Just(json!([])),
+            1 => Just(json!({"unexpected": 1})),
+        ]
+    }
+
+    /// Dotted paths of the wire shape, with the closed vocabularies, the nested objects and one
+    /// misspelt field.
+    const WIRE_PATHS: &[&str] = &[
+        "desk",
+        "incident_type",
+        "mechanism",
+        "mechanism.kind",
+        "mechanism.session",
+        "mechanism.state_under_review",
+        "occurred_at",
+        "occurred_at_precision",
+        "location",
+        "perpetrator.kind",
+        "perpetrator.description",
+        "description",
+        "blocked_submission.platform",
+        "blocked_submission.reference",
+        "blocked_submission.submitted_on",
+        "blocked_submission.what_happened",
+        "consent.share_with_ohchr",
+        "consent.sg_report",
+        "consent.contact",
+        "consent.contact.allowed",
+        "consent.contact.channel",
+        "consent.contact.handle",
+        "language",
+        "descripton",
+    ];
+
+    /// A valid report, and in two cases of three that report with one to three fields
+    /// overwritten (creating the field, and its parents, if absent): mostly a validated text
+    /// field with hostile text, which the wire shape lets through to [`Report::parse`], else any
+    /// field with any value. Returns the report and whether it was damaged.
+    fn wire_shaped_report() -> impl Strategy<Value = (serde_json::Value, bool)> {
+        let one_damage = prop_oneof![
+            3 => (proptest::sample::select(VALIDATED_FIELDS), hostile_text()),
+            1 => (proptest::sample::select(WIRE_PATHS), hostile_value()),
+        ];
+        let damage = prop_oneof![
+            1 => Just(Vec::new()),
+            2 => proptest::collection::vec(one_damage, 1..=3),
+        ];
+        (valid_wire_report(), damage).prop_map(|(mut report, damage)| {
+            let damaged = !damage.is_empty();
+            for (path, value) in damage {
+                let mut place = &mut report;
+                for field in path.split('.') {
+                    if !place.is_object() {
+                        *place = json!({});
+                    }
+                    place = &mut place[field];
+                }
+                *place = value;
+            }
+            (report, damaged)
+        })
+    }
+
+    #[test]
+    fn wire_shaped_reports_reach_both_verdicts_of_the_validation() {
+        // A fixed seed, so this counts the same inputs on every run.
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = wire_shaped_report();
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..256 {
+            let (report, _) = strategy.new_tree(&mut runner).unwrap().current();
+            if let Ok(wire) = serde_json::from_value::<ReportWire>(report) {
+                match Report::parse(wire) {
+                    Ok(_) => accepted += 1,
+                    Err(_) => refused += 1,
+                }
+            }
+        }
+        assert!(accepted >= 40, "{accepted} of 256 reports accepted");
+        assert!(
+            refused >= 25,
+            "{refused} of 256 reports refused by validation"
+        );
     }
 }
