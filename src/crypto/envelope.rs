@@ -138,6 +138,7 @@ mod tests {
     use super::*;
     use age::x25519;
     use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
 
     fn binding<'a>(case: &'a CaseRef, entry: &'a EntryId) -> EnvelopeBinding<'a> {
         EnvelopeBinding {
@@ -214,6 +215,221 @@ mod tests {
         ));
     }
 
+    /// A synthetic case reference and entry id, so that generated headers are reproducible.
+    fn synthetic_case() -> CaseRef {
+        CaseRef::parse("K7QM-3XTA-9PWD").unwrap()
+    }
+
+    fn synthetic_entry() -> EntryId {
+        EntryId::parse("7W2Q0H8M4T1C9D5E").unwrap()
+    }
+
+    /// A plaintext that starts like an envelope, with what the test needs to judge the verdict.
+    #[derive(Debug)]
+    struct FramedPlaintext {
+        /// The header, up to and including the blank line.
+        header: String,
+        bytes: Vec<u8>,
+        magic_is_real: bool,
+        /// Whether the case, entry and kind lines are exactly those of the binding.
+        binding_lines_are_real: [bool; 3],
+        extra_line: bool,
+        /// Whether the length line states the body's length in plain decimal.
+        length_is_exact: bool,
+        padding_is_clean: bool,
+    }
+
+    impl FramedPlaintext {
+        fn binding_is_real(&self) -> bool {
+            self.binding_lines_are_real.iter().all(|real| *real)
+        }
+    }
+
+    /// One header line, `name: value`, mostly the binding's own; else another value, the same
+    /// one in lower case, padded or without its space, random text, or no line at all. The flag
+    /// says whether the line is exactly the binding's (lower case `report` still is).
+    fn header_line(
+        name: &'static str,
+        real: String,
+        others: Vec<String>,
+    ) -> impl Strategy<Value = (Option<String>, bool)> {
+        let exact = format!("{name}: {real}");
+        let line = prop_oneof![
+            40 => Just(Some(exact.clone())),
+            2 => proptest::sample::select(others).prop_map(move |other| Some(format!("{name}: {other}"))),
+            1 => Just(Some(format!("{name}: {}", real.to_lowercase()))),
+            1 => Just(Some(format!("{name}: {real} "))),
+            1 => Just(Some(format!("{name}:{real}"))),
+            1 => "\\PC{0,16}".prop_map(move |junk| Some(format!("{name}: {junk}"))),
+            1 => Just(None),
+        ];
+        line.prop_map(move |line| {
+            let real = line.as_deref() == Some(exact.as_str());
+            (line, real)
+        })
+    }
+
+    /// What the length line states, relative to the body it frames.
+    #[derive(Debug, Clone)]
+    enum LengthLine {
+        /// The body's length plus this many bytes (a negative result is written with its sign).
+        Off(i64),
+        /// `usize::MAX - body_start + offset`: the largest lengths, where the end of the body
+        /// lands exactly on `usize::MAX` (offset 0) or just past it (offset 1).
+        NearMax(usize),
+        /// Text that is not the body's length in plain decimal.
+        Written(&'static str),
+    }
+
+    fn length_line() -> impl Strategy<Value = LengthLine> {
+        prop_oneof![
+            8 => Just(LengthLine::Off(0)),
+            3 => (-3i64..=3).prop_map(LengthLine::Off),
+            2 => (0usize..=1).prop_map(LengthLine::NearMax),
+            3 => proptest::sample::select(vec![
+                "",
+                "-1",
+                "1e3",
+                " 4",
+                "4 ",
+                "0x10",
+                "18446744073709551615",
+                "18446744073709551616",
+                "340282366920938463463374607431768211456",
+                "\u{661}",
+            ])
+            .prop_map(LengthLine::Written),
+        ]
+    }
+
+    /// A plaintext framed as [`encode_envelope_plaintext`] frames one, with each part of the
+    /// header, the length, the body and the padding either right or wrong.
+    fn framed_plaintext() -> impl Strategy<Value = FramedPlaintext> {
+        let magic = prop_oneof![
+            30 => Just((MAGIC, true)),
+            1 => Just(("incident-vault envelope v2", false)),
+            1 => Just(("INCIDENT-VAULT ENVELOPE V1", false)),
+            1 => Just(("", false)),
+        ];
+        let case = header_line(
+            "case",
+            synthetic_case().to_string(),
+            vec!["K7QM-3XTA-9PWE".into(), "K7QM3XTA9PWD".into(), "".into()],
+        );
+        let entry = header_line(
+            "entry",
+            synthetic_entry().to_string(),
+            vec![
+                "7W2Q0H8M4T1C9D5F".into(),
+                "7W2Q0H8M4T1C9D5".into(),
+                "".into(),
+            ],
+        );
+        let kind = header_line(
+            "kind",
+            EntryKind::Report.as_str().to_owned(),
+            EntryKind::names()
+                .into_iter()
+                .filter(|name| *name != EntryKind::Report.as_str())
+                .map(str::to_owned)
+                .collect(),
+        );
+        let extra = proptest::option::weighted(0.1, "[a-z]{1,8}: [a-z0-9]{0,8}");
+        let body = proptest::collection::vec(any::<u8>(), 0..200);
+        let padding = (
+            0usize..64,
+            proptest::option::weighted(0.2, (any::<proptest::sample::Index>(), any::<u8>())),
+        )
+            .prop_map(|(length, stray)| {
+                let mut padding = vec![b'\n'; length];
+                if let Some((place, byte)) = stray {
+                    if padding.is_empty() {
+                        padding.push(byte);
+                    } else {
+                        let place = place.index(padding.len());
+                        padding[place] = byte;
+                    }
+                }
+                padding
+            });
+        (
+            magic,
+            (case, entry, kind),
+            length_line(),
+            extra,
+            body,
+            padding,
+        )
+            .prop_map(
+                |(magic, (case, entry, kind), length, extra, body, padding)| {
+                    let lines_before_length: Vec<String> =
+                        [Some(magic.0.to_owned()), case.0, entry.0, kind.0]
+                            .into_iter()
+                            .flatten()
+                            .collect();
+                    let before_length = format!("{}\nlength: ", lines_before_length.join("\n"));
+                    let after_length = match &extra {
+                        Some(line) => format!("\n{line}\n\n"),
+                        None => "\n\n".to_owned(),
+                    };
+                    let (stated, length_is_exact) = match length {
+                        LengthLine::Off(offset) => {
+                            let stated = i64::try_from(body.len()).unwrap() + offset;
+                            (stated.to_string(), offset == 0)
+                        }
+                        LengthLine::NearMax(offset) => {
+                            // usize::MAX has 20 decimal digits, and so has every length near it.
+                            let body_start = before_length.len() + 20 + after_length.len();
+                            ((usize::MAX - body_start + offset).to_string(), false)
+                        }
+                        LengthLine::Written(text) => (text.to_owned(), false),
+                    };
+                    let header = format!("{before_length}{stated}{after_length}");
+                    let padding_is_clean = padding.iter().all(|byte| *byte == b'\n');
+                    let bytes = [header.as_bytes(), &body, &padding].concat();
+                    FramedPlaintext {
+                        header,
+                        bytes,
+                        magic_is_real: magic.1,
+                        binding_lines_are_real: [case.1, entry.1, kind.1],
+                        extra_line: extra.is_some(),
+                        length_is_exact,
+                        padding_is_clean,
+                    }
+                },
+            )
+    }
+
+    #[test]
+    fn framed_plaintexts_reach_every_verdict_of_the_decoder() {
+        // A fixed seed, so this counts the same inputs on every run.
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = framed_plaintext();
+        let (case, entry) = (synthetic_case(), synthetic_entry());
+        let (mut opened, mut mismatched, mut malformed_after_the_binding) = (0, 0, 0);
+        for _ in 0..512 {
+            let framed = strategy.new_tree(&mut runner).unwrap().current();
+            match decode_envelope_plaintext(binding(&case, &entry), &framed.bytes) {
+                Ok(_) => opened += 1,
+                Err(CryptoError::BindingMismatch) => mismatched += 1,
+                // The binding and the magic were right, so the length or the padding was not.
+                Err(CryptoError::Malformed) if framed.binding_is_real() && framed.magic_is_real => {
+                    malformed_after_the_binding += 1;
+                }
+                Err(_) => {}
+            }
+        }
+        assert!(opened >= 50, "{opened} of 512 opened");
+        assert!(
+            mismatched >= 25,
+            "{mismatched} of 512 refused for their binding"
+        );
+        assert!(
+            malformed_after_the_binding >= 50,
+            "{malformed_after_the_binding} of 512 refused for their length or padding"
+        );
+    }
+
     proptest! {
         #[test]
         fn encoding_round_trips_and_padding_never_shrinks(body in proptest::collection::vec(any::<u8>(), 0..5000)) {
@@ -228,6 +444,36 @@ mod tests {
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let (case, entry) = (CaseRef::generate(), EntryId::generate());
             let _ = decode_envelope_plaintext(binding(&case, &entry), &bytes);
+        }
+
+        #[test]
+        fn a_framed_plaintext_is_judged_without_panicking_and_never_opens_for_another_binding(
+            framed in framed_plaintext()
+        ) {
+            let (case, entry) = (synthetic_case(), synthetic_entry());
+            let outcome = decode_envelope_plaintext(binding(&case, &entry), &framed.bytes);
+            let bound = framed.binding_is_real();
+            if !bound {
+                prop_assert!(outcome.is_err(), "opened for another binding: {:?}", framed.header);
+            }
+            match outcome {
+                Ok(decoded) => {
+                    prop_assert!(framed.magic_is_real && !framed.extra_line, "{:?}", framed.header);
+                    // What follows the body may only be the '\n' padding.
+                    let rest = &framed.bytes[framed.header.len()..];
+                    prop_assert!(rest.starts_with(&decoded), "{:?}", framed.header);
+                    prop_assert!(rest[decoded.len()..].iter().all(|byte| *byte == b'\n'));
+                }
+                Err(error) => {
+                    // A plaintext framed exactly as the encoder frames it must open.
+                    let canonical = bound
+                        && framed.magic_is_real
+                        && !framed.extra_line
+                        && framed.length_is_exact
+                        && framed.padding_is_clean;
+                    prop_assert!(!canonical, "{:?} refused: {:?}", framed.header, error);
+                }
+            }
         }
 
         #[test]
