@@ -430,6 +430,66 @@ mod tests {
         );
     }
 
+    /// How many 64 KiB chunks the age payload of `ciphertext` holds, from its length: the payload
+    /// follows the header's `--- <mac>` line and is a 16-byte nonce, then each chunk with its
+    /// 16-byte tag (age spec, "Payload").
+    fn payload_chunks(ciphertext: &[u8], plaintext_length: usize) -> usize {
+        let mac_line = ciphertext
+            .windows(5)
+            .position(|window| window == b"\n--- ")
+            .expect("an age header");
+        let header_end = mac_line
+            + 1
+            + ciphertext[mac_line + 1..]
+                .iter()
+                .position(|byte| *byte == b'\n')
+                .expect("the end of the header");
+        let payload = ciphertext.len() - (header_end + 1);
+        (payload - 16 - plaintext_length) / 16
+    }
+
+    #[test]
+    fn plaintexts_on_ages_chunk_boundary_round_trip_and_refuse_truncation() {
+        const CHUNK: usize = 64 * 1024;
+        let identity = x25519::Identity::generate();
+        let recipient = identity.to_public();
+        for (size, chunks) in [
+            (0, 1),
+            (1, 1),
+            (CHUNK - 1, 1),
+            (CHUNK, 1),
+            (CHUNK + 1, 2),
+            (2 * CHUNK, 2),
+        ] {
+            let plaintext: Vec<u8> = (0..size).map(|index| (index % 251) as u8).collect();
+            let ciphertext = crate::crypto::encrypt_to(&[&recipient], &plaintext).unwrap();
+            assert_eq!(payload_chunks(&ciphertext, size), chunks, "{size} bytes");
+            let opened = crate::crypto::decrypt_with(&ciphertext, &[&identity]).unwrap();
+            assert!(*opened == plaintext, "{size} bytes came back different");
+
+            let short_by_one = &ciphertext[..ciphertext.len() - 1];
+            assert!(
+                matches!(
+                    crate::crypto::decrypt_with(short_by_one, &[&identity]),
+                    Err(CryptoError::Undecryptable)
+                ),
+                "{size} bytes, less one of ciphertext, opened"
+            );
+            if chunks > 1 {
+                // Without its last chunk, the payload ends on a chunk not marked final.
+                let last_chunk = size - (chunks - 1) * CHUNK + 16;
+                let without_last = &ciphertext[..ciphertext.len() - last_chunk];
+                assert!(
+                    matches!(
+                        crate::crypto::decrypt_with(without_last, &[&identity]),
+                        Err(CryptoError::Undecryptable)
+                    ),
+                    "{size} bytes without the last chunk opened"
+                );
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn encoding_round_trips_and_padding_never_shrinks(body in proptest::collection::vec(any::<u8>(), 0..5000)) {
