@@ -148,27 +148,55 @@ fn lower_priority() {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use futures_util::FutureExt;
+
+    /// Yields to the runtime until `condition` holds, at most 10,000 times: long enough for any
+    /// spawned task on this runtime to reach its next await, without measuring time.
+    async fn yield_until(condition: impl Fn() -> bool) -> bool {
+        for _ in 0..10_000 {
+            if condition() {
+                return true;
+            }
+            tokio::task::yield_now().await;
+        }
+        condition()
+    }
 
     #[tokio::test]
     async fn jobs_beyond_the_queue_are_refused_and_the_rest_complete() {
         let pool = CryptoPool::new(1, 1);
+        // The slow job tells the test it holds the only permit, then waits to be released.
+        let (started, slow_has_started) = oneshot::channel();
+        let (release, released) = mpsc::channel::<()>();
         let slow = tokio::spawn({
             let pool = pool.clone();
             async move {
-                pool.run(|| std::thread::sleep(Duration::from_millis(200)))
-                    .await
+                pool.run(move || {
+                    let _ = started.send(());
+                    // An error means the test ended without releasing the job: end it anyway.
+                    let _ = released.recv();
+                })
+                .await
             }
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        slow_has_started.await.unwrap();
+        assert!(
+            !pool.is_saturated(),
+            "a running job still counts as waiting"
+        );
         let queued = tokio::spawn({
             let pool = pool.clone();
             async move { pool.run(|| 2).await }
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let refused = pool.run(|| 3).await;
-        assert!(matches!(refused, Err(PoolError::Saturated)));
+        assert!(
+            yield_until(|| pool.is_saturated()).await,
+            "the second job never queued"
+        );
+        // Refused at once, on its first poll, rather than left waiting for the permit.
+        let refused = pool.run(|| 3).now_or_never();
+        assert!(matches!(refused, Some(Err(PoolError::Saturated))));
         assert!(pool.is_saturated());
+        release.send(()).unwrap();
         slow.await.unwrap().unwrap();
         assert_eq!(queued.await.unwrap().unwrap(), 2);
         assert!(!pool.is_saturated());
