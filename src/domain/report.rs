@@ -784,6 +784,8 @@ mod tests {
                 Ok(accepted) => {
                     let sealed = serde_json::to_value(&accepted).unwrap();
                     prop_assert_eq!(&sealed["description"], &report["description"]);
+                    let broken = broken_text_rule(&sealed);
+                    prop_assert!(broken.is_none(), "{:?}", broken);
                     let again = Report::parse(serde_json::from_value(sealed.clone()).unwrap());
                     let again = again.map_err(|rejected| TestCaseError::fail(format!("{:?}", rejected.fields)))?;
                     prop_assert_eq!(serde_json::to_value(&again).unwrap(), sealed);
@@ -819,6 +821,58 @@ mod tests {
         "consent.contact.handle",
         "language",
     ];
+
+    /// The one-line text fields, as JSON pointers, with their limits in characters.
+    const ONE_LINE_FIELDS: &[(&str, u64)] = &[
+        ("/mechanism/session", limits::SESSION_LABEL),
+        ("/mechanism/state_under_review", limits::STATE_UNDER_REVIEW),
+        ("/blocked_submission/platform", limits::SUBMISSION_FIELD),
+        ("/blocked_submission/reference", limits::SUBMISSION_FIELD),
+        ("/consent/contact/channel", limits::CONTACT_CHANNEL),
+        ("/consent/contact/handle", limits::CONTACT_HANDLE),
+    ];
+
+    /// The free-text fields, as JSON pointers, with their limits in characters.
+    const FREE_TEXT_FIELDS: &[(&str, u64)] = &[
+        ("/location", limits::LOCATION),
+        ("/perpetrator/description", limits::PERPETRATOR_DESCRIPTION),
+        ("/description", limits::DESCRIPTION),
+        (
+            "/blocked_submission/what_happened",
+            limits::SUBMISSION_WHAT_HAPPENED,
+        ),
+    ];
+
+    /// The first text field of an accepted report that breaks its documented rule: over its
+    /// limit, a control character (free text may hold line breaks and tabs), or in a one-line
+    /// field a bidirectional override or isolate.
+    fn broken_text_rule(report: &serde_json::Value) -> Option<String> {
+        let fields = ONE_LINE_FIELDS
+            .iter()
+            .map(|(pointer, limit)| (pointer, limit, true))
+            .chain(
+                FREE_TEXT_FIELDS
+                    .iter()
+                    .map(|(pointer, limit)| (pointer, limit, false)),
+            );
+        for (pointer, limit, one_line) in fields {
+            let Some(text) = report.pointer(pointer).and_then(serde_json::Value::as_str) else {
+                continue;
+            };
+            let over_limit = text.chars().count() as u64 > *limit;
+            let forbidden = text.chars().any(|character| {
+                let bidirectional =
+                    matches!(character, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+                let line_break_or_tab = matches!(character, '\n' | '\r' | '\t');
+                (character.is_control() && (one_line || !line_break_or_tab))
+                    || (one_line && bidirectional)
+            });
+            if over_limit || forbidden {
+                return Some(format!("{pointer}: {text:?}"));
+            }
+        }
+        None
+    }
 
     /// One line of text within `limit` characters: short printable text, or exactly `limit`
     /// characters of one, two or four bytes each.
