@@ -255,9 +255,9 @@ mod tests {
     ) -> impl Strategy<Value = (Option<String>, bool)> {
         let exact = format!("{name}: {real}");
         let line = prop_oneof![
-            40 => Just(Some(exact.clone())),
-            2 => proptest::sample::select(others).prop_map(move |other| Some(format!("{name}: {other}"))),
-            1 => Just(Some(format!("{name}: {}", real.to_lowercase()))),
+            30 => Just(Some(exact.clone())),
+            3 => proptest::sample::select(others).prop_map(move |other| Some(format!("{name}: {other}"))),
+            2 => Just(Some(format!("{name}: {}", real.to_lowercase()))),
             1 => Just(Some(format!("{name}: {real} "))),
             1 => Just(Some(format!("{name}:{real}"))),
             1 => "\\PC{0,16}".prop_map(move |junk| Some(format!("{name}: {junk}"))),
@@ -507,6 +507,19 @@ mod tests {
         }
 
         #[test]
+        fn padme_overhead_stays_below_twelve_percent(length in 1024usize..10_000_000) {
+            let padded = padded_length(length);
+            prop_assert!(padded >= length);
+            prop_assert!((padded - length) as f64 <= length as f64 * 0.12);
+        }
+    }
+
+    proptest! {
+        // Four times the default: each kind of near miss on one binding line, with the rest of
+        // the plaintext right, is about one case in a hundred.
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
         fn a_framed_plaintext_is_judged_without_panicking_and_never_opens_for_another_binding(
             framed in framed_plaintext()
         ) {
@@ -534,13 +547,6 @@ mod tests {
                     prop_assert!(!canonical, "{:?} refused: {:?}", framed.header, error);
                 }
             }
-        }
-
-        #[test]
-        fn padme_overhead_stays_below_twelve_percent(length in 1024usize..10_000_000) {
-            let padded = padded_length(length);
-            prop_assert!(padded >= length);
-            prop_assert!((padded - length) as f64 <= length as f64 * 0.12);
         }
     }
 }
