@@ -14,9 +14,24 @@ pub struct IdempotencyKey(SecretString);
 /// The header value is not an acceptable idempotency key.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "Idempotency-Key must be 22 to 128 characters of letters, digits, '-' or '_' (a random UUID or 128-bit token)"
+    "Idempotency-Key must be 22 to 128 characters of letters, digits, '-' or '_': a random (version 4) UUID or a 128-bit random token"
 )]
 pub struct InvalidIdempotencyKey;
+
+/// Whether `input` is a UUID whose version is not random enough to seal the receipt: version 1
+/// and 6 (a time stamp and often the MAC address, with 14 random bits), 3 and 5 (a hash of a
+/// name anyone may guess), 2, and the nil UUID. Anyone holding a stolen database could search
+/// such keys against the stored lookup hashes and open the receipt. Versions 4 (122 random
+/// bits) and 7 (74 random bits after a time stamp) pass; so does any key that is not a UUID.
+fn predictable_uuid(input: &str) -> bool {
+    let bytes = input.as_bytes();
+    let shaped = bytes.len() == 36
+        && bytes.iter().enumerate().all(|(index, byte)| match index {
+            8 | 13 | 18 | 23 => *byte == b'-',
+            _ => byte.is_ascii_hexdigit(),
+        });
+    shaped && !matches!(bytes[14], b'4' | b'7')
+}
 
 impl IdempotencyKey {
     /// Parses a header value.
@@ -26,7 +41,7 @@ impl IdempotencyKey {
         let alphabet_ok = input
             .bytes()
             .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
-        if length_ok && alphabet_ok {
+        if length_ok && alphabet_ok && !predictable_uuid(input) {
             Ok(Self(SecretString::from(input)))
         } else {
             Err(InvalidIdempotencyKey)
@@ -50,6 +65,35 @@ mod tests {
     #[test]
     fn a_uuid_is_an_acceptable_key() {
         assert!(IdempotencyKey::parse("0b6f3c2e-4a8d-4f7e-9c1a-2d3e4f5a6b7c").is_ok());
+    }
+
+    #[test]
+    fn only_random_uuid_versions_are_keys() {
+        // Version 4 and 7 (random bits after a time stamp) pass, in either case of hex.
+        for random in [
+            "0b6f3c2e-4a8d-4f7e-9c1a-2d3e4f5a6b7c",
+            "0B6F3C2E-4A8D-4F7E-9C1A-2D3E4F5A6B7C",
+            "01938f6e-7c2a-7b3e-9d41-6a8b2c4d5e6f",
+        ] {
+            assert!(IdempotencyKey::parse(random).is_ok(), "{random}");
+        }
+        // A time-and-MAC UUID (1, 6), a name hash (3, 5), version 2 and the nil UUID do not.
+        for predictable in [
+            "6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+            "1ef1d8a3-5c7b-6e10-8a4d-00c04fd430c8",
+            "a3bb189e-8bf9-3888-9912-ace4e6543002",
+            "886313e1-3b8a-5372-9b90-0c9aee199e5d",
+            "000003e8-2363-21ef-b200-325096b39f47",
+            "00000000-0000-0000-0000-000000000000",
+        ] {
+            assert_eq!(
+                IdempotencyKey::parse(predictable).err(),
+                Some(InvalidIdempotencyKey),
+                "{predictable}"
+            );
+        }
+        // Not a UUID: a 36-character token of the same alphabet is judged by length alone.
+        assert!(IdempotencyKey::parse("0b6f3c2e_4a8d-1f7e-9c1a-2d3e4f5a6b7c").is_ok());
     }
 
     #[test]
