@@ -432,12 +432,13 @@ macro_rules! impl_store {
                 if $crate::storage::sql::holds_nul(slug) {
                     return Ok(None);
                 }
-                // One row per active member, or one row with no member for a desk without any.
+                // One row per member (no reviewer columns for one who is not active), or one row
+                // with no member for a desk without any. Two plain LEFT JOINs: with the nested
+                // join, SQLite materialised every membership of every desk for each report.
                 let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
                     "SELECT d.id, r.id, r.recipient FROM desks d \
-                     LEFT JOIN (desk_members m JOIN reviewers r \
-                         ON r.id = m.reviewer_id AND r.status = 'active') \
-                     ON m.desk_id = d.id \
+                     LEFT JOIN desk_members m ON m.desk_id = d.id \
+                     LEFT JOIN reviewers r ON r.id = m.reviewer_id AND r.status = 'active' \
                      WHERE d.slug = $1 ORDER BY r.id",
                 )
                 .bind(slug)

@@ -89,7 +89,52 @@ async fn a_database_that_stops_answering_gets_503_and_a_retry_files_once(backend
     assert_eq!(app.count("cases").await, 1);
 }
 
+/// The desk a report is sealed for, with its active members only: a disabled member, a desk of
+/// only disabled members, a desk without members and no desk at all.
+async fn the_intake_desk_lists_its_active_members_only(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let default = app.store.desk_by_slug("default").await.unwrap().unwrap();
+    app.seed_desk_members(&default.id, 3).await;
+    app.execute("UPDATE reviewers SET status = 'disabled' WHERE id = 'R00001'")
+        .await;
+    for (id, slug) in [("DESKEMPTY", "empty"), ("DESKIDLE", "idle")] {
+        let desk = incident_vault::storage::DeskRecord {
+            id: id.into(),
+            slug: slug.into(),
+            name: slug.into(),
+        };
+        app.store.insert_desk(&desk, "2026-11-29").await.unwrap();
+    }
+    app.execute("INSERT INTO desk_members (desk_id, reviewer_id, role) VALUES ('DESKIDLE', 'R00001', 'member')")
+        .await;
+
+    let members = |desk: Option<incident_vault::storage::IntakeDesk>| -> (String, Vec<String>) {
+        let desk = desk.expect("the desk is found");
+        let ids = desk
+            .members
+            .into_iter()
+            .map(|member| member.reviewer_id)
+            .collect();
+        (desk.desk_id, ids)
+    };
+    let (id, of_default) = members(app.store.intake_desk("default").await.unwrap());
+    assert_eq!(id, default.id);
+    assert_eq!(of_default, vec!["R00000".to_owned(), "R00002".to_owned()]);
+    assert_eq!(
+        members(app.store.intake_desk("empty").await.unwrap()),
+        ("DESKEMPTY".to_owned(), vec![])
+    );
+    assert_eq!(
+        members(app.store.intake_desk("idle").await.unwrap()),
+        ("DESKIDLE".to_owned(), vec![])
+    );
+    assert!(app.store.intake_desk("nowhere").await.unwrap().is_none());
+}
+
 crate::on_both_backends!(
+    the_intake_desk_lists_its_active_members_only,
     intake_lists_the_default_desk_the_vocabularies_and_the_limits,
     a_database_that_stops_answering_gets_503_and_a_retry_files_once,
 );
