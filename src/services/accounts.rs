@@ -115,7 +115,7 @@ impl AuthenticatedReviewer {
 
 /// The key that seals the pending TOTP secret between the two enrolment steps.
 fn enrolment_key(token: &str) -> SymmetricKey {
-    let normalised = token.trim().to_ascii_uppercase().replace(['-', ' '], "");
+    let normalised = super::admin::normalised_token(token);
     SymmetricKey::derive(
         normalised.as_bytes(),
         &[],

@@ -82,17 +82,25 @@ pub struct MemberView {
     pub role: String,
 }
 
+/// An enrolment token as typed, normalised: upper case, without hyphens or spaces. Written into
+/// one wiped buffer (the token makes its holder an account, the setup code an admin), not
+/// through `to_ascii_uppercase` and `replace`, which leave two unwiped copies.
+pub(crate) fn normalised_token(token: &str) -> zeroize::Zeroizing<String> {
+    let mut normalised = zeroize::Zeroizing::new(String::with_capacity(token.len()));
+    for character in token
+        .chars()
+        .filter(|character| *character != '-' && !character.is_whitespace())
+    {
+        normalised.push(character.to_ascii_uppercase());
+    }
+    normalised
+}
+
 /// The stored hash of an enrolment token (same normalisation as the setup code).
 pub(crate) fn enrolment_token_hash(token: &str) -> Vec<u8> {
     let mut hasher = Sha256::new();
     hasher.update(b"incident-vault/enrolment/v1\0");
-    hasher.update(
-        token
-            .trim()
-            .to_ascii_uppercase()
-            .replace(['-', ' '], "")
-            .as_bytes(),
-    );
+    hasher.update(normalised_token(token).as_bytes());
     hasher.finalize().to_vec()
 }
 
@@ -450,5 +458,28 @@ impl Vault {
         )
         .await?;
         Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_read_as_typed_in_any_case_with_hyphens_and_spaces() {
+        let stored = enrolment_token_hash("ABCDE-FGHIJ-KLMNO");
+        for typed in [
+            "ABCDE-FGHIJ-KLMNO",
+            " abcde fghij klmno\n",
+            "abcdefghijklmno",
+        ] {
+            assert_eq!(
+                normalised_token(typed).as_str(),
+                "ABCDEFGHIJKLMNO",
+                "{typed:?}"
+            );
+            assert_eq!(enrolment_token_hash(typed), stored, "{typed:?}");
+        }
+        assert_ne!(enrolment_token_hash("ABCDE-FGHIJ-KLMNP"), stored);
     }
 }
