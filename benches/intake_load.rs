@@ -258,6 +258,7 @@ async fn measure_cpu(
     let vault = |argon2| Vault {
         store: store.clone(),
         intake_crypto: CryptoPool::new(2, 512),
+        login_crypto: CryptoPool::new(2, 512),
         reviewer_crypto: CryptoPool::new(2, 512),
         instance: instance.clone(),
         argon2,

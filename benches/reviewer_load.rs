@@ -957,6 +957,7 @@ async fn drive(
     let vault = Vault {
         store,
         intake_crypto: CryptoPool::new(crypto_permits, 512),
+        login_crypto: CryptoPool::new(crypto_permits, 512),
         reviewer_crypto: CryptoPool::new(crypto_permits, 512),
         instance,
         argon2: params,

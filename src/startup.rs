@@ -23,6 +23,7 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Arc<dyn Store>,
+    vault: web::Data<Vault>,
     generated_escrow: Option<GeneratedEscrow>,
     setup_code: Option<age::secrecy::SecretString>,
 }
@@ -61,7 +62,7 @@ impl Application {
         // Its threads start here, before the instance is recorded: a thread that cannot start
         // must not stop the start after a generated escrow key is recorded.
         let pool = || CryptoPool::new(settings.crypto_concurrency(), settings.limits.crypto_queue);
-        let (intake_crypto, reviewer_crypto) = (pool(), pool());
+        let (intake_crypto, login_crypto, reviewer_crypto) = (pool(), pool(), pool());
         // The last step that may stop the start (after it, only handing the bound, non-blocking
         // socket to the server): a generated escrow identity is recorded here by its recipient
         // and exists nowhere else until the caller shows it, so no later error may stop the
@@ -82,6 +83,7 @@ impl Application {
         let vault = web::Data::new(Vault {
             store: store.clone(),
             intake_crypto,
+            login_crypto,
             reviewer_crypto,
             instance,
             argon2: settings.argon2,
@@ -97,6 +99,7 @@ impl Application {
             0 => available_cores(),
             configured => configured,
         };
+        let served = vault.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(security_headers())
@@ -124,6 +127,7 @@ impl Application {
             port,
             server,
             store,
+            vault: served,
             generated_escrow,
             setup_code,
         })
@@ -137,6 +141,11 @@ impl Application {
     /// The store the service uses.
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
+    }
+
+    /// The use cases the server runs, with their crypto pools (tests hold a pool busy).
+    pub fn vault(&self) -> web::Data<Vault> {
+        self.vault.clone()
     }
 
     /// A handle to stop the server gracefully.

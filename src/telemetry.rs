@@ -95,10 +95,16 @@ pub async fn request_span(
             if status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
                 // Shedding load (a full crypto queue) or a database that does not answer: the
                 // service is working as designed, and a flood must not become an error flood.
+                // A database that does not answer says why (its cause chain holds no content).
+                let cause = api_error
+                    .filter(|error| matches!(error, ApiError::DatabaseUnavailable(_)))
+                    .map(ApiError::log_detail)
+                    .unwrap_or_default();
                 tracing::warn!(
                     status = status.as_u16(),
                     latency_ms,
                     error = code,
+                    cause = %cause,
                     "request refused for now"
                 );
             } else if status.is_server_error() {

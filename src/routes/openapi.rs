@@ -207,14 +207,18 @@ impl IntoResponses for SessionErrors {
     }
 }
 
-/// The opaque 500 that any route touching the database or the crypto can give.
+/// The opaque 500 that any route touching the database or the crypto can give. Its text also
+/// names the 503 such a route gives while the database is away: a separate "503" entry here
+/// would replace the route's own 503 (`busy`, `intake_saturated`) in the merged document.
 pub struct InternalError;
 
 impl IntoResponses for InternalError {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         responses(&[(
             "500",
-            "`internal_error`: our fault; nothing was changed. The client learns nothing more.",
+            "`internal_error`: our fault; nothing was changed. The client learns nothing more. \
+             (While the database is unreachable, restarting or busy past its timeout, the same \
+             route answers 503 `database_unavailable` with `Retry-After` instead.)",
         )])
     }
 }

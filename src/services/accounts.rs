@@ -194,9 +194,29 @@ impl Vault {
             .ok_or(AccountError::InvalidToken)?;
         // Redeemed already but not confirmed: the answer with the TOTP link and recovery code
         // may have been lost on the way (a 500, a dropped connection), and without it the
-        // account can never be confirmed. The token still holds the authority it had, so a new
-        // redemption replaces that pending account (the store checks it is still pending).
-        let replacing = enrolment.reviewer_id.clone();
+        // account can never be confirmed. The same request sent again (same username, same
+        // password, checked against the pending account's verifier) replaces that pending
+        // account; anyone else who saw the token gets nothing (the store also checks that the
+        // account is still pending).
+        let replacing = match &enrolment.reviewer_id {
+            None => None,
+            Some(earlier) => {
+                let (pending, secrets) = self
+                    .store
+                    .reviewer_by_username(username.as_str())
+                    .await?
+                    .filter(|(pending, _)| &pending.id == earlier && pending.status == "pending")
+                    .ok_or(AccountError::InvalidToken)?;
+                let stored_params = Argon2Params::decode(&secrets.kdf_params)
+                    .context("stored KDF parameters are malformed")?;
+                Some((
+                    pending.id,
+                    secrets.password_salt,
+                    stored_params,
+                    secrets.login_verifier,
+                ))
+            }
+        };
         if enrolment
             .username
             .as_deref()
@@ -214,9 +234,19 @@ impl Vault {
         let reviewer_id = EntryId::generate().to_string();
         let account_username = username.as_str().to_owned();
         let pending_key = enrolment_key(token);
+        let earlier_password = replacing
+            .as_ref()
+            .map(|(_, salt, params, verifier)| (salt.clone(), *params, verifier.clone()));
         let sealed = self
-            .reviewer_crypto
+            .login_crypto
             .run(move || -> Result<_, AccountError> {
+                if let Some((salt, params, verifier)) = earlier_password {
+                    let earlier = derive_reviewer_keys(password.as_bytes(), &salt, &params)
+                        .context("the password KDF failed")?;
+                    if !verifier_matches(&verifier, &earlier.login_verifier) {
+                        return Err(AccountError::InvalidToken);
+                    }
+                }
                 let salt = new_salt();
                 let keys = derive_reviewer_keys(password.as_bytes(), &salt, &params)
                     .context("the password KDF failed")?;
@@ -277,17 +307,21 @@ impl Vault {
         let redemption = Redemption {
             token_hash: &token_hash,
             now,
-            replacing: replacing.as_deref(),
+            replacing: replacing.as_ref().map(|(id, ..)| id.as_str()),
             reviewer: &reviewer,
             secrets: &secrets,
             pending_totp: &pending_totp,
             memberships: &memberships,
         };
+        let outcome = match &replacing {
+            Some((earlier, ..)) => format!("success:replaced:{earlier}"),
+            None => "success".to_owned(),
+        };
         let event = audit_event(
             &reviewer.id,
             &format!("enrolment.{}", enrolment.kind),
             Some(&reviewer.username),
-            "success",
+            &outcome,
         );
         match self
             .store
@@ -356,7 +390,7 @@ impl Vault {
         let now = unix_now();
         // Under a flood, refuse before touching the database: the answer would be the same 503
         // after the lookup, and the lookup's CPU belongs to the reviewers already logged in.
-        if self.reviewer_crypto.is_saturated() {
+        if self.login_crypto.is_saturated() {
             return Err(pool_error(PoolError::Saturated));
         }
         let found = self.store.reviewer_by_username(username).await?;
@@ -368,7 +402,7 @@ impl Vault {
         let params =
             Argon2Params::decode(&stored_params).context("stored KDF parameters are malformed")?;
         let keys = self
-            .reviewer_crypto
+            .login_crypto
             .run(move || derive_reviewer_keys(password.expose_secret().as_bytes(), &salt, &params))
             .await
             .map_err(pool_error)?
@@ -412,6 +446,8 @@ impl Vault {
             .await
         {
             Ok(()) => Ok(session),
+            // Disabled while the KDF ran: refused as an inactive account is at the start.
+            Err(StoreError::Conflict("inactive")) => Err(refuse("inactive").await),
             Err(StoreError::Conflict(_)) => Err(refuse("spent_totp_or_locked").await),
             Err(error) => Err(error.into()),
         }
@@ -647,6 +683,8 @@ impl Vault {
             .await
         {
             Ok(()) => Ok(()),
+            // Disabled meanwhile: its sessions are gone, this one included; no guess to count.
+            Err(StoreError::Conflict("inactive")) => Err(AccountError::NoSession),
             Err(StoreError::Conflict(_)) => {
                 let event = audit_event(&reviewer_id, "account.password_change", None, "failure");
                 self.count_failure(&reviewer_id, now, event).await?;
@@ -677,7 +715,7 @@ impl Vault {
         let params =
             Argon2Params::decode(&stored_params).context("stored KDF parameters are malformed")?;
         let recovery_key = self
-            .reviewer_crypto
+            .login_crypto
             .run(move || {
                 // A malformed code costs the same work as a wrong one.
                 let fallback = RecoveryCode::generate();
@@ -722,7 +760,7 @@ impl Vault {
         let sealed_identity = identity.clone();
         let stored = secrets.clone();
         let (replacement, new_recovery) = self
-            .reviewer_crypto
+            .login_crypto
             .run(move || -> Result<_, AccountError> {
                 let salt = new_salt();
                 let keys = derive_reviewer_keys(new_password.as_bytes(), &salt, &params)

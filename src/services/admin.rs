@@ -429,10 +429,14 @@ impl Vault {
             "desk.members_set",
             &format!("{}: {listed}", desk.slug),
         );
-        self.store
+        match self
+            .store
             .set_desk_members(&desk.id, &records, &event, &audit::chain_hash)
-            .await?;
-        Ok(())
+            .await
+        {
+            Err(StoreError::Conflict("desk")) => Err(AdminError::UnknownDesk),
+            other => Ok(other?),
+        }
     }
 
     /// `GET /admin/audit`: audit events after a sequence number, oldest first. For admins and

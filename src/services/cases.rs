@@ -88,24 +88,23 @@ impl Vault {
         // Only the caller's own grants are tried, and the X25519 work (one operation per grant
         // and per entry) runs on the blocking pool, not on the HTTP worker. Not on the crypto
         // pools: a read must not queue behind a flood of argon2id runs.
-        let outcome = match self.store.case_record(case_ref.as_str()).await {
-            Ok(Some(case)) => {
-                let entries = self
-                    .store
-                    .entries_of_case(case_ref.as_str())
-                    .await
-                    .context("could not read the case's entries")?;
-                let identity = caller.identity.clone();
-                let reference = case_ref.clone();
-                tokio::task::spawn_blocking(move || {
-                    open_case(&reference, case, grants, entries, &[&identity])
-                })
-                .await
-                .context("the decryption task failed")?
-            }
-            Ok(None) => Err(OfflineError::UnknownCase(case_ref.clone())),
-            Err(error) => Err(OfflineError::Store(error)),
-        };
+        // Every failure lands in `outcome`, so that the read is audited whatever happens.
+        let outcome: Result<DecryptedCase, OfflineError> = async {
+            let case = self
+                .store
+                .case_record(case_ref.as_str())
+                .await?
+                .ok_or_else(|| OfflineError::UnknownCase(case_ref.clone()))?;
+            let entries = self.store.entries_of_case(case_ref.as_str()).await?;
+            let identity = caller.identity.clone();
+            let reference = case_ref.clone();
+            tokio::task::spawn_blocking(move || {
+                open_case(&reference, case, grants, entries, &[&identity])
+            })
+            .await
+            .map_err(|_| OfflineError::Io(std::io::Error::other("the decryption task failed")))?
+        }
+        .await;
         let event = NewAuditEvent {
             occurred_at: super::unix_now(),
             actor: caller.reviewer.id.clone(),

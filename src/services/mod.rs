@@ -23,9 +23,11 @@ pub struct Vault {
     pub store: Arc<dyn Store>,
     /// Sealing anonymous reports (one argon2id each).
     pub intake_crypto: CryptoPool,
-    /// Reviewers' work: login, step-up, password and recovery KDFs, granting and re-keying.
-    /// Apart from intake's, so that a flood of anonymous reports cannot queue a coordinator's
-    /// login or a revoke behind hundreds of argon2id runs (and the other way round).
+    /// What anyone may start without a session: login, recovery and enrolment KDFs.
+    pub login_crypto: CryptoPool,
+    /// Work inside a reviewer's session: step-up and password-change KDFs, granting and
+    /// re-keying. Three pools, so that neither a flood of anonymous reports nor one of password
+    /// guesses can queue a coordinator's revoke or grant behind hundreds of argon2id runs.
     pub reviewer_crypto: CryptoPool,
     pub instance: InstanceKeys,
     pub argon2: Argon2Params,

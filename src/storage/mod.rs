@@ -53,7 +53,6 @@ impl StoreError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
             | sqlx::Error::BeginFailed => true,
             sqlx::Error::Database(database) => {
                 database.code().as_deref().is_some_and(transient_code)
@@ -184,7 +183,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Redeems an unspent, unexpired enrolment that is unredeemed, or whose earlier redemption
     /// is `redemption.replacing` and still pending (that account, its secrets and memberships are
-    /// removed first): creates the pending account, its secrets, its desk memberships and the
+    /// removed first, and so is a pending account of the same username whose token is no longer
+    /// live): creates the pending account, its secrets, its desk memberships and the
     /// audit event in one transaction. [`StoreError::Conflict`] when the token was redeemed or
     /// confirmed meanwhile (`enrolment`) or the username is taken (`username`).
     async fn redeem_enrolment(
@@ -355,8 +355,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<u64, StoreError>;
 
     /// Revokes a reviewer's access and re-keys the case, in one transaction: deletes every grant
-    /// of the revoked reviewer, moves the case to the new epoch and recipient, and stores the new
-    /// epoch's grants, and appends `event`. [`StoreError::Conflict`] when the epoch (`epoch`) or
+    /// of the revoked reviewer, moves the case to the new epoch and recipient, stores the new
+    /// epoch's grants (a reviewer grant only if that account is active: its row is locked and
+    /// checked, and an inactive one is left out) and appends `event`. [`StoreError::Conflict`] when the epoch (`epoch`) or
     /// the set of reviewer grantees (`grantees`) changed since the caller read them.
     async fn rekey_case(
         &self,

@@ -684,16 +684,18 @@ macro_rules! impl_store {
                 reviewer_id: &str,
                 now: i64,
             ) -> Result<bool, $crate::storage::StoreError> {
-                let live: Option<i64> = sqlx::query_scalar(
-                    "SELECT 1 FROM enrolments WHERE reviewer_id = $1 AND spent = $2 \
+                // COUNT, not `SELECT 1`: PostgreSQL types a bare 1 as INT4, which sqlx will not
+                // decode as i64.
+                let live: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM enrolments WHERE reviewer_id = $1 AND spent = $2 \
                      AND expires_at > $3",
                 )
                 .bind(reviewer_id)
                 .bind(false)
                 .bind(now)
-                .fetch_optional(&self.pool)
+                .fetch_one(&self.pool)
                 .await?;
-                Ok(live.is_some())
+                Ok(live > 0)
             }
 
             async fn insert_enrolment(
@@ -1497,10 +1499,22 @@ macro_rules! impl_store {
                 }
                 for grant in &rekey.grants {
                     // A reviewer disabled while the new key was being sealed receives nothing.
+                    // Their row is locked, not just read: on PostgreSQL a disabling not yet
+                    // committed would pass a plain read; this waits for it and then sees it.
+                    if grant.grantee_kind == "reviewer" {
+                        let active = sqlx::query(
+                            "UPDATE reviewers SET status = status WHERE id = $1 AND status = 'active'",
+                        )
+                        .bind(&grant.grantee_id)
+                        .execute(&mut *transaction)
+                        .await?;
+                        if active.rows_affected() != 1 {
+                            continue;
+                        }
+                    }
                     sqlx::query(
                         "INSERT INTO grants (case_id, grantee_kind, grantee_id, epoch, ciphertext) \
-                         SELECT $1, $2, $3, $4, $5 WHERE $2 <> 'reviewer' OR EXISTS \
-                         (SELECT 1 FROM reviewers WHERE id = $3 AND status = 'active')",
+                         VALUES ($1, $2, $3, $4, $5)",
                     )
                     .bind(&rekey.case_id)
                     .bind(&grant.grantee_kind)

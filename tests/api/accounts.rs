@@ -410,6 +410,16 @@ async fn an_enrolment_abandoned_half_way_does_not_hold_the_instance_or_the_name(
     )
     .await;
     assert_eq!(half_way.status(), 200);
+    // While her enrolment is live, the name is taken; once it expired unconfirmed, it is free.
+    let while_live = app
+        .send(
+            Method::POST,
+            "/api/v1/admin/reviewers",
+            Some(&admin_token),
+            Some(json!({"username": "rita", "role": "reviewer", "desks": ["default"]})),
+        )
+        .await;
+    assert_eq!(while_live.status(), 422, "{:?}", while_live.text().await);
     app.execute("UPDATE enrolments SET expires_at = 0 WHERE kind = 'invitation'")
         .await;
     let again = app
@@ -420,68 +430,58 @@ async fn an_enrolment_abandoned_half_way_does_not_hold_the_instance_or_the_name(
     assert_eq!(app.count("reviewers WHERE status = 'pending'").await, 0);
 }
 
-/// Intake and reviewers have crypto pools of their own: with intake's saturated by anonymous
-/// reports (one running, one waiting), a new report is shed with 503 while a coordinator still
-/// logs in at once instead of queueing behind hundreds of argon2id runs.
+/// Intake and reviewers have crypto pools of their own, as the service wires them: with intake's
+/// saturated by anonymous reports (one running, one waiting), a new report is shed with 503 while
+/// a coordinator still logs in at once instead of queueing behind hundreds of argon2id runs.
 async fn a_flood_of_reports_queues_no_reviewer_login(backend: Backend) {
-    use incident_vault::crypto::pool::CryptoPool;
-    use incident_vault::services::Vault;
-    use incident_vault::services::instance::{EscrowGeneration, open_instance};
-    use incident_vault::services::intake::IntakeError;
-
-    let Some(app) = spawn_app(backend).await else {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(database) = crate::helpers::TestDatabase::create_for_test(backend, dir.path()).await
+    else {
         return;
     };
+    let escrow = age::x25519::Identity::generate();
+    let mut settings = crate::helpers::test_settings(database.url(), dir.path(), Some(&escrow));
+    settings.limits.crypto_concurrency = 1;
+    settings.limits.crypto_queue = 1;
+    let application = incident_vault::startup::Application::build(settings.clone())
+        .await
+        .unwrap();
+    let app = crate::helpers::start(application, settings, escrow, database, dir);
     let secret = enrol_first_account(&app, "coordinator").await;
-    let (instance, _) = open_instance(
-        app.store.as_ref(),
-        Some(app.escrow.to_public()),
-        EscrowGeneration::Refused,
-    )
-    .await
-    .unwrap();
-    let vault = Vault {
-        store: app.store.clone(),
-        intake_crypto: CryptoPool::new(1, 1),
-        reviewer_crypto: CryptoPool::new(1, 1),
-        instance,
-        argon2: app.settings.argon2,
-        idempotency_ttl_hours: 24,
-    };
     let mut releases = Vec::new();
     let mut held = Vec::new();
     for _ in 0..2 {
         let (release, wait) = std::sync::mpsc::channel::<()>();
         releases.push(release);
-        let pool = vault.intake_crypto.clone();
+        let vault = app.vault.clone();
         held.push(tokio::spawn(async move {
-            pool.run(move || wait.recv().is_ok()).await
+            vault.intake_crypto.run(move || wait.recv().is_ok()).await
         }));
     }
     for _ in 0..2_000 {
-        if vault.intake_crypto.is_saturated() {
+        if app.vault.intake_crypto.is_saturated() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    assert!(vault.intake_crypto.is_saturated());
-    let report = incident_vault::domain::Report::parse(
-        serde_json::from_value::<incident_vault::domain::ReportWire>(minimal_report("shed"))
-            .unwrap(),
+    assert!(app.vault.intake_crypto.is_saturated());
+
+    let shed = app.post_report(&minimal_report("shed"), None).await;
+    let login = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"username": "coordinator", "password": PASSWORD, "totp": code(&secret, now() + 30)}),
     )
-    .unwrap_or_else(|_| panic!("the report is valid"));
+    .await;
 
-    let shed = vault.file_report(report, None).await;
-    let login = vault
-        .login(
-            "coordinator",
-            PASSWORD.to_owned().into(),
-            code(&secret, now() + 30).into(),
-        )
-        .await;
-
-    assert!(matches!(shed, Err(IntakeError::Saturated)));
-    assert!(login.is_ok(), "the login waited for nothing of intake's");
+    assert_eq!(shed.status(), 503);
+    let body: Value = shed.json().await.unwrap();
+    assert_eq!(body["error"], "intake_saturated");
+    assert_eq!(
+        login.status(),
+        200,
+        "the login waited for nothing of intake's"
+    );
     for release in releases {
         release.send(()).unwrap();
     }

@@ -121,6 +121,23 @@ fn postgres_server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
+/// Runs `$body` with `$connection`, a fresh connection to the test database of either backend
+/// (the body is compiled once per backend, so it may use queries of either type).
+macro_rules! with_connection {
+    ($database:expr, |$connection:ident| $body:expr) => {
+        match $database {
+            TestDatabase::Sqlite { url, .. } => {
+                let mut $connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+                $body
+            }
+            TestDatabase::Postgres { url, .. } => {
+                let mut $connection = sqlx::PgConnection::connect(url).await.unwrap();
+                $body
+            }
+        }
+    };
+}
+
 /// A database created for one test, dropped when the test ends.
 pub enum TestDatabase {
     Sqlite { url: String, file: PathBuf },
@@ -176,22 +193,10 @@ impl TestDatabase {
     /// The rows of `_sqlx_migrations`, `(version, success)`, in version order.
     pub async fn applied_migrations(&self) -> Vec<(i64, bool)> {
         let sql = "SELECT version, success FROM _sqlx_migrations ORDER BY version";
-        match self {
-            Self::Sqlite { url, .. } => {
-                let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
-                sqlx::query_as(sql)
-                    .fetch_all(&mut connection)
-                    .await
-                    .unwrap()
-            }
-            Self::Postgres { url, .. } => {
-                let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
-                sqlx::query_as(sql)
-                    .fetch_all(&mut connection)
-                    .await
-                    .unwrap()
-            }
-        }
+        with_connection!(self, |connection| sqlx::query_as(sql)
+            .fetch_all(&mut connection)
+            .await
+            .unwrap())
     }
 
     /// The names of the database's own tables.
@@ -221,22 +226,10 @@ impl TestDatabase {
     pub async fn reporter_access_rows(&self) -> Vec<incident_vault::storage::ReporterAccessRecord> {
         let sql = "SELECT lookup_id, case_id, kdf_params, reporter_recipient, sealed_identity, \
                    failed_attempts FROM reporter_access";
-        match self {
-            Self::Sqlite { url, .. } => {
-                let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
-                sqlx::query_as(sql)
-                    .fetch_all(&mut connection)
-                    .await
-                    .unwrap()
-            }
-            Self::Postgres { url, .. } => {
-                let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
-                sqlx::query_as(sql)
-                    .fetch_all(&mut connection)
-                    .await
-                    .unwrap()
-            }
-        }
+        with_connection!(self, |connection| sqlx::query_as(sql)
+            .fetch_all(&mut connection)
+            .await
+            .unwrap())
     }
 }
 
@@ -280,6 +273,8 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
+    /// The service's own use cases and crypto pools.
+    pub vault: actix_web::web::Data<incident_vault::services::Vault>,
     pub escrow: age::x25519::Identity,
     pub settings: Settings,
     pub dir: tempfile::TempDir,
@@ -331,6 +326,7 @@ pub fn start(
 ) -> TestApp {
     let address = format!("http://127.0.0.1:{}", application.port());
     let store = application.store();
+    let vault = application.vault();
     let handle = application.handle();
     let setup_code = application
         .take_setup_code()
@@ -340,6 +336,7 @@ pub fn start(
         address,
         client: test_client(),
         store,
+        vault,
         escrow,
         settings,
         dir,
@@ -498,22 +495,12 @@ impl TestApp {
 
     /// Runs SQL against the test database, outside the service.
     pub async fn execute(&self, sql: &str) {
-        match &self.database {
-            TestDatabase::Sqlite { url, .. } => {
-                let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
-                connection
-                    .execute(sqlx::AssertSqlSafe(sql.to_owned()))
-                    .await
-                    .unwrap();
-            }
-            TestDatabase::Postgres { url, .. } => {
-                let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
-                connection
-                    .execute(sqlx::AssertSqlSafe(sql.to_owned()))
-                    .await
-                    .unwrap();
-            }
-        }
+        with_connection!(&self.database, |connection| {
+            connection
+                .execute(sqlx::AssertSqlSafe(sql.to_owned()))
+                .await
+                .unwrap();
+        })
     }
 
     /// An account's stored rows, read straight from the store; panics when there is none.
@@ -558,22 +545,10 @@ impl TestApp {
     /// Counts the rows of a table.
     pub async fn count(&self, table: &str) -> i64 {
         let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
-        match &self.database {
-            TestDatabase::Sqlite { url, .. } => {
-                let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
-                sqlx::query_scalar(sql)
-                    .fetch_one(&mut connection)
-                    .await
-                    .unwrap()
-            }
-            TestDatabase::Postgres { url, .. } => {
-                let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
-                sqlx::query_scalar(sql)
-                    .fetch_one(&mut connection)
-                    .await
-                    .unwrap()
-            }
-        }
+        with_connection!(&self.database, |connection| sqlx::query_scalar(sql)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap())
     }
 
     /// Asserts that intake left no row anywhere.

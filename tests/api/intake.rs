@@ -4,7 +4,7 @@ use incident_vault::domain::IncidentType;
 use serde_json::Value;
 use sqlx::{Connection, Executor};
 
-use crate::helpers::{Backend, TestDatabase, minimal_report, spawn_app};
+use crate::helpers::{Backend, LOGS, TestDatabase, minimal_report, spawn_app};
 
 async fn intake_lists_the_default_desk_the_vocabularies_and_the_limits(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
@@ -79,6 +79,14 @@ async fn a_database_that_stops_answering_gets_503_and_a_retry_files_once(backend
     for response in refused {
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()["retry-after"], "5");
+        // The log says why, so that an operator can tell a restart from a leak.
+        let id = crate::helpers::request_id(&response);
+        let lines = LOGS.lines_of_requests(std::slice::from_ref(&id));
+        assert!(
+            lines.iter().any(|line| line.contains("\"level\":\"WARN\"")
+                && line.contains("database_unavailable: ")),
+            "{lines:?}"
+        );
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"], "database_unavailable");
     }
