@@ -294,44 +294,38 @@ pub(crate) const COUNT_LIVE_ACCOUNTS: &str = "SELECT COUNT(*) FROM reviewers r \
      WHERE r.status <> 'pending' OR EXISTS (SELECT 1 FROM enrolments e \
      WHERE e.reviewer_id = r.id AND e.spent = $1 AND e.expires_at > $2)";
 
-/// The rows that refer to one pending account (`$1`), deleted before the account itself.
-pub(crate) const REMOVE_PENDING_ACCOUNT: [&str; 3] = [
-    "DELETE FROM desk_members WHERE reviewer_id = $1 \
-     AND reviewer_id IN (SELECT id FROM reviewers WHERE status = 'pending')",
-    "DELETE FROM reviewer_secrets WHERE reviewer_id = $1 \
-     AND reviewer_id IN (SELECT id FROM reviewers WHERE status = 'pending')",
-    "DELETE FROM sessions WHERE reviewer_id = $1 \
-     AND reviewer_id IN (SELECT id FROM reviewers WHERE status = 'pending')",
+/// A pending account (`$1`) and every row that refers to it, children first. The caller has
+/// checked, in the same transaction, that the account is pending.
+pub(crate) const REMOVE_PENDING_ACCOUNT: [&str; 5] = [
+    "DELETE FROM desk_members WHERE reviewer_id = $1",
+    "DELETE FROM reviewer_secrets WHERE reviewer_id = $1",
+    "DELETE FROM sessions WHERE reviewer_id = $1",
+    "DELETE FROM enrolments WHERE reviewer_id = $1",
+    "DELETE FROM reviewers WHERE id = $1 AND status = 'pending'",
 ];
 
-/// A pending account named `$1` whose enrolment is no longer live (`$2` = false, `$3` = now),
-/// with what refers to it, children first.
-pub(crate) const REMOVE_STALE_PENDING_NAMED: [&str; 5] = [
-    "DELETE FROM desk_members WHERE reviewer_id IN (SELECT r.id FROM reviewers r \
-     WHERE r.username = $1 AND r.status = 'pending' AND NOT EXISTS (SELECT 1 FROM enrolments e \
-     WHERE e.reviewer_id = r.id AND e.spent = $2 AND e.expires_at > $3))",
-    "DELETE FROM reviewer_secrets WHERE reviewer_id IN (SELECT r.id FROM reviewers r \
-     WHERE r.username = $1 AND r.status = 'pending' AND NOT EXISTS (SELECT 1 FROM enrolments e \
-     WHERE e.reviewer_id = r.id AND e.spent = $2 AND e.expires_at > $3))",
-    "DELETE FROM sessions WHERE reviewer_id IN (SELECT r.id FROM reviewers r \
-     WHERE r.username = $1 AND r.status = 'pending' AND NOT EXISTS (SELECT 1 FROM enrolments e \
-     WHERE e.reviewer_id = r.id AND e.spent = $2 AND e.expires_at > $3))",
-    "DELETE FROM enrolments WHERE reviewer_id IN (SELECT r.id FROM reviewers r \
-     WHERE r.username = $1 AND r.status = 'pending' AND NOT EXISTS (SELECT 1 FROM enrolments e \
-     WHERE e.reviewer_id = r.id AND e.spent = $2 AND e.expires_at > $3))",
-    "DELETE FROM reviewers WHERE username = $1 AND status = 'pending' AND NOT EXISTS \
-     (SELECT 1 FROM enrolments e WHERE e.reviewer_id = reviewers.id AND e.spent = $2 \
-     AND e.expires_at > $3)",
-];
+/// Pending accounts whose enrolment is no longer live (`$1` = false, `$2` = now): nobody can
+/// confirm them any more.
+pub(crate) const STALE_PENDING_ACCOUNTS: &str = "SELECT r.id FROM reviewers r \
+     WHERE r.status = 'pending' AND NOT EXISTS (SELECT 1 FROM enrolments e \
+     WHERE e.reviewer_id = r.id AND e.spent = $1 AND e.expires_at > $2)";
 
-/// Every pending account with what refers to it, children first.
-pub(crate) const REMOVE_PENDING_ACCOUNTS: [&str; 5] = [
-    "DELETE FROM desk_members WHERE reviewer_id IN (SELECT id FROM reviewers WHERE status = 'pending')",
-    "DELETE FROM reviewer_secrets WHERE reviewer_id IN (SELECT id FROM reviewers WHERE status = 'pending')",
-    "DELETE FROM sessions WHERE reviewer_id IN (SELECT id FROM reviewers WHERE status = 'pending')",
-    "DELETE FROM enrolments WHERE reviewer_id IN (SELECT id FROM reviewers WHERE status = 'pending')",
-    "DELETE FROM reviewers WHERE status = 'pending'",
-];
+/// [`STALE_PENDING_ACCOUNTS`] of one username (`$3`).
+pub(crate) const STALE_PENDING_ACCOUNT_NAMED: &str = "SELECT r.id FROM reviewers r \
+     WHERE r.status = 'pending' AND NOT EXISTS (SELECT 1 FROM enrolments e \
+     WHERE e.reviewer_id = r.id AND e.spent = $1 AND e.expires_at > $2) AND r.username = $3";
+
+/// Runs [`REMOVE_PENDING_ACCOUNT`] for `$id` inside `$transaction`.
+macro_rules! remove_pending_account {
+    ($transaction:ident, $id:expr) => {
+        for statement in $crate::storage::sql::REMOVE_PENDING_ACCOUNT {
+            sqlx::query(statement)
+                .bind($id)
+                .execute(&mut *$transaction)
+                .await?;
+        }
+    };
+}
 
 /// Implements [`crate::storage::Store`] for a type with a `pool: sqlx::Pool<DB>` field.
 macro_rules! impl_store {
@@ -753,7 +747,8 @@ macro_rules! impl_store {
                 if let Some(earlier) = replacing {
                     // The same token redeemed again before its first code confirmed it: the
                     // earlier answer was lost. Release the token (a write, so it takes the lock
-                    // as below), then remove the pending account it made.
+                    // as below), check that its account is still pending (locking its row),
+                    // then remove that account.
                     let released = sqlx::query(
                         "UPDATE enrolments SET reviewer_id = NULL, pending_totp = NULL \
                          WHERE token_hash = $1 AND reviewer_id = $2 AND spent = $3 \
@@ -768,35 +763,40 @@ macro_rules! impl_store {
                     if released.rows_affected() != 1 {
                         return Err($crate::storage::StoreError::Conflict("enrolment"));
                     }
-                    for statement in $crate::storage::sql::REMOVE_PENDING_ACCOUNT {
-                        sqlx::query(statement)
-                            .bind(earlier)
-                            .execute(&mut *transaction)
-                            .await?;
-                    }
-                    let removed = sqlx::query(
-                        "DELETE FROM reviewers WHERE id = $1 AND status = 'pending'",
+                    let pending = sqlx::query(
+                        "UPDATE reviewers SET status = status WHERE id = $1 AND status = 'pending'",
                     )
                     .bind(earlier)
                     .execute(&mut *transaction)
                     .await?;
-                    if removed.rows_affected() != 1 {
+                    if pending.rows_affected() != 1 {
                         return Err($crate::storage::StoreError::Conflict("enrolment"));
                     }
+                    $crate::storage::sql::remove_pending_account!(transaction, earlier);
                 }
                 // A pending account whose token expired unconfirmed holds nothing but its
                 // username: it goes, so that a new invitation for that name can be redeemed.
-                for statement in $crate::storage::sql::REMOVE_STALE_PENDING_NAMED {
-                    sqlx::query(statement)
-                        .bind(&reviewer.username)
-                        .bind(false)
-                        .bind(now)
-                        .execute(&mut *transaction)
-                        .await?;
+                // A write before the read that finds it: on SQLite it takes the write lock at
+                // once (a read first would make a concurrent enrolment fail with "database is
+                // locked"), and on PostgreSQL it locks that account's row.
+                sqlx::query(
+                    "UPDATE reviewers SET status = status WHERE username = $1 AND status = 'pending'",
+                )
+                .bind(&reviewer.username)
+                .execute(&mut *transaction)
+                .await?;
+                let stale: Vec<String> =
+                    sqlx::query_scalar($crate::storage::sql::STALE_PENDING_ACCOUNT_NAMED)
+                .bind(false)
+                .bind(now)
+                .bind(&reviewer.username)
+                .fetch_all(&mut *transaction)
+                .await?;
+                for id in &stale {
+                    $crate::storage::sql::remove_pending_account!(transaction, id);
                 }
-                // A write first: on SQLite it takes the write lock at once (a read first would
-                // make a concurrent enrolment fail with "database is locked"), and on PostgreSQL
-                // a concurrent insert of the same name waits for this one and then does nothing.
+                // On PostgreSQL a concurrent insert of the same name waits for this one and then
+                // does nothing.
                 let inserted = sqlx::query(
                     "INSERT INTO reviewers (id, username, role, status, recipient, created_on) \
                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (username) DO NOTHING",
@@ -924,8 +924,14 @@ macro_rules! impl_store {
                     return Ok(false);
                 }
                 // Every pending account left is one whose token expired unconfirmed.
-                for statement in $crate::storage::sql::REMOVE_PENDING_ACCOUNTS {
-                    sqlx::query(statement).execute(&mut *transaction).await?;
+                let stale: Vec<String> =
+                    sqlx::query_scalar($crate::storage::sql::STALE_PENDING_ACCOUNTS)
+                        .bind(false)
+                        .bind(now)
+                        .fetch_all(&mut *transaction)
+                        .await?;
+                for id in &stale {
+                    $crate::storage::sql::remove_pending_account!(transaction, id);
                 }
                 sqlx::query(
                     "INSERT INTO enrolments (token_hash, kind, role, desk_ids, reviewer_id, \
@@ -1640,7 +1646,10 @@ macro_rules! impl_store {
     };
 }
 
-pub(crate) use {append_audit, case_columns, impl_store, lock_active_reviewer, reviewer_columns};
+pub(crate) use {
+    append_audit, case_columns, impl_store, lock_active_reviewer, remove_pending_account,
+    reviewer_columns,
+};
 
 #[cfg(test)]
 mod tests {
