@@ -11,6 +11,16 @@ async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
     app.post_json(path, body).await
 }
 
+/// Confirms an enrolment with the current code of `secret`.
+async fn confirm(app: &TestApp, token: &str, secret: &TotpSecret) -> reqwest::Response {
+    post(
+        app,
+        "/api/v1/enrol/confirm",
+        json!({"token": token, "totp": code(secret, now())}),
+    )
+    .await
+}
+
 /// Enrols and confirms the first account with the setup code; returns its TOTP secret.
 async fn enrol_first_account(app: &TestApp, username: &str) -> TotpSecret {
     let token = app.setup_code.clone().expect("a setup code on first start");
@@ -28,12 +38,7 @@ async fn enrol_first_account(app: &TestApp, username: &str) -> TotpSecret {
             .is_some_and(|code| code.len() >= 25)
     );
     let secret = totp_secret(body["totp_uri"].as_str().unwrap());
-    let confirmed = post(
-        app,
-        "/api/v1/enrol/confirm",
-        json!({"token": token, "totp": code(&secret, now())}),
-    )
-    .await;
+    let confirmed = confirm(app, &token, &secret).await;
     assert_eq!(confirmed.status(), 204, "{:?}", confirmed.text().await);
     secret
 }
@@ -282,21 +287,11 @@ async fn an_enrolment_step_that_cannot_be_audited_changes_nothing(backend: Backe
     let body: Value = redeemed.json().await.unwrap();
     let secret = totp_secret(body["totp_uri"].as_str().unwrap());
     refuse_audit_writes(&app, true).await;
-    let refused = post(
-        &app,
-        "/api/v1/enrol/confirm",
-        json!({"token": token, "totp": code(&secret, now())}),
-    )
-    .await;
+    let refused = confirm(&app, &token, &secret).await;
     assert_eq!(refused.status(), 500);
     assert_eq!(app.count("reviewers WHERE status = 'pending'").await, 1);
     refuse_audit_writes(&app, false).await;
-    let confirmed = post(
-        &app,
-        "/api/v1/enrol/confirm",
-        json!({"token": token, "totp": code(&secret, now())}),
-    )
-    .await;
+    let confirmed = confirm(&app, &token, &secret).await;
     assert_eq!(confirmed.status(), 204, "{:?}", confirmed.text().await);
     assert_eq!(app.count("reviewers WHERE status = 'active'").await, 1);
     assert_eq!(
@@ -329,23 +324,13 @@ async fn a_token_redeemed_again_before_confirmation_replaces_the_pending_account
     }
     let old_secret = totp_secret(lost["totp_uri"].as_str().unwrap());
     let secret = totp_secret(body["totp_uri"].as_str().unwrap());
-    let with_old = post(
-        &app,
-        "/api/v1/enrol/confirm",
-        json!({"token": token, "totp": code(&old_secret, now())}),
-    )
-    .await;
+    let with_old = confirm(&app, &token, &old_secret).await;
     assert_ne!(
         with_old.status(),
         204,
         "the replaced secret confirms nothing"
     );
-    let confirmed = post(
-        &app,
-        "/api/v1/enrol/confirm",
-        json!({"token": token, "totp": code(&secret, now())}),
-    )
-    .await;
+    let confirmed = confirm(&app, &token, &secret).await;
     assert_eq!(confirmed.status(), 204, "{:?}", confirmed.text().await);
     let login = post(
         &app,
