@@ -100,9 +100,7 @@ pub fn decode_envelope_plaintext(
     let case = field("case: ")?;
     let entry = field("entry: ")?;
     let kind = field("kind: ")?;
-    let length: usize = field("length: ")?
-        .parse()
-        .map_err(|_| CryptoError::Malformed)?;
+    let length = canonical_decimal(field("length: ")?).ok_or(CryptoError::Malformed)?;
     if lines.next().is_some() {
         return Err(CryptoError::Malformed);
     }
@@ -120,6 +118,16 @@ pub fn decode_envelope_plaintext(
         return Err(CryptoError::Malformed);
     }
     Ok(Zeroizing::new(plaintext[body_start..body_end].to_vec()))
+}
+
+/// `text` as a length, if it is written as [`encode_envelope_plaintext`] writes one: ASCII digits
+/// without a sign or a leading zero. `str::parse` also takes `+4` and `004`; one length has one
+/// spelling here, so a plaintext that was not written by this code is refused rather than read.
+fn canonical_decimal(text: &str) -> Option<usize> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|byte| byte.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    if canonical { text.parse().ok() } else { None }
 }
 
 /// The padded size for a plaintext of `length` bytes: at least [`MIN_PADDED_LENGTH`], then
@@ -215,6 +223,26 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_length_spelled_otherwise_than_the_encoder_spells_it_is_malformed() {
+        let (case, entry) = (CaseRef::generate(), EntryId::generate());
+        let plaintext = encode_envelope_plaintext(binding(&case, &entry), b"body").to_vec();
+        let text = String::from_utf8(plaintext).unwrap();
+        assert!(text.contains("\nlength: 4\n\n"), "the encoder's spelling");
+        for spelling in ["+4", "04", "0004", " 4", "4.0"] {
+            let respelled = text.replacen("\nlength: 4\n", &format!("\nlength: {spelling}\n"), 1);
+            assert!(
+                matches!(
+                    decode_envelope_plaintext(binding(&case, &entry), respelled.as_bytes()),
+                    Err(CryptoError::Malformed)
+                ),
+                "length {spelling:?} was read"
+            );
+        }
+        assert_eq!(canonical_decimal("0"), Some(0));
+        assert_eq!(canonical_decimal("40"), Some(40));
+    }
+
     /// A synthetic case reference and entry id, so that generated headers are reproducible.
     fn synthetic_case() -> CaseRef {
         CaseRef::parse("K7QM-3XTA-9PWD").unwrap()
@@ -236,6 +264,9 @@ mod tests {
         extra_line: bool,
         /// Whether the length line states the body's length in plain decimal.
         length_is_exact: bool,
+        /// Whether the length line is written as the encoder writes a length (digits only, no
+        /// sign, no leading zero), whatever its value.
+        length_is_canonical: bool,
         padding_is_clean: bool,
     }
 
@@ -279,6 +310,8 @@ mod tests {
         NearMax(usize),
         /// Text that is not the body's length in plain decimal.
         Written(&'static str),
+        /// The body's length, with this written before it: `+`, or leading zeros.
+        Prefixed(&'static str),
     }
 
     fn length_line() -> impl Strategy<Value = LengthLine> {
@@ -299,6 +332,7 @@ mod tests {
                 "\u{661}",
             ])
             .prop_map(LengthLine::Written),
+            2 => proptest::sample::select(vec!["+", "0", "00"]).prop_map(LengthLine::Prefixed),
         ]
     }
 
@@ -372,17 +406,20 @@ mod tests {
                         Some(line) => format!("\n{line}\n\n"),
                         None => "\n\n".to_owned(),
                     };
-                    let (stated, length_is_exact) = match length {
+                    let (stated, length_is_exact, length_is_canonical) = match length {
                         LengthLine::Off(offset) => {
                             let stated = i64::try_from(body.len()).unwrap() + offset;
-                            (stated.to_string(), offset == 0)
+                            (stated.to_string(), offset == 0, stated >= 0)
                         }
                         LengthLine::NearMax(offset) => {
                             // usize::MAX has 20 decimal digits, and so has every length near it.
                             let body_start = before_length.len() + 20 + after_length.len();
-                            ((usize::MAX - body_start + offset).to_string(), false)
+                            ((usize::MAX - body_start + offset).to_string(), false, true)
                         }
-                        LengthLine::Written(text) => (text.to_owned(), false),
+                        LengthLine::Written(text) => (text.to_owned(), false, false),
+                        LengthLine::Prefixed(prefix) => {
+                            (format!("{prefix}{}", body.len()), false, false)
+                        }
                     };
                     let header = format!("{before_length}{stated}{after_length}");
                     let padding_is_clean = padding.iter().all(|byte| *byte == b'\n');
@@ -394,6 +431,7 @@ mod tests {
                         binding_lines_are_real: [case.1, entry.1, kind.1],
                         extra_line: extra.is_some(),
                         length_is_exact,
+                        length_is_canonical,
                         padding_is_clean,
                     }
                 },
@@ -531,7 +569,11 @@ mod tests {
             }
             match outcome {
                 Ok(decoded) => {
-                    prop_assert!(framed.magic_is_real && !framed.extra_line, "{:?}", framed.header);
+                    prop_assert!(
+                        framed.magic_is_real && !framed.extra_line && framed.length_is_canonical,
+                        "{:?}",
+                        framed.header
+                    );
                     // What follows the body may only be the '\n' padding.
                     let rest = &framed.bytes[framed.header.len()..];
                     prop_assert!(rest.starts_with(&decoded), "{:?}", framed.header);
