@@ -38,7 +38,7 @@ const SESSION_COOKIE_SCHEME: &str = "session_cookie";
     paths(super::health::healthz, super::health::readyz),
     nest((path = "/api/v1", api = ApiV1)),
     components(schemas(ErrorBody)),
-    modifiers(&SessionSchemes, &ErrorBodies),
+    modifiers(&SessionSchemes, &DatabaseUnavailable, &ErrorBodies),
     tags(
         (name = "health", description = "Liveness and readiness."),
         (name = "intake", description = "What a reporter's phone needs, and filing a report."),
@@ -133,17 +133,7 @@ struct ErrorBodies;
 impl Modify for ErrorBodies {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.options,
-                &mut item.head,
-                &mut item.patch,
-                &mut item.trace,
-            ];
-            for operation in operations.into_iter().flatten() {
+            for operation in operations(item) {
                 for (status, response) in &mut operation.responses.responses {
                     if let (true, RefOr::T(response)) = (status.as_str() >= "400", response) {
                         response.content.insert(
@@ -157,6 +147,57 @@ impl Modify for ErrorBodies {
             }
         }
     }
+}
+
+/// Adds `database_unavailable` to the 503 of every operation that can give the opaque 500 (any
+/// route touching the database), or gives it that 503: the route's own 503 (`busy`,
+/// `intake_saturated`) keeps its text and gains this one's, so neither code goes undocumented.
+struct DatabaseUnavailable;
+
+/// What [`DatabaseUnavailable`] adds to a 503.
+const DATABASE_UNAVAILABLE: &str = "`database_unavailable`: the database is unreachable, \
+     restarting or busy past its timeout; nothing was changed. Retry after `Retry-After` seconds.";
+
+impl Modify for DatabaseUnavailable {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations(item) {
+                let responses = &mut operation.responses.responses;
+                if !responses.contains_key("500") {
+                    continue;
+                }
+                match responses.get_mut("503") {
+                    Some(RefOr::T(busy)) => {
+                        busy.description =
+                            format!("{} Or {DATABASE_UNAVAILABLE}", busy.description);
+                    }
+                    Some(RefOr::Ref(_)) => {}
+                    None => {
+                        let response = ResponseBuilder::new().description(DATABASE_UNAVAILABLE);
+                        responses.insert("503".to_owned(), response.build().into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every operation of a path.
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// Error responses by status; [`ErrorBodies`] gives them their body.
@@ -207,18 +248,16 @@ impl IntoResponses for SessionErrors {
     }
 }
 
-/// The opaque 500 that any route touching the database or the crypto can give. Its text also
-/// names the 503 such a route gives while the database is away: a separate "503" entry here
-/// would replace the route's own 503 (`busy`, `intake_saturated`) in the merged document.
+/// The opaque 500 that any route touching the database or the crypto can give. The 503 such a
+/// route gives while the database is away is added by [`DatabaseUnavailable`]: a "503" entry
+/// here would replace the route's own 503 (`busy`, `intake_saturated`) in the merged document.
 pub struct InternalError;
 
 impl IntoResponses for InternalError {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         responses(&[(
             "500",
-            "`internal_error`: our fault; nothing was changed. The client learns nothing more. \
-             (While the database is unreachable, restarting or busy past its timeout, the same \
-             route answers 503 `database_unavailable` with `Retry-After` instead.)",
+            "`internal_error`: our fault; nothing was changed. The client learns nothing more.",
         )])
     }
 }

@@ -311,7 +311,53 @@ async fn every_reference_resolves_and_every_error_has_the_api_error_body(backend
     }
 }
 
+/// A route that can fail inside the database also documents the 503 it gives while the database is
+/// away, beside its own 503 (`busy`, `intake_saturated`) where it has one.
+async fn every_route_that_can_fail_in_the_database_documents_database_unavailable(
+    backend: Backend,
+) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+
+    let document = fetch_document(&app).await;
+
+    let mut with_internal_error = 0;
+    let mut busy_kept = 0;
+    for (method, path) in documented_operations(&document) {
+        let responses = &document["paths"][&path][method.to_lowercase()]["responses"];
+        if responses["500"].is_null() {
+            continue;
+        }
+        with_internal_error += 1;
+        let unavailable = responses["503"]["description"].as_str().unwrap_or_default();
+        assert!(
+            unavailable.contains("`database_unavailable`") && unavailable.contains("Retry-After"),
+            "{method} {path}: 503 is {unavailable:?}"
+        );
+        assert_eq!(
+            unavailable.matches("`database_unavailable`").count(),
+            1,
+            "{method} {path}"
+        );
+        if unavailable.contains("`busy`") || unavailable.contains("`intake_saturated`") {
+            busy_kept += 1;
+        }
+    }
+    assert!(
+        with_internal_error >= 15,
+        "{with_internal_error} routes with a 500"
+    );
+    let report = &document["paths"]["/api/v1/reports"]["post"]["responses"]["503"]["description"];
+    assert!(
+        report.as_str().unwrap().contains("`intake_saturated`"),
+        "the report route's own 503 was replaced: {report}"
+    );
+    assert!(busy_kept >= 5, "{busy_kept} routes kept their own 503");
+}
+
 crate::on_both_backends!(
+    every_route_that_can_fail_in_the_database_documents_database_unavailable,
     the_document_is_openapi_3_json,
     every_route_the_service_serves_is_documented_and_nothing_else,
     every_documented_operation_is_answered_by_a_route,
