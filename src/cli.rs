@@ -465,14 +465,29 @@ async fn grant_with_progress(
         grants::grant_cases_offline(store, openers, cases, target, actor, || bar.inc(1)).await;
     bar.finish_and_clear();
     let tally = tally.map_err(|error| anyhow::anyhow!("{error:#}"))?;
+    let mut out = std::io::stdout().lock();
     writeln!(
-        std::io::stdout().lock(),
-        "granted {} case(s) to {}; {} held already; {} not opened by the given identity",
+        out,
+        "granted {} case(s) to {}; {} held already; {} not opened by the given identity; {} \
+         refused",
         tally.granted,
         target.username,
         tally.already_held,
-        tally.not_opened
+        tally.not_opened,
+        tally.refused.len()
     )?;
+    if !tally.refused.is_empty() {
+        for case in &tally.refused {
+            writeln!(out, "refused: {case}")?;
+        }
+        anyhow::bail!(
+            "{} case(s) hold a grant that opens but fails its checks (bound to another case or \
+             epoch, or another key than the case seals to): they were not granted. Someone with \
+             write access to the database may have changed them; compare them with a backup \
+             (`case dump`).",
+            tally.refused.len()
+        );
+    }
     Ok(tally)
 }
 

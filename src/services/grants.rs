@@ -515,7 +515,11 @@ impl Vault {
 /// Grants cases to `target` offline (the command line), with identities read from files or
 /// unlocked with a password: the escrow key restoring access, or a coordinator granting a desk's
 /// cases to a new member. `progress` is told after each case. Every grant is audited with
-/// `actor`.
+/// `actor`. A case whose grants the identities open but that fail their checks (a grant bound to
+/// another case or epoch, or holding another key than the case seals to: written by someone with
+/// write access to the database) is left ungranted and listed in the tally, and the batch goes
+/// on: one tampered row must not keep the other cases from their new reader. A database error
+/// ends the batch.
 pub async fn grant_cases_offline(
     store: &dyn Store,
     openers: &[&dyn age::Identity],
@@ -527,6 +531,7 @@ pub async fn grant_cases_offline(
     let recipient = grantee_recipient(target)?;
     let mut tally = OfflineTally::default();
     for case_ref in cases {
+        let refused = std::cell::Cell::new(false);
         let reseal = |existing: Vec<GrantRecord>, case: CaseRecord| {
             let current = CurrentKey {
                 epoch: case.key_epoch,
@@ -534,14 +539,19 @@ pub async fn grant_cases_offline(
             };
             let sealed = reseal_grants(
                 case_ref, &current, &existing, openers, &target.id, &recipient,
-            )
-            .context("a grant of this case does not open as it should");
+            );
+            if sealed.is_err() {
+                refused.set(true);
+            }
+            let sealed = sealed
+                .with_context(|| format!("a grant of case {case_ref} does not open as it should"));
             async move { Ok(sealed?) }
         };
         match grant_case_with(store, actor, case_ref, target, reseal).await {
             Ok(GrantOutcome::Granted) => tally.granted += 1,
             Ok(GrantOutcome::AlreadyHeld) => tally.already_held += 1,
             Err(GrantError::CaseNotFound) => tally.not_opened += 1,
+            Err(_) if refused.get() => tally.refused.push(case_ref.clone()),
             Err(error) => return Err(error),
         }
         progress();
@@ -550,12 +560,14 @@ pub async fn grant_cases_offline(
 }
 
 /// The tally of an offline batch grant.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OfflineTally {
     pub granted: u64,
     pub already_held: u64,
     /// Cases that the given identities hold no key for.
     pub not_opened: u64,
+    /// Cases whose grants opened but failed their checks: not granted, to be looked into.
+    pub refused: Vec<CaseRef>,
 }
 
 #[cfg(test)]

@@ -215,6 +215,64 @@ async fn the_escrow_key_grants_one_case_or_all_of_them_to_a_reviewer(backend: Ba
     assert_eq!(grants_by_escrow, 2);
 }
 
+/// One case whose escrow grant was swapped for another case's (someone with write access to the
+/// database) is refused by name, and the batch still grants the cases after it.
+async fn a_tampered_case_is_named_and_the_escrow_batch_grants_the_rest(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let admin_token = app.login(&admin).await;
+    let (_, rita_token) = app
+        .add_reviewer(&admin_token, "rita", "reviewer", &[])
+        .await;
+    let mut cases = Vec::new();
+    for text in ["First.", "Second.", "Third."] {
+        cases.push(app.file(&minimal_report(text)).await.0);
+    }
+    let tampered = cases[1].clone();
+    app.execute(&format!(
+        "UPDATE grants SET ciphertext = (SELECT other.ciphertext FROM grants other \
+         WHERE other.case_id = '{}' AND other.grantee_kind = 'escrow') \
+         WHERE case_id = '{tampered}' AND grantee_kind = 'escrow'",
+        cases[0]
+    ))
+    .await;
+    let escrow = app.escrow_identity_file();
+
+    let all = app.cli(&[
+        "escrow",
+        "grant",
+        "--identity",
+        escrow.to_str().unwrap(),
+        "--all",
+        "--to",
+        "rita",
+    ]);
+
+    let stdout = String::from_utf8_lossy(&all.stdout);
+    let stderr = String::from_utf8_lossy(&all.stderr);
+    assert!(
+        !all.status.success(),
+        "a refused case fails the run: {stdout}"
+    );
+    assert!(
+        stdout.contains("granted 2 case(s) to rita; 0 held already; 0 not opened"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("refused: {tampered}")), "{stdout}");
+    assert_eq!(stdout.matches("refused: ").count(), 1, "{stdout}");
+    assert!(stderr.contains("1 case(s) hold a grant"), "{stderr}");
+    for case in &cases {
+        let status = app
+            .get_as(&rita_token, &format!("/api/v1/cases/{case}"))
+            .await
+            .status();
+        let expected = if *case == tampered { 404 } else { 200 };
+        assert_eq!(status, expected, "{case}");
+    }
+}
+
 async fn a_coordinator_grants_a_desk_to_a_new_member_from_the_command_line(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -287,5 +345,6 @@ async fn a_coordinator_grants_a_desk_to_a_new_member_from_the_command_line(backe
 crate::on_both_backends!(
     an_exported_identity_opens_the_grant_and_then_the_report_with_the_age_tool,
     the_escrow_key_grants_one_case_or_all_of_them_to_a_reviewer,
+    a_tampered_case_is_named_and_the_escrow_batch_grants_the_rest,
     a_coordinator_grants_a_desk_to_a_new_member_from_the_command_line,
 );
