@@ -158,8 +158,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(settings).await,
         Command::Migrate => {
             init_telemetry(&settings, std::io::stderr)?;
-            storage::connect(&settings.database.url, 1).await?;
-            tracing::info!("migrations are up to date");
+            let target = storage::describe_url(&settings.database.url);
+            // As `serve` does: in production an empty database may be waiting for a restore,
+            // which a schema made here would collide with; a new installation runs `init`.
+            if settings.environment == Environment::Production {
+                crate::startup::require_initialised(&settings.database.url)
+                    .await
+                    .with_context(|| format!("refused to migrate {target}"))?;
+            }
+            let store = storage::connect(&settings.database.url, 1).await?;
+            store.close().await;
+            writeln!(
+                std::io::stdout().lock(),
+                "{target}: migrations are up to date"
+            )?;
             Ok(())
         }
         Command::Init => {
@@ -616,8 +628,16 @@ where
 /// directly, never through the log.
 fn show_escrow_identity_once(escrow: &GeneratedEscrow) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
+    write_escrow_identity(&mut stdout, escrow)?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// The text that [`show_escrow_identity_once`] shows: the instructions, and between the markers
+/// an age identity file for the escrow recipient.
+fn write_escrow_identity(out: &mut impl Write, escrow: &GeneratedEscrow) -> std::io::Result<()> {
     writeln!(
-        stdout,
+        out,
         "\n==================== ESCROW IDENTITY: SHOWN ONCE, NEVER STORED ====================\n\
          This instance generated its offline escrow key. Every case is also sealed to it: with\n\
          it, and only with it, the cases can be read if every reviewer is lost.\n\
@@ -635,7 +655,60 @@ fn show_escrow_identity_once(escrow: &GeneratedEscrow) -> anyhow::Result<()> {
          ====================================================================================\n",
         recipient = escrow.recipient,
         identity = escrow.identity.expose_secret(),
-    )?;
-    stdout.flush()?;
-    Ok(())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use age::secrecy::SecretString;
+
+    use super::*;
+
+    /// What an operator copies from between the markers is an age identity file that opens what
+    /// is sealed to the recipient they are told to configure.
+    #[test]
+    fn the_shown_escrow_identity_is_an_identity_file_for_the_recipient_to_configure() {
+        let identity = age::x25519::Identity::generate();
+        let recipient = identity.to_public();
+        let escrow = GeneratedEscrow {
+            identity: SecretString::from(identity.to_string().expose_secret().to_owned()),
+            recipient: recipient.to_string(),
+        };
+        let mut shown = Vec::new();
+        write_escrow_identity(&mut shown, &escrow).unwrap();
+        let shown = String::from_utf8(shown).unwrap();
+
+        assert!(shown.contains(&format!("APP_ESCROW__RECIPIENT={recipient}\n")));
+        let (_, after_begin) = shown
+            .split_once("----- begin escrow identity -----\n")
+            .unwrap();
+        let (file, _) = after_begin
+            .split_once("----- end escrow identity -----")
+            .unwrap();
+        assert_eq!(file.lines().count(), 3, "{} lines", file.lines().count());
+        assert_eq!(
+            file.matches("AGE-SECRET-KEY-1").count(),
+            1,
+            "exactly one secret key line"
+        );
+        let identities = age::IdentityFile::from_buffer(file.as_bytes())
+            .unwrap()
+            .into_identities()
+            .unwrap();
+        let sealed = age::encrypt(&recipient, b"escrow drill").unwrap();
+        let decryptor = age::Decryptor::new(&sealed[..]).unwrap();
+        let mut opened = Vec::new();
+        decryptor
+            .decrypt(
+                identities
+                    .iter()
+                    .map(|identity| identity.as_ref() as &dyn age::Identity),
+            )
+            .unwrap()
+            .read_to_end(&mut opened)
+            .unwrap();
+        assert_eq!(opened, b"escrow drill");
+    }
 }

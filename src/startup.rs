@@ -209,7 +209,7 @@ fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
 /// would make a new instance there and take reports into it, and a `pg_restore` would then clash
 /// with its tables. `incident-vault init` does that once, on purpose. Checked before anything is
 /// written; a database that holds an instance is migrated as usual afterwards.
-async fn require_initialised(url: &str) -> anyhow::Result<()> {
+pub(crate) async fn require_initialised(url: &str) -> anyhow::Result<()> {
     let store = storage::open(url, 1).await.context(
         "could not open database.url (APP_DATABASE__URL); a production service does not create \
          its database: for a new installation run `incident-vault init` once",

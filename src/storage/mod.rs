@@ -460,6 +460,28 @@ impl Backend {
     }
 }
 
+/// Where `url` points, for an operator's eyes: the SQLite file, or the PostgreSQL database and
+/// host; never the user, the password or the parameters.
+pub fn describe_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "a database URL that does not parse".to_owned();
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    if scheme == "sqlite" {
+        let file = std::path::absolute(rest).unwrap_or_else(|_| rest.into());
+        return format!("the SQLite file {}", file.display());
+    }
+    // After the last '@': a password may hold '/' or ':' but not an unescaped '@' after it.
+    let place = rest.rsplit_once('@').map_or(rest, |(_, place)| place);
+    let (host, database) = place.split_once('/').unwrap_or((place, ""));
+    let host = if host.is_empty() {
+        "the local socket"
+    } else {
+        host
+    };
+    format!("the PostgreSQL database `{database}` on {host}")
+}
+
 /// Creates a directory readable by the service's user only (0700 on Unix).
 pub fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
@@ -472,6 +494,21 @@ pub fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_described_url_names_the_place_and_never_the_credentials() {
+        let described =
+            describe_url("postgres://iv:s3cr/et:x@db.example:5433/vault?sslmode=require");
+        assert_eq!(
+            described,
+            "the PostgreSQL database `vault` on db.example:5433"
+        );
+        assert!(!describe_url("postgresql://iv:pw@/vault?host=/run/postgresql").contains("pw"));
+        let file = describe_url("sqlite://data/incident-vault.db?mode=rwc");
+        assert!(file.starts_with("the SQLite file /"), "{file}");
+        assert!(file.ends_with("/data/incident-vault.db"), "{file}");
+        assert_eq!(describe_url("mysql"), "a database URL that does not parse");
+    }
 
     #[test]
     fn busy_locked_and_connection_codes_are_transient_and_rule_breaks_are_not() {

@@ -227,7 +227,27 @@ fn operator_commands_create_no_database_where_there_is_none() {
 
 /// A production start whose config folder is missing or mistyped is refused by name instead of
 /// running on local defaults, and creates nothing.
-async fn production_without_its_config_layer_is_refused(backend: Backend) {
+/// Whether the SQLite file exists, or the PostgreSQL database holds a table.
+async fn created_or_migrated(database: &TestDatabase) -> bool {
+    match database {
+        TestDatabase::Sqlite { file, .. } => file.exists(),
+        TestDatabase::Postgres { url, .. } => {
+            use sqlx::Connection;
+            let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+            let tables: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+            )
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+            tables > 0
+        }
+    }
+}
+
+async fn production_migrates_only_with_its_config_layer_and_an_initialised_database(
+    backend: Backend,
+) {
     let dir = tempfile::tempdir().unwrap();
     let Some(database) = TestDatabase::create_for_test(backend, dir.path()).await else {
         return;
@@ -246,44 +266,62 @@ async fn production_without_its_config_layer_is_refused(backend: Backend) {
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("production.toml"), "{stderr}");
     assert!(stderr.contains("APP_CONFIG_DIR"), "{stderr}");
-    let touched = match &database {
-        TestDatabase::Sqlite { file, .. } => file.exists(),
-        TestDatabase::Postgres { url, .. } => {
-            use sqlx::Connection;
-            let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
-            let tables: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
-            )
-            .fetch_one(&mut connection)
-            .await
-            .unwrap();
-            tables > 0
-        }
-    };
+    let touched = created_or_migrated(&database).await;
     assert!(
         !touched,
         "the refused command created or migrated the database"
     );
 
-    let found = binary(&database, dir.path())
-        .arg("migrate")
-        .env("APP_ENVIRONMENT", "production")
-        .env(
-            "APP_CONFIG_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
-        )
+    // With its layer, production still migrates no empty database (a restore may be on its
+    // way), and says where it looked and what to run instead.
+    let production = || {
+        binary(&database, dir.path())
+            .arg("migrate")
+            .env("APP_ENVIRONMENT", "production")
+            .env(
+                "APP_CONFIG_DIR",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+            )
+            .output()
+            .unwrap()
+    };
+    let empty = production();
+    let stderr = String::from_utf8_lossy(&empty.stderr);
+    assert!(!empty.status.success(), "{stderr}");
+    assert!(stderr.contains("refused to migrate the "), "{stderr}");
+    assert!(stderr.contains("incident-vault init"), "{stderr}");
+    assert!(!created_or_migrated(&database).await, "{stderr}");
+
+    // Once initialised (as `init` does), production migrates, and names the database.
+    let escrow = age::x25519::Identity::generate().to_public().to_string();
+    let init = binary(&database, dir.path())
+        .arg("init")
+        .env("APP_ESCROW__RECIPIENT", &escrow)
         .output()
         .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let found = production();
+    let stdout = String::from_utf8_lossy(&found.stdout);
     assert!(
         found.status.success(),
         "{}",
         String::from_utf8_lossy(&found.stderr)
     );
+    let named = match &database {
+        TestDatabase::Sqlite { file, .. } => file.display().to_string(),
+        TestDatabase::Postgres { .. } => "the PostgreSQL database `".to_owned(),
+    };
+    assert!(stdout.contains(&named), "{stdout}");
+    assert!(stdout.contains("migrations are up to date"), "{stdout}");
 }
 
 crate::on_both_backends!(
     migrate_prepares_an_empty_database_and_exits,
-    production_without_its_config_layer_is_refused,
+    production_migrates_only_with_its_config_layer_and_an_initialised_database,
     serve_without_a_terminal_or_an_escrow_recipient_refuses_to_start,
     serve_without_a_terminal_logs_no_setup_code_and_stops_cleanly_on_sigterm,
 );
