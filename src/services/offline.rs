@@ -201,8 +201,30 @@ pub async fn dump_case(
         .ok_or_else(|| OfflineError::UnknownCase(case_ref.clone()))?;
     // A folder made here is 0700 (DirBuilder's mode); one that exists is left as it is: `--out
     // /tmp` must not take away the sticky bit and others' access. The files are 0600 either way.
-    crate::storage::create_private_dir(out)?;
+    crate::storage::create_private_dir(out).map_err(|error| {
+        std::io::Error::new(
+            error.kind(),
+            format!("could not create {}: {error}", out.display()),
+        )
+    })?;
     let mut written = Vec::new();
+    // File names are made of stored columns; one that holds anything but letters, digits and '_'
+    // (a row written by something other than this service) is named by a counter instead, so
+    // that no byte of it reaches a path, the how-to text or the terminal.
+    let mut odd = 0;
+    let mut component = |stored: &str| -> String {
+        let plain = !stored.is_empty()
+            && stored.len() <= 64
+            && stored
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
+        if plain {
+            stored.to_owned()
+        } else {
+            odd += 1;
+            format!("malformed{odd}")
+        }
+    };
     let mut write_new = |name: String, bytes: &[u8]| -> std::io::Result<()> {
         let path = out.join(name);
         let mut options = std::fs::OpenOptions::new();
@@ -222,7 +244,9 @@ pub async fn dump_case(
     for grant in store.grants_of_case(case_ref.as_str()).await? {
         let name = format!(
             "grant-epoch{}-{}-{}.age",
-            grant.epoch, grant.grantee_kind, grant.grantee_id
+            grant.epoch,
+            component(&grant.grantee_kind),
+            component(&grant.grantee_id)
         );
         write_new(name.clone(), &grant.ciphertext)?;
         grant_names.push(name);
@@ -237,33 +261,42 @@ pub async fn dump_case(
         let name = format!(
             "entry-{:03}-{}-{}-epoch{}.age",
             index + 1,
-            entry.kind,
-            entry.id,
+            component(&entry.kind),
+            component(&entry.id),
             entry.epoch
         );
         write_new(name.clone(), &entry.ciphertext)?;
         entry_names.push(name);
     }
-    let escrow_grant = grant_names
-        .iter()
-        .find(|name| name.contains("-escrow-"))
-        .cloned()
-        .unwrap_or_else(|| "grant-epoch1-escrow-escrow.age".into());
-    let first_entry = entry_names.first().cloned().unwrap_or_default();
+    let step_one = match grant_names.iter().find(|name| name.contains("-escrow-")) {
+        Some(escrow_grant) => {
+            format!("   (umask 077; age -d -i escrow-identity.txt -o case-key.txt {escrow_grant})")
+        }
+        None => "   This case holds no escrow grant, which every case should: report it. A\n   \
+                 reviewer's exported identity opens that reviewer's grant the same way:\n\n   \
+                 (umask 077; age -d -i reviewer-identity.txt -o case-key.txt GRANT-FILE)"
+            .to_owned(),
+    };
+    let step_two = match entry_names.first() {
+        Some(first_entry) => format!("   age -d -i case-key.txt {first_entry}"),
+        None => "   This case holds no entries: there is nothing to open.".to_owned(),
+    };
     let how_to = format!(
         "Case {case_ref}: raw age files, as stored.\n\
          \n\
-         Every file here is a standard age file (https://age-encryption.org/v1).\n\
+         Every file here is a standard age file (https://age-encryption.org/v1). Work in a folder\n\
+         that only you can read, on an encrypted disk; not in /tmp or a shared folder.\n\
          \n\
          1. Open your grant with your own identity (the offline escrow key, or a reviewer's\n\
             exported identity). Its plaintext is an age identity file for this case; its comment\n\
-            lines name the case and the key epoch. Keep it on an encrypted disk and delete it after.\n\
+            lines name the case and the key epoch. `umask 077` keeps it readable by you only;\n\
+            delete it when you are done.\n\
          \n\
-            age -d -i escrow-identity.txt -o case-key.txt {escrow_grant}\n\
+         {step_one}\n\
          \n\
-         2. Open each entry with the case key of its epoch:\n\
+         2. Open each entry with the case key of its epoch (the grant of that epoch):\n\
          \n\
-            age -d -i case-key.txt {first_entry}\n\
+         {step_two}\n\
          \n\
          An entry's plaintext starts with a header (case, entry, kind, length); check that it\n\
          names this case and the entry's file name. The report follows as JSON, then padding\n\

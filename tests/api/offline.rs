@@ -149,6 +149,65 @@ async fn case_dump_leaves_an_existing_folder_alone_and_names_what_it_will_not_ov
     assert!(stderr.contains(fresh.to_str().unwrap()), "{stderr}");
 }
 
+/// Stored columns that are not plain names (rows written by something other than this service)
+/// reach no path, no how-to line and no terminal: those files are named by a counter.
+async fn case_dump_names_files_by_a_counter_where_a_stored_column_is_not_plain(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (case_ref, _) = app.file(&full_report("x")).await;
+    app.execute(&format!(
+        "UPDATE grants SET grantee_id = '../../escaped\nline' \
+         WHERE case_id = '{case_ref}' AND grantee_kind = 'escrow'"
+    ))
+    .await;
+    app.execute(&format!(
+        "UPDATE entries SET id = 'x/../../escaped' WHERE case_id = '{case_ref}'"
+    ))
+    .await;
+    let out = app.dir.path().join("dump");
+
+    let output = app.cli(&["case", "dump", &case_ref, "--out", out.to_str().unwrap()]);
+
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "HOW-TO-OPEN.txt",
+            "entry-001-report-malformed2-epoch1.age",
+            "grant-epoch1-escrow-malformed1.age",
+        ]
+    );
+    let how_to = std::fs::read_to_string(out.join("HOW-TO-OPEN.txt")).unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for text in [&how_to[..], &stdout[..]] {
+        assert!(!text.contains("escaped") && !text.contains("../"), "{text}");
+    }
+    let mut stray = Vec::new();
+    let mut folders = vec![app.dir.path().to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path.clone());
+            }
+            if path.to_string_lossy().contains("escaped") {
+                stray.push(path);
+            }
+        }
+    }
+    assert!(stray.is_empty(), "{stray:?}");
+}
+
 async fn the_reference_age_tool_opens_the_files_of_case_dump(backend: Backend) {
     let Some(age) = age_tool() else { return };
     let Some(app) = spawn_app(backend).await else {
@@ -181,6 +240,12 @@ async fn the_reference_age_tool_opens_the_files_of_case_dump(backend: Backend) {
     assert!(names.iter().any(|name| name == "HOW-TO-OPEN.txt"));
     let how_to = std::fs::read_to_string(out.join("HOW-TO-OPEN.txt")).unwrap();
     assert!(how_to.contains(grant.as_str()) && how_to.contains(entry.as_str()));
+    assert!(
+        how_to.contains(&format!(
+            "(umask 077; age -d -i escrow-identity.txt -o case-key.txt {grant})"
+        )),
+        "{how_to}"
+    );
 
     // Step 1 of HOW-TO-OPEN: the grant opens to an age identity file for the case.
     let case_key = run_age(age, &["-d", "-i", identity.to_str().unwrap(), grant], &out);
@@ -412,6 +477,7 @@ fn assert_refused_by_binding<T: std::fmt::Debug>(outcome: &Result<T, OfflineErro
 }
 
 crate::on_both_backends!(
+    case_dump_names_files_by_a_counter_where_a_stored_column_is_not_plain,
     the_escrow_identity_decrypts_the_report_with_case_decrypt,
     a_stranger_identity_decrypts_nothing,
     the_reference_age_tool_opens_the_files_of_case_dump,
