@@ -354,6 +354,15 @@ async fn case_command(store: &dyn storage::Store, action: CaseCommand) -> anyhow
                      need `incident-vault migrate` first)",
             )?;
             let case = outcome?;
+            if case.report.is_null() {
+                // Every case is filed with its report: a case without one lost it to someone
+                // with write access to the database, or to a damaged restore.
+                writeln!(
+                    std::io::stderr().lock(),
+                    "warning: case {case_ref} holds no report entry; it was deleted, or this \
+                     database was changed. Compare it with a backup (`case dump`)."
+                )?;
+            }
             let mut stdout = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut stdout, &case)?;
             writeln!(stdout)?;
@@ -611,9 +620,34 @@ fn read_password(prompt: &str) -> anyhow::Result<age::secrecy::SecretString> {
 }
 
 fn read_identities(path: &Path) -> anyhow::Result<Vec<Box<dyn age::Identity + Send + Sync>>> {
-    let file = age::IdentityFile::from_file(path.to_string_lossy().into_owned())
+    let mut file = std::fs::File::open(path)
+        .with_context(|| format!("could not open the identity file {}", path.display()))?;
+    #[cfg(unix)]
+    if let Ok(metadata) = file.metadata() {
+        use std::os::unix::fs::PermissionsExt as _;
+        if metadata.permissions().mode() & 0o077 != 0 {
+            writeln!(
+                std::io::stderr().lock(),
+                "warning: others than its owner may read the identity file {} (chmod 600 it, or \
+                 keep it on an encrypted medium that only you mount)",
+                path.display()
+            )?;
+        }
+    }
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    std::io::Read::read_to_end(&mut file, &mut bytes)
         .with_context(|| format!("could not read the identity file {}", path.display()))?;
-    file.into_identities()
+    if bytes.starts_with(b"age-encryption.org/") || bytes.starts_with(b"-----BEGIN AGE") {
+        anyhow::bail!(
+            "{} is an encrypted age file (a passphrase-protected identity?): open it with \
+             `age -d` into a folder only you can read, pass that file, and delete it after",
+            path.display()
+        );
+    }
+    let identities = age::IdentityFile::from_buffer(&bytes[..])
+        .with_context(|| format!("could not read the identity file {}", path.display()))?;
+    identities
+        .into_identities()
         .map_err(|_| anyhow::anyhow!("{} holds no usable age identity", path.display()))
 }
 

@@ -597,12 +597,15 @@ impl TestApp {
 
     /// Writes the escrow identity to a file, as the escrow holder would hold it.
     pub fn escrow_identity_file(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
         let path = self.dir.path().join("escrow-identity.txt");
         std::fs::write(
             &path,
             format!("{}\n", self.escrow.to_string().expose_secret()),
         )
         .unwrap();
+        // As an operator keeps it: readable by its owner only.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         path
     }
 

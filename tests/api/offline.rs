@@ -45,6 +45,94 @@ async fn the_escrow_identity_decrypts_the_report_with_case_decrypt(backend: Back
     assert_eq!(case["thread"][0]["kind"], "report");
 }
 
+/// An identity file that others may read still works, with a warning; an encrypted one (a
+/// passphrase-protected identity, or any age file) is refused with what to do instead.
+async fn identity_files_are_warned_about_when_shared_and_refused_when_encrypted(backend: Backend) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (case_ref, _) = app.file(&full_report("x")).await;
+    let identity = app.escrow_identity_file();
+    let decrypt = |file: &std::path::Path| {
+        app.cli(&[
+            "case",
+            "decrypt",
+            "--identity",
+            file.to_str().unwrap(),
+            &case_ref,
+        ])
+    };
+    let private = decrypt(&identity);
+    std::fs::set_permissions(&identity, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let shared = decrypt(&identity);
+    let sealed = app.dir.path().join("sealed-identity.age");
+    let other = age::x25519::Identity::generate().to_public();
+    let plaintext = std::fs::read(&identity).unwrap();
+    std::fs::write(&sealed, age::encrypt(&other, &plaintext).unwrap()).unwrap();
+    std::fs::set_permissions(&sealed, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let encrypted = decrypt(&sealed);
+
+    let stderr =
+        |output: &std::process::Output| String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(private.status.success(), "{}", stderr(&private));
+    assert!(
+        !stderr(&private).contains("warning"),
+        "{}",
+        stderr(&private)
+    );
+    assert!(shared.status.success(), "{}", stderr(&shared));
+    assert!(
+        stderr(&shared).contains("warning: others than its owner may read the identity file"),
+        "{}",
+        stderr(&shared)
+    );
+    assert!(!encrypted.status.success());
+    assert!(
+        stderr(&encrypted).contains("is an encrypted age file"),
+        "{}",
+        stderr(&encrypted)
+    );
+    assert!(encrypted.stdout.is_empty());
+}
+
+/// A case whose report entry was deleted still shows what is left, and says that it lost its
+/// report; a whole case does not.
+async fn case_decrypt_warns_of_a_case_without_its_report(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (whole, _) = app.file(&full_report("x")).await;
+    let (emptied, _) = app.file(&full_report("y")).await;
+    app.execute(&format!("DELETE FROM entries WHERE case_id = '{emptied}'"))
+        .await;
+    let identity = app.escrow_identity_file();
+    let decrypt = |case: &str| {
+        app.cli(&[
+            "case",
+            "decrypt",
+            "--identity",
+            identity.to_str().unwrap(),
+            case,
+        ])
+    };
+
+    let (whole, emptied) = (decrypt(&whole), decrypt(&emptied));
+
+    for output in [&whole, &emptied] {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert!(!String::from_utf8_lossy(&whole.stderr).contains("warning"));
+    let warned = String::from_utf8_lossy(&emptied.stderr);
+    assert!(warned.contains("holds no report entry"), "{warned}");
+    let case: serde_json::Value = serde_json::from_slice(&emptied.stdout).unwrap();
+    assert!(case["report"].is_null() && case["thread"].as_array().unwrap().is_empty());
+}
+
 async fn a_stranger_identity_decrypts_nothing(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -477,6 +565,8 @@ fn assert_refused_by_binding<T: std::fmt::Debug>(outcome: &Result<T, OfflineErro
 }
 
 crate::on_both_backends!(
+    case_decrypt_warns_of_a_case_without_its_report,
+    identity_files_are_warned_about_when_shared_and_refused_when_encrypted,
     case_dump_names_files_by_a_counter_where_a_stored_column_is_not_plain,
     the_escrow_identity_decrypts_the_report_with_case_decrypt,
     a_stranger_identity_decrypts_nothing,
