@@ -122,11 +122,31 @@ impl Argon2Params {
         let params = Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
             .map_err(|_| CryptoError::Kdf)?;
         let mut memory = take_memory(params.block_count());
+        let derived = self.derive_in(secret, salt, &mut memory);
+        return_memory(memory);
+        derived
+    }
+
+    /// [`Self::derive`] in the given working memory, of `Params::block_count` blocks.
+    fn derive_in(
+        &self,
+        secret: &[u8],
+        salt: &[u8],
+        memory: &mut [Block],
+    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
+            .map_err(|_| CryptoError::Kdf)?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let mut output = Zeroizing::new([0u8; 32]);
         let outcome =
-            argon2.hash_password_into_with_memory(secret, salt, output.as_mut(), &mut memory[..]);
-        return_memory(memory);
+            argon2.hash_password_into_with_memory(secret, salt, output.as_mut(), &mut *memory);
+        if self.iterations < 2 {
+            // After one pass, block j was computed from the secret with j compressions: the first
+            // blocks left in memory would let whoever reads it (a core dump, swapped pages) test
+            // guesses of a receipt or password almost for free. After two or more passes every
+            // block left needs a whole first pass to recompute, so only one pass is wiped.
+            memory.fill(Block::default());
+        }
         outcome.map_err(|_| CryptoError::Kdf)?;
         Ok(output)
     }
@@ -135,8 +155,8 @@ impl Argon2Params {
 /// argon2id working memory kept for reuse. A fresh 19 MiB allocation per run is mapped and
 /// faulted in again every time (measured: ~1,400 page faults and up to 4 ms of CPU per report);
 /// reusing buffers removes that. At most [`POOLED_BUFFERS`] are kept, which covers the crypto
-/// pool's concurrency. The buffers hold argon2 state from earlier runs: a concern only for an
-/// attacker who can already read this process's memory, which DESIGN §1 puts out of scope.
+/// pool's concurrency. The buffers hold argon2 state from earlier runs, which with two passes or
+/// more (the default) costs a whole pass per guess to use: see [`Argon2Params::derive`].
 static MEMORY_POOL: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
 /// The most working buffers kept between runs.
 const POOLED_BUFFERS: usize = 8;
@@ -171,6 +191,39 @@ impl Default for Argon2Params {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn is_zero(memory: &[Block]) -> bool {
+        memory
+            .iter()
+            .all(|block| AsRef::<[u64]>::as_ref(block).iter().all(|word| *word == 0))
+    }
+
+    #[test]
+    fn a_single_pass_leaves_no_state_in_its_memory_and_two_passes_may() {
+        let passes = |iterations| Argon2Params {
+            memory_kib: 64,
+            iterations,
+            parallelism: 1,
+        };
+        let mut one = vec![Block::default(); 64];
+        let mut two = vec![Block::default(); 64];
+
+        let first = passes(1)
+            .derive_in(b"1234567890123456", &[7; 16], &mut one)
+            .unwrap();
+        passes(2)
+            .derive_in(b"1234567890123456", &[7; 16], &mut two)
+            .unwrap();
+
+        assert!(is_zero(&one));
+        // Kept as it is: every block of it needs a whole first pass to recompute.
+        assert!(!is_zero(&two));
+        // The wipe comes after the output was taken.
+        assert_eq!(
+            first,
+            passes(1).derive(b"1234567890123456", &[7; 16]).unwrap()
+        );
+    }
 
     #[test]
     fn the_encoding_round_trips() {
