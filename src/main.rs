@@ -4,6 +4,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use incident_vault::cli::{Cli, run};
+use incident_vault::services::audit::VerifyError;
+
+/// The exit code of a check that ran and found the audit chain broken, so that a monitoring
+/// script can tell it from a command that could not run (1: a database that does not open; 2, from
+/// clap: a mistyped argument).
+const EXIT_BROKEN_CHAIN: u8 = 3;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -13,7 +19,10 @@ async fn main() -> ExitCode {
         Err(error) => {
             // Errors carry no secrets and no report content: safe for the terminal.
             eprintln!("incident-vault: {error:#}");
-            ExitCode::FAILURE
+            match error.downcast_ref::<VerifyError>() {
+                Some(VerifyError::Broken(_)) => ExitCode::from(EXIT_BROKEN_CHAIN),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -99,9 +99,13 @@ async fn tampering_with_one_audit_row_makes_verify_fail_and_name_it(backend: Bac
         .await;
     let output = app.cli(&["audit", "verify"]);
 
-    assert!(!output.status.success());
+    // 3: the check ran and found a break; 1 and 2 (clap's) are for a check that could not run.
+    assert_eq!(output.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("broken at event #3"), "{stderr}");
+    let unreadable = app.cli(&["audit", "verify", "--anchor", "not-an-anchor"]);
+    assert_ne!(unreadable.status.code(), Some(3));
+    assert!(!unreadable.status.success());
 }
 
 /// Appends five events, runs `tampering` on the database, and returns the first broken link
@@ -177,7 +181,7 @@ async fn an_anchor_kept_off_the_server_catches_a_trimmed_or_rewritten_chain(back
         plain.status.success(),
         "a consistent trim passes without an anchor"
     );
-    assert!(!anchored.status.success());
+    assert_eq!(anchored.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&anchored.stderr);
     assert!(stderr.contains("trimmed"), "{stderr}");
 
