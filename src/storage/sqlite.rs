@@ -57,3 +57,52 @@ impl SqliteStore {
 }
 
 super::sql::impl_store!(SqliteStore, "sqlite", MIGRATOR);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The durability promises of this module's header hold on every connection the pool hands
+    /// out, not just the first: sqlx applies the options per connection, so two are checked.
+    #[tokio::test]
+    async fn every_pooled_connection_uses_wal_full_sync_the_busy_timeout_and_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}",
+            dir.path().join("db").join("vault.db").display()
+        );
+        let store = SqliteStore::connect(&url, 2, true).await.unwrap();
+
+        let mut connections = Vec::new();
+        for _ in 0..2 {
+            connections.push(store.pool.acquire().await.unwrap());
+        }
+
+        for connection in &mut connections {
+            let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut **connection)
+                .await
+                .unwrap();
+            assert_eq!(journal_mode, "wal");
+            let busy_timeout_ms: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+                .fetch_one(&mut **connection)
+                .await
+                .unwrap();
+            assert_eq!(
+                u128::try_from(busy_timeout_ms).unwrap(),
+                BUSY_TIMEOUT.as_millis()
+            );
+            // 2 is FULL: https://sqlite.org/pragma.html#pragma_synchronous
+            let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut **connection)
+                .await
+                .unwrap();
+            assert_eq!(synchronous, 2, "synchronous is not FULL");
+            let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+                .fetch_one(&mut **connection)
+                .await
+                .unwrap();
+            assert_eq!(foreign_keys, 1, "foreign keys are not enforced");
+        }
+    }
+}
