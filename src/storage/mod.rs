@@ -526,6 +526,7 @@ mod tests {
         }
     }
 
+    #[cfg(all(feature = "sqlite", feature = "postgres"))]
     #[test]
     fn known_schemes_select_their_backend_and_others_are_refused() {
         assert_eq!(
@@ -542,6 +543,28 @@ mod tests {
         );
         assert!(Backend::of_url("mysql://u@h/db").is_err());
         assert!(Backend::of_url("data/x.db").is_err());
+    }
+
+    /// A SQLite-only build must say why it refuses a PostgreSQL URL, so that an operator who
+    /// deployed the wrong binary rebuilds it instead of hunting for a typo in the URL; and
+    /// `connect` refuses it before trying to reach any server.
+    #[cfg(not(feature = "postgres"))]
+    #[tokio::test]
+    async fn a_build_without_postgres_refuses_postgres_urls_by_saying_it_was_built_without_it() {
+        for url in ["postgres://u@h/db", "postgresql://u@h/db"] {
+            let refusal = Backend::of_url(url).unwrap_err().to_string();
+            assert!(
+                refusal.contains("built without the `postgres") && refusal.contains("feature"),
+                "{url}: {refusal}"
+            );
+            let Err(refusal) = connect(url, 1).await else {
+                panic!("{url} was accepted by a build without PostgreSQL");
+            };
+            assert!(
+                refusal.to_string().contains("built without"),
+                "{url}: {refusal:#}"
+            );
+        }
     }
 
     #[test]
