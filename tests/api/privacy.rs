@@ -327,8 +327,72 @@ async fn account_secrets_leave_no_trace_in_the_logs(backend: Backend) {
     );
 }
 
+/// The one line a request leaves when it ends, parsed: the line of `request_id` that says
+/// `request finished`.
+fn finished_line_of(request_id: &str) -> Value {
+    let lines = LOGS.lines_of_requests(&[request_id.to_owned()]);
+    let finished: Vec<Value> = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["fields"]["message"] == "request finished")
+        .collect();
+    assert_eq!(
+        finished.len(),
+        1,
+        "one `request finished` line for {request_id}: {lines:?}"
+    );
+    finished.into_iter().next().unwrap()
+}
+
+/// Support and monitoring learn about a request only from its span: method, route template,
+/// status, latency, and the id that the client was given to quote. The route is the template
+/// because a concrete path may name a case: reading a case by its reference must log
+/// `{case_ref}`, never the reference.
+async fn the_request_span_carries_method_route_template_status_latency_and_the_returned_id(
+    backend: Backend,
+) {
+    let Some(mut app) = spawn_app(backend).await else {
+        return;
+    };
+
+    let filed = app.post_report(&full_report("span test"), None).await;
+    assert_eq!(filed.status(), 201);
+    let filed_id = request_id(&filed);
+    let case_ref = response_case_ref(filed).await;
+    let read = app.get(&format!("/api/v1/cases/{case_ref}")).await;
+    assert_eq!(read.status(), 401);
+    let read_id = request_id(&read);
+    app.hang_up_and_stop().await;
+
+    let line = finished_line_of(&filed_id);
+    let span = &line["span"];
+    assert_eq!(span["name"], "http_request", "{line}");
+    assert_eq!(span["http.method"], "POST", "{line}");
+    assert_eq!(span["http.route"], "/api/v1/reports", "{line}");
+    assert_eq!(span["http.status_code"], 201, "{line}");
+    let latency_ms = span["latency_ms"].as_f64().expect("a numeric latency");
+    assert!(latency_ms.is_finite() && latency_ms >= 0.0, "{line}");
+    assert!(!filed_id.is_empty());
+    assert_eq!(span["request_id"], filed_id.as_str(), "{line}");
+    assert_eq!(line["fields"]["status"], 201, "{line}");
+
+    let line = finished_line_of(&read_id);
+    assert_ne!(read_id, filed_id, "each request has its own id");
+    assert_eq!(line["span"]["http.method"], "GET", "{line}");
+    assert_eq!(
+        line["span"]["http.route"], "/api/v1/cases/{case_ref}",
+        "{line}"
+    );
+    assert_eq!(line["span"]["http.status_code"], 401, "{line}");
+    assert!(
+        !line.to_string().contains(&case_ref),
+        "the case reference is in the log: {line}"
+    );
+}
+
 crate::on_both_backends!(
     account_secrets_leave_no_trace_in_the_logs,
     a_canary_in_a_report_leaves_no_trace_at_rest_or_in_the_logs,
     a_full_request_cycle_logs_no_ip_address_and_no_user_agent,
+    the_request_span_carries_method_route_template_status_latency_and_the_returned_id,
 );
