@@ -20,3 +20,4 @@ mod offline;
 mod openapi;
 mod privacy;
 mod reports;
+mod telemetry;
