@@ -3,7 +3,8 @@
 //!
 //! `cargo bench --bench crypto` (about a minute). Groups:
 //! - `kdf`: the receipt's argon2id at each of OWASP's equal-strength settings, alone and two at
-//!   once (one per core, as saturated intake runs them).
+//!   once (one per core, as saturated intake runs them); and the default setting through
+//!   `derive`, which wipes its working memory, beside bare argon2 that does not.
 //! - `report_2KiB`: `seal_envelope` of a 2 KiB body to one recipient, bare `age::encrypt` of the
 //!   same 2 KiB, and bare `age::encrypt` of the padded plaintext the envelope really seals (so the
 //!   envelope's overhead splits into padding and framing).
@@ -60,6 +61,41 @@ fn kdf(criterion: &mut Criterion) {
             });
         });
     }
+    // What wiping the working memory after each run costs: the default setting through
+    // `derive` (which wipes), beside bare argon2 in a buffer of its own that is never wiped.
+    let default = Argon2Params::default();
+    let raw = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(
+            default.memory_kib,
+            default.iterations,
+            default.parallelism,
+            Some(32),
+        )
+        .expect("the default parameters are valid"),
+    );
+    let mut memory = vec![argon2::Block::default(); raw.params().block_count()];
+    group.bench_function("default_bare_argon2_no_wipe", |bencher| {
+        bencher.iter(|| {
+            let mut output = [0u8; 32];
+            raw.hash_password_into_with_memory(
+                black_box(b"1234567890123456"),
+                black_box(&[7u8; 32]),
+                &mut output,
+                &mut memory[..],
+            )
+            .expect("valid parameters");
+            output
+        });
+    });
+    group.bench_function("default_derive_with_wipe", |bencher| {
+        bencher.iter(|| {
+            default
+                .derive(black_box(b"1234567890123456"), black_box(&[7u8; 32]))
+                .expect("valid parameters")
+        });
+    });
     group.finish();
 }
 
