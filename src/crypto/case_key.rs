@@ -115,7 +115,11 @@ pub fn parse_grant_plaintext(
             named_case.replace(value).is_some()
         } else if let Some(value) = line.strip_prefix("# epoch: ") {
             named_epoch
-                .replace(value.parse::<u32>().map_err(|_| CryptoError::Malformed)?)
+                .replace(
+                    super::canonical_decimal(value)
+                        .and_then(|epoch| u32::try_from(epoch).ok())
+                        .ok_or(CryptoError::Malformed)?,
+                )
                 .is_some()
         } else if line.starts_with("AGE-SECRET-KEY-1") {
             secret_line.replace(line).is_some()
@@ -220,5 +224,16 @@ mod tests {
             parse_grant_plaintext(&headless, &case, 1),
             Err(CryptoError::Malformed)
         ));
+        // One spelling of an epoch: the one `seal_grant` writes.
+        for epoch in ["+1", "01", " 1", "1.0", "4294967296"] {
+            let respelled = format!("{GRANT_HEADER}\n# case: {case}\n# epoch: {epoch}\n{key}\n");
+            assert!(
+                matches!(
+                    parse_grant_plaintext(&respelled, &case, 1),
+                    Err(CryptoError::Malformed)
+                ),
+                "epoch {epoch:?} was read"
+            );
+        }
     }
 }

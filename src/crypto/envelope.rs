@@ -100,7 +100,7 @@ pub fn decode_envelope_plaintext(
     let case = field("case: ")?;
     let entry = field("entry: ")?;
     let kind = field("kind: ")?;
-    let length = canonical_decimal(field("length: ")?).ok_or(CryptoError::Malformed)?;
+    let length = super::canonical_decimal(field("length: ")?).ok_or(CryptoError::Malformed)?;
     if lines.next().is_some() {
         return Err(CryptoError::Malformed);
     }
@@ -118,16 +118,6 @@ pub fn decode_envelope_plaintext(
         return Err(CryptoError::Malformed);
     }
     Ok(Zeroizing::new(plaintext[body_start..body_end].to_vec()))
-}
-
-/// `text` as a length, if it is written as [`encode_envelope_plaintext`] writes one: ASCII digits
-/// without a sign or a leading zero. `str::parse` also takes `+4` and `004`; one length has one
-/// spelling here, so a plaintext that was not written by this code is refused rather than read.
-fn canonical_decimal(text: &str) -> Option<usize> {
-    let canonical = !text.is_empty()
-        && text.bytes().all(|byte| byte.is_ascii_digit())
-        && (text == "0" || !text.starts_with('0'));
-    if canonical { text.parse().ok() } else { None }
 }
 
 /// The padded size for a plaintext of `length` bytes: at least [`MIN_PADDED_LENGTH`], then
@@ -239,8 +229,8 @@ mod tests {
                 "length {spelling:?} was read"
             );
         }
-        assert_eq!(canonical_decimal("0"), Some(0));
-        assert_eq!(canonical_decimal("40"), Some(40));
+        assert_eq!(crate::crypto::canonical_decimal("0"), Some(0));
+        assert_eq!(crate::crypto::canonical_decimal("40"), Some(40));
     }
 
     /// A synthetic case reference and entry id, so that generated headers are reproducible.

@@ -83,3 +83,13 @@ pub(crate) fn decrypt_with(
         .map_err(|_| CryptoError::Undecryptable)?;
     Ok(plaintext)
 }
+
+/// `text` as a number, if it is written as this code writes one: ASCII digits without a sign or a
+/// leading zero. `str::parse` also takes `+4` and `004`; a number in a sealed header has one
+/// spelling, so a plaintext that this code did not write is refused rather than read.
+pub(crate) fn canonical_decimal(text: &str) -> Option<usize> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|byte| byte.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    if canonical { text.parse().ok() } else { None }
+}
