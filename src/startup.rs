@@ -218,6 +218,12 @@ pub(crate) async fn require_initialised(url: &str) -> anyhow::Result<()> {
     store.close().await;
     match found {
         Ok(Some(_)) => Ok(()),
+        // A database that answers, but not with this service's tables, holds no instance either;
+        // one that cannot answer says why, rather than send the operator to `init`.
+        Err(error) if error.is_transient() => Err(anyhow::Error::new(error).context(
+            "could not read the instance from database.url (APP_DATABASE__URL); it may be \
+             restarting or unreachable",
+        )),
         _ => anyhow::bail!(
             "database.url (APP_DATABASE__URL) holds no instance of this service. For a new \
              installation, run `incident-vault init` once with the service's environment; when \

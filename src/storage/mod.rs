@@ -449,9 +449,17 @@ impl Backend {
                 unreachable_patterns,
                 reason = "reachable when a backend feature is off"
             )]
-            "sqlite" | "postgres" | "postgresql" => anyhow::bail!(
-                "this binary was built without the `{scheme}` backend; rebuild with the cargo feature"
-            ),
+            "sqlite" | "postgres" | "postgresql" => {
+                let feature = if scheme == "sqlite" {
+                    "sqlite"
+                } else {
+                    "postgres"
+                };
+                anyhow::bail!(
+                    "this binary was built without the `{feature}` backend; rebuild with the \
+                     cargo feature `{feature}`"
+                )
+            }
             "" => anyhow::bail!("it is not a URL; expected sqlite://PATH or postgres://…"),
             other => anyhow::bail!(
                 "the scheme `{other}` is not supported; expected sqlite:// or postgres://"
@@ -463,23 +471,24 @@ impl Backend {
 /// Where `url` points, for an operator's eyes: the SQLite file, or the PostgreSQL database and
 /// host; never the user, the password or the parameters.
 pub fn describe_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "a database URL that does not parse".to_owned();
-    };
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    if scheme == "sqlite" {
-        let file = std::path::absolute(rest).unwrap_or_else(|_| rest.into());
+    const UNPARSED: &str = "a database URL that does not parse";
+    if let Some(file) = url.strip_prefix("sqlite://") {
+        // SQLite's parameters (mode, cache, vfs) hold no secret; they are left out all the same.
+        let file = file.split(['?', '#']).next().unwrap_or_default();
+        let file = std::path::absolute(file).unwrap_or_else(|_| file.into());
         return format!("the SQLite file {}", file.display());
     }
-    // After the last '@': a password may hold '/' or ':' but not an unescaped '@' after it.
-    let place = rest.rsplit_once('@').map_or(rest, |(_, place)| place);
-    let (host, database) = place.split_once('/').unwrap_or((place, ""));
-    let host = if host.is_empty() {
-        "the local socket"
-    } else {
-        host
+    // The parser sqlx uses: a password holding '?', '#', '/' or '@' is cut where sqlx cuts it.
+    let Ok(parsed) = url::Url::parse(url) else {
+        return UNPARSED.to_owned();
     };
-    format!("the PostgreSQL database `{database}` on {host}")
+    let database = parsed.path().trim_start_matches('/');
+    let place = match (parsed.host_str(), parsed.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) if !host.is_empty() => host.to_owned(),
+        _ => "the local socket".to_owned(),
+    };
+    format!("the PostgreSQL database `{database}` on {place}")
 }
 
 /// Creates a directory readable by the service's user only (0700 on Unix).
@@ -498,12 +507,25 @@ mod tests {
     #[test]
     fn a_described_url_names_the_place_and_never_the_credentials() {
         let described =
-            describe_url("postgres://iv:s3cr/et:x@db.example:5433/vault?sslmode=require");
+            describe_url("postgres://iv:s3cr%2Fet@db.example:5433/vault?sslmode=require");
         assert_eq!(
             described,
             "the PostgreSQL database `vault` on db.example:5433"
         );
-        assert!(!describe_url("postgresql://iv:pw@/vault?host=/run/postgresql").contains("pw"));
+        for url in [
+            "postgresql://usr7x:sec9a@/vault?host=/run/postgresql",
+            "postgres://usr7x:sec9a?sec9b@h/db",
+            "postgres://usr7x:sec9a#sec9b@h/db",
+            "postgres://usr7x:sec9a@sec9b@h/db",
+            "postgres://usr7x:sec9a/sec9b@h/db",
+            "postgres:///db?user=usr7x&password=sec9a",
+            "postgres://h/db?user=usr7x&password=sec9a",
+        ] {
+            let described = describe_url(url);
+            for secret in ["usr7x", "sec9a", "sec9b"] {
+                assert!(!described.contains(secret), "{url} → {described}");
+            }
+        }
         let file = describe_url("sqlite://data/incident-vault.db?mode=rwc");
         assert!(file.starts_with("the SQLite file /"), "{file}");
         assert!(file.ends_with("/data/incident-vault.db"), "{file}");
@@ -554,7 +576,8 @@ mod tests {
         for url in ["postgres://u@h/db", "postgresql://u@h/db"] {
             let refusal = Backend::of_url(url).unwrap_err().to_string();
             assert!(
-                refusal.contains("built without the `postgres") && refusal.contains("feature"),
+                refusal.contains("built without the `postgres` backend")
+                    && refusal.contains("cargo feature `postgres`"),
                 "{url}: {refusal}"
             );
             let Err(refusal) = connect(url, 1).await else {
