@@ -619,6 +619,9 @@ fn read_password(prompt: &str) -> anyhow::Result<age::secrecy::SecretString> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned().into())
 }
 
+/// The largest identity file read: thousands of keys, far beyond any real one.
+const IDENTITY_FILE_MAX_BYTES: usize = 64 * 1024;
+
 fn read_identities(path: &Path) -> anyhow::Result<Vec<Box<dyn age::Identity + Send + Sync>>> {
     let mut file = std::fs::File::open(path)
         .with_context(|| format!("could not open the identity file {}", path.display()))?;
@@ -634,10 +637,22 @@ fn read_identities(path: &Path) -> anyhow::Result<Vec<Box<dyn age::Identity + Se
             )?;
         }
     }
-    let mut bytes = zeroize::Zeroizing::new(Vec::new());
-    std::io::Read::read_to_end(&mut file, &mut bytes)
-        .with_context(|| format!("could not read the identity file {}", path.display()))?;
-    if bytes.starts_with(b"age-encryption.org/") || bytes.starts_with(b"-----BEGIN AGE") {
+    // Read into one buffer of a fixed size, wiped on drop: a growing Vec would leave copies of
+    // the key behind in freed memory when the file is a pipe (`--identity <(age -d key.age)`).
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(IDENTITY_FILE_MAX_BYTES + 1));
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(&mut file, IDENTITY_FILE_MAX_BYTES as u64 + 1),
+        &mut bytes,
+    )
+    .with_context(|| format!("could not read the identity file {}", path.display()))?;
+    anyhow::ensure!(
+        bytes.len() <= IDENTITY_FILE_MAX_BYTES,
+        "{} is larger than an identity file ({} KiB at most)",
+        path.display(),
+        IDENTITY_FILE_MAX_BYTES / 1024
+    );
+    let start = bytes.trim_ascii_start();
+    if start.starts_with(b"age-encryption.org/") || start.starts_with(b"-----BEGIN AGE") {
         anyhow::bail!(
             "{} is an encrypted age file (a passphrase-protected identity?): open it with \
              `age -d` into a folder only you can read, pass that file, and delete it after",

@@ -222,7 +222,8 @@ pub async fn dump_case(
             stored.to_owned()
         } else {
             odd += 1;
-            format!("malformed{odd}")
+            // With a '-', which a plain name never holds: no stored name can take it.
+            format!("malformed-{odd}")
         }
     };
     let mut write_new = |name: String, bytes: &[u8]| -> std::io::Result<()> {

@@ -225,8 +225,6 @@ fn operator_commands_create_no_database_where_there_is_none() {
     }
 }
 
-/// A production start whose config folder is missing or mistyped is refused by name instead of
-/// running on local defaults, and creates nothing.
 /// Whether the SQLite file exists, or the PostgreSQL database holds a table.
 async fn created_or_migrated(database: &TestDatabase) -> bool {
     match database {
@@ -245,6 +243,9 @@ async fn created_or_migrated(database: &TestDatabase) -> bool {
     }
 }
 
+/// A production start whose config folder is missing or mistyped is refused by name instead of
+/// running on local defaults, and creates nothing; with its folder, production migrates only a
+/// database that `init` prepared.
 async fn production_migrates_only_with_its_config_layer_and_an_initialised_database(
     backend: Backend,
 ) {

@@ -72,6 +72,20 @@ async fn identity_files_are_warned_about_when_shared_and_refused_when_encrypted(
     std::fs::write(&sealed, age::encrypt(&other, &plaintext).unwrap()).unwrap();
     std::fs::set_permissions(&sealed, std::fs::Permissions::from_mode(0o600)).unwrap();
     let encrypted = decrypt(&sealed);
+    let armored = app.dir.path().join("sealed-identity.asc");
+    let mut writer =
+        age::Encryptor::with_recipients(std::iter::once(&other as &dyn age::Recipient))
+            .unwrap()
+            .wrap_output(
+                age::armor::ArmoredWriter::wrap_output(Vec::new(), age::armor::Format::AsciiArmor)
+                    .unwrap(),
+            )
+            .unwrap();
+    std::io::Write::write_all(&mut writer, &plaintext).unwrap();
+    let armored_bytes = writer.finish().unwrap().finish().unwrap();
+    std::fs::write(&armored, [b"\n".as_slice(), &armored_bytes].concat()).unwrap();
+    std::fs::set_permissions(&armored, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let armored = decrypt(&armored);
 
     let stderr =
         |output: &std::process::Output| String::from_utf8_lossy(&output.stderr).into_owned();
@@ -87,13 +101,15 @@ async fn identity_files_are_warned_about_when_shared_and_refused_when_encrypted(
         "{}",
         stderr(&shared)
     );
-    assert!(!encrypted.status.success());
-    assert!(
-        stderr(&encrypted).contains("is an encrypted age file"),
-        "{}",
-        stderr(&encrypted)
-    );
-    assert!(encrypted.stdout.is_empty());
+    for refused in [&encrypted, &armored] {
+        assert!(!refused.status.success());
+        assert!(
+            stderr(refused).contains("is an encrypted age file"),
+            "{}",
+            stderr(refused)
+        );
+        assert!(refused.stdout.is_empty());
+    }
 }
 
 /// A case whose report entry was deleted still shows what is left, and says that it lost its
@@ -271,8 +287,8 @@ async fn case_dump_names_files_by_a_counter_where_a_stored_column_is_not_plain(b
         names,
         [
             "HOW-TO-OPEN.txt",
-            "entry-001-report-malformed2-epoch1.age",
-            "grant-epoch1-escrow-malformed1.age",
+            "entry-001-report-malformed-2-epoch1.age",
+            "grant-epoch1-escrow-malformed-1.age",
         ]
     );
     let how_to = std::fs::read_to_string(out.join("HOW-TO-OPEN.txt")).unwrap();
