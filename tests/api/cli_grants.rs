@@ -32,6 +32,19 @@ pub(crate) fn cli_with_input(app: &TestApp, arguments: &[&str], input: &str) -> 
     child.wait_with_output().unwrap()
 }
 
+/// `incident-vault escrow grant --identity IDENTITY --all --to TO`.
+fn escrow_grant_all(app: &TestApp, identity: &std::path::Path, to: &str) -> Output {
+    app.cli(&[
+        "escrow",
+        "grant",
+        "--identity",
+        identity.to_str().unwrap(),
+        "--all",
+        "--to",
+        to,
+    ])
+}
+
 fn assert_success(output: &Output) {
     assert!(
         output.status.success(),
@@ -138,15 +151,7 @@ async fn the_escrow_key_grants_one_case_or_all_of_them_to_a_reviewer(backend: Ba
     )
     .unwrap();
 
-    let with_stranger = app.cli(&[
-        "escrow",
-        "grant",
-        "--identity",
-        stranger.to_str().unwrap(),
-        "--all",
-        "--to",
-        "rita",
-    ]);
+    let with_stranger = escrow_grant_all(&app, &stranger, "rita");
     let one = app.cli(&[
         "escrow",
         "grant",
@@ -173,15 +178,7 @@ async fn the_escrow_key_grants_one_case_or_all_of_them_to_a_reviewer(backend: Ba
     let still_hidden = app
         .get_as(&rita_token, &format!("/api/v1/cases/{second}"))
         .await;
-    let all = app.cli(&[
-        "escrow",
-        "grant",
-        "--identity",
-        escrow.to_str().unwrap(),
-        "--all",
-        "--to",
-        "rita",
-    ]);
+    let all = escrow_grant_all(&app, &escrow, "rita");
 
     assert!(!with_stranger.status.success());
     assert!(String::from_utf8_lossy(&with_stranger.stderr).contains("opened none of the cases"));
@@ -243,15 +240,7 @@ async fn a_tampered_case_is_named_and_the_escrow_batch_grants_the_rest(backend: 
     .await;
     let escrow = app.escrow_identity_file();
 
-    let all = app.cli(&[
-        "escrow",
-        "grant",
-        "--identity",
-        escrow.to_str().unwrap(),
-        "--all",
-        "--to",
-        "rita",
-    ]);
+    let all = escrow_grant_all(&app, &escrow, "rita");
 
     let stdout = String::from_utf8_lossy(&all.stdout);
     let stderr = String::from_utf8_lossy(&all.stderr);

@@ -1,13 +1,13 @@
 //! The disaster-recovery path: `case decrypt`, `case dump` and the reference `age` tool.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use incident_vault::crypto::CryptoError;
 use incident_vault::domain::CaseRef;
 use incident_vault::services::offline::{OfflineError, decrypt_case};
 
-use crate::helpers::{Backend, canary, full_report, skip_or_fail, spawn_app};
+use crate::helpers::{Backend, TestApp, canary, full_report, skip_or_fail, spawn_app};
 use crate::people::{AdaAndRita, spawn_with_ada_and_rita};
 
 async fn the_escrow_identity_decrypts_the_report_with_case_decrypt(backend: Backend) {
@@ -220,15 +220,7 @@ async fn case_dump_leaves_an_existing_folder_alone_and_names_what_it_will_not_ov
         |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode(&shared), 0o1777, "an existing folder keeps its mode");
     assert_eq!(mode(&fresh), 0o700);
-    let names = |folder: &Path| {
-        let mut names: Vec<String> = std::fs::read_dir(folder)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    };
-    let written = names(&shared);
+    let written = file_names(&shared);
     assert!(
         written.iter().any(|name| name == "HOW-TO-OPEN.txt"),
         "{written:?}"
@@ -241,7 +233,11 @@ async fn case_dump_leaves_an_existing_folder_alone_and_names_what_it_will_not_ov
         written.iter().any(|name| name.starts_with("entry-")),
         "{written:?}"
     );
-    assert_eq!(names(&fresh), written, "both dumps hold the same files");
+    assert_eq!(
+        file_names(&fresh),
+        written,
+        "both dumps hold the same files"
+    );
     for folder in [&shared, &fresh] {
         for name in &written {
             let path = folder.join(name);
@@ -251,6 +247,30 @@ async fn case_dump_leaves_an_existing_folder_alone_and_names_what_it_will_not_ov
     assert!(!again.status.success());
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(stderr.contains(fresh.to_str().unwrap()), "{stderr}");
+}
+
+/// Runs `case dump CASE_REF --out <test dir>/dump`, checks that it succeeded, and returns that
+/// folder, the command's output and the names of the files it wrote.
+fn dump(app: &TestApp, case_ref: &str) -> (PathBuf, std::process::Output, Vec<String>) {
+    let out = app.dir.path().join("dump");
+    let output = app.cli(&["case", "dump", case_ref, "--out", out.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let names = file_names(&out);
+    (out, output, names)
+}
+
+/// The names of the files in `folder`, sorted.
+fn file_names(folder: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// Stored columns that are not plain names (rows written by something other than this service)
@@ -269,20 +289,8 @@ async fn case_dump_names_files_by_a_counter_where_a_stored_column_is_not_plain(b
         "UPDATE entries SET id = 'x/../../escaped' WHERE case_id = '{case_ref}'"
     ))
     .await;
-    let out = app.dir.path().join("dump");
+    let (out, output, names) = dump(&app, &case_ref);
 
-    let output = app.cli(&["case", "dump", &case_ref, "--out", out.to_str().unwrap()]);
-
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut names: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
     assert_eq!(
         names,
         [
@@ -320,19 +328,8 @@ async fn the_reference_age_tool_opens_the_files_of_case_dump(backend: Backend) {
     let secret = canary();
     let (case_ref, _) = app.file(&full_report(&secret)).await;
     let identity = app.escrow_identity_file();
-    let out = app.dir.path().join("dump");
+    let (out, _, names) = dump(&app, &case_ref);
 
-    let output = app.cli(&["case", "dump", &case_ref, "--out", out.to_str().unwrap()]);
-
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let names: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
     let grant = names
         .iter()
         .find(|name| name.starts_with("grant-epoch1-escrow"))
