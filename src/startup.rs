@@ -218,19 +218,21 @@ pub(crate) async fn require_initialised(url: &str) -> anyhow::Result<()> {
     store.close().await;
     match found {
         Ok(Some(_)) => Ok(()),
-        // A database that answers, but not with this service's tables, holds no instance either;
-        // one that cannot answer says why, rather than send the operator to `init`.
-        Err(error) if error.is_transient() => Err(anyhow::Error::new(error).context(
-            "could not read the instance from database.url (APP_DATABASE__URL); it may be \
-             restarting or unreachable",
-        )),
-        _ => anyhow::bail!(
-            "database.url (APP_DATABASE__URL) holds no instance of this service. For a new \
-             installation, run `incident-vault init` once with the service's environment; when \
-             restoring, restore first. A production service does not initialise a database by \
-             itself"
-        ),
+        // Only an answer that there is no instance (an empty database, or another's) sends the
+        // operator to `init`; any other failure is shown as it is.
+        Ok(None) => Err(no_instance()),
+        Err(error) if error.is_missing_table() => Err(no_instance()),
+        Err(error) => Err(anyhow::Error::new(error)
+            .context("could not read the instance from database.url (APP_DATABASE__URL)")),
     }
+}
+
+fn no_instance() -> anyhow::Error {
+    anyhow::anyhow!(
+        "database.url (APP_DATABASE__URL) holds no instance of this service. For a new \
+         installation, run `incident-vault init` once with the service's environment; when \
+         restoring, restore first. A production service does not initialise a database by itself"
+    )
 }
 
 /// A setup code when no account exists yet and a person will see it. Where nobody would (a

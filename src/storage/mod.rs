@@ -41,6 +41,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the database answered that a table does not exist: an empty database, or one
+    /// that is not this service's.
+    pub fn is_missing_table(&self) -> bool {
+        let Self::Database(sqlx::Error::Database(database)) = self else {
+            return false;
+        };
+        database.code().as_deref() == Some("42P01")
+            || database.message().starts_with("no such table")
+    }
+
     /// Whether the database is only unavailable for now (unreachable, restarting, busy past the
     /// timeout, out of connections), so that the request can be answered with 503 and retried,
     /// rather than being a fault of ours (500).
@@ -478,7 +488,19 @@ pub fn describe_url(url: &str) -> String {
         let file = std::path::absolute(file).unwrap_or_else(|_| file.into());
         return format!("the SQLite file {}", file.display());
     }
-    // The parser sqlx uses: a password holding '?', '#', '/' or '@' is cut where sqlx cuts it.
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return UNPARSED.to_owned();
+    };
+    if scheme != "postgres" && scheme != "postgresql" {
+        return UNPARSED.to_owned();
+    }
+    // A password holding an unescaped '/', '?' or '#' ends the authority early, and the parser
+    // (sqlx's) would read the user as the host and the start of the password as the port: an
+    // '@' after that end means the URL is not what it seems, and nothing of it is shown.
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if rest[authority_end..].contains('@') {
+        return UNPARSED.to_owned();
+    }
     let Ok(parsed) = url::Url::parse(url) else {
         return UNPARSED.to_owned();
     };
@@ -520,6 +542,10 @@ mod tests {
             "postgres://usr7x:sec9a/sec9b@h/db",
             "postgres:///db?user=usr7x&password=sec9a",
             "postgres://h/db?user=usr7x&password=sec9a",
+            "postgres://usr7x:1234/sec9a@h/db",
+            "postgres://usr7x:1234?sec9a@h/db",
+            "postgres://usr7x#@h/db",
+            "postgres://usr7x:1234#sec9a@h/db",
         ] {
             let described = describe_url(url);
             for secret in ["usr7x", "sec9a", "sec9b"] {
@@ -530,6 +556,10 @@ mod tests {
         assert!(file.starts_with("the SQLite file /"), "{file}");
         assert!(file.ends_with("/data/incident-vault.db"), "{file}");
         assert_eq!(describe_url("mysql"), "a database URL that does not parse");
+        assert_eq!(
+            describe_url("mysql://usr7x@h/db"),
+            "a database URL that does not parse"
+        );
     }
 
     #[test]

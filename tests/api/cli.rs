@@ -292,6 +292,17 @@ async fn production_migrates_only_with_its_config_layer_and_an_initialised_datab
     assert!(stderr.contains("refused to migrate the "), "{stderr}");
     assert!(stderr.contains("incident-vault init"), "{stderr}");
     assert!(!created_or_migrated(&database).await, "{stderr}");
+    if let TestDatabase::Sqlite { file, .. } = &database {
+        // An empty SQLite file (one that exists, with no tables) is refused the same way.
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, b"").unwrap();
+        let empty_file = production();
+        let stderr = String::from_utf8_lossy(&empty_file.stderr);
+        assert!(!empty_file.status.success(), "{stderr}");
+        assert!(stderr.contains("holds no instance"), "{stderr}");
+    } else {
+        assert!(stderr.contains("holds no instance"), "{stderr}");
+    }
 
     // Once initialised (as `init` does), production migrates, and names the database.
     let escrow = age::x25519::Identity::generate().to_public().to_string();
