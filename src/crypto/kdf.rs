@@ -124,6 +124,7 @@ impl Argon2Params {
         let mut memory = take_memory(params.block_count());
         let derived = self.derive_in(secret, salt, &mut memory);
         return_memory(memory);
+        scrub_stack();
         derived
     }
 
@@ -145,6 +146,7 @@ impl Argon2Params {
         // secret (each XORs a compression of blocks still in memory into the old block), and so
         // reach the first pass, whose first blocks are a few compressions away from the secret:
         // a nearly free test of each guess of a receipt or password, whatever the pass count.
+        // argon2's copies on the stack are overwritten by `derive` (see `scrub_stack`).
         for block in memory.iter_mut() {
             block.zeroize();
         }
@@ -152,6 +154,22 @@ impl Argon2Params {
         Ok(output)
     }
 }
+
+/// Overwrites the stack below this frame, where argon2 left blocks of its own (the first block of
+/// each lane, one hash from the secret, and the last compression) that it does not wipe: the
+/// crypto threads live long, and a core dump holds their stacks. Called from the frame that
+/// called argon2, so that this frame lies where argon2's did.
+#[inline(never)]
+fn scrub_stack() {
+    let mut scratch = [0u8; STACK_SCRUB_BYTES];
+    scratch.zeroize();
+    std::hint::black_box(&scratch);
+}
+
+/// How much of the stack [`scrub_stack`] overwrites: argon2 0.6's frames hold a handful of 1 KiB
+/// blocks (the lane's first-block hash, the address and input blocks, the compression's working
+/// copies), far less than this.
+const STACK_SCRUB_BYTES: usize = 32 * 1024;
 
 /// argon2id working memory kept for reuse. A fresh 19 MiB allocation per run is mapped and
 /// faulted in again every time (measured: ~1,400 page faults and up to 4 ms of CPU per report);
