@@ -249,7 +249,10 @@ async fn a_tampered_case_is_named_and_the_escrow_batch_grants_the_rest(backend: 
         "a refused case fails the run: {stdout}"
     );
     assert!(
-        stdout.contains("granted 2 case(s) to rita; 0 held already; 0 not opened"),
+        stdout.contains(
+            "granted 2 case(s) to rita; 0 held already; 0 not opened by the given identity; 1 \
+             refused"
+        ),
         "{stdout}"
     );
     assert!(stdout.contains(&format!("refused: {tampered}")), "{stdout}");

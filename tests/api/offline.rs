@@ -87,8 +87,36 @@ async fn identity_files_are_warned_about_when_shared_and_refused_when_encrypted(
     std::fs::set_permissions(&armored, std::fs::Permissions::from_mode(0o600)).unwrap();
     let armored = decrypt(&armored);
 
+    // At the 64 KiB limit, padded with comment lines, a file still reads; one byte more does not.
+    let at_limit = app.dir.path().join("padded-identity.txt");
+    let padded = |length: usize| {
+        let mut bytes = plaintext.clone();
+        while bytes.len() < length {
+            let line = (length - bytes.len()).min(80);
+            bytes.push(b'#');
+            bytes.extend(std::iter::repeat_n(b'x', line.saturating_sub(2)));
+            if line >= 2 {
+                bytes.push(b'\n');
+            }
+        }
+        bytes
+    };
+    std::fs::write(&at_limit, padded(64 * 1024)).unwrap();
+    std::fs::set_permissions(&at_limit, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let largest = decrypt(&at_limit);
+    std::fs::write(&at_limit, padded(64 * 1024 + 1)).unwrap();
+    let too_large = decrypt(&at_limit);
+
     let stderr =
         |output: &std::process::Output| String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(std::fs::metadata(&at_limit).unwrap().len(), 64 * 1024 + 1);
+    assert!(largest.status.success(), "{}", stderr(&largest));
+    assert!(!too_large.status.success());
+    assert!(
+        stderr(&too_large).contains("is larger than an identity file (64 KiB at most)"),
+        "{}",
+        stderr(&too_large)
+    );
     assert!(private.status.success(), "{}", stderr(&private));
     assert!(
         !stderr(&private).contains("warning"),
