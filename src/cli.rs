@@ -166,7 +166,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("refused to migrate {target}"))?;
             }
-            let store = storage::connect(&settings.database.url, 1).await?;
+            let store = storage::connect(&settings.database.url, 1)
+                .await
+                .with_context(|| format!("could not migrate {target}"))?;
             store.close().await;
             writeln!(
                 std::io::stdout().lock(),
