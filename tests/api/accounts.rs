@@ -419,19 +419,14 @@ async fn an_enrolment_abandoned_half_way_does_not_hold_the_instance_or_the_name(
 /// saturated by anonymous reports (one running, one waiting), a new report is shed with 503 while
 /// a coordinator still logs in at once instead of queueing behind hundreds of argon2id runs.
 async fn a_flood_of_reports_queues_no_reviewer_login(backend: Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(database) = crate::helpers::TestDatabase::create_for_test(backend, dir.path()).await
+    let Some(app) = crate::helpers::spawn_app_with(backend, |settings| {
+        settings.limits.crypto_concurrency = 1;
+        settings.limits.crypto_queue = 1;
+    })
+    .await
     else {
         return;
     };
-    let escrow = age::x25519::Identity::generate();
-    let mut settings = crate::helpers::test_settings(database.url(), dir.path(), Some(&escrow));
-    settings.limits.crypto_concurrency = 1;
-    settings.limits.crypto_queue = 1;
-    let application = incident_vault::startup::Application::build(settings.clone())
-        .await
-        .unwrap();
-    let app = crate::helpers::start(application, settings, escrow, database, dir);
     let secret = enrol_first_account(&app, "coordinator").await;
     let mut releases = Vec::new();
     let mut held = Vec::new();

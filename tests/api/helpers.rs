@@ -305,11 +305,20 @@ pub fn test_settings(
 
 /// Starts the service on a fresh database. `None` when the backend is unavailable outside CI.
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// [`spawn_app`] with the test's settings changed by `adjust` first (a limit lowered, say).
+pub async fn spawn_app_with(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Settings),
+) -> Option<TestApp> {
     LazyLock::force(&LOGS);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let database = TestDatabase::create_for_test(backend, dir.path()).await?;
     let escrow = age::x25519::Identity::generate();
-    let settings = test_settings(database.url(), dir.path(), Some(&escrow));
+    let mut settings = test_settings(database.url(), dir.path(), Some(&escrow));
+    adjust(&mut settings);
     let application = Application::build(settings.clone())
         .await
         .expect("the application builds");

@@ -416,18 +416,13 @@ async fn a_large_report_sent_in_small_chunks_is_filed_whole(backend: Backend) {
 }
 
 async fn a_body_that_stalls_gets_408_and_stores_nothing(backend: Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(database) = crate::helpers::TestDatabase::create_for_test(backend, dir.path()).await
+    let Some(app) = crate::helpers::spawn_app_with(backend, |settings| {
+        settings.limits.body_timeout_seconds = 1;
+    })
+    .await
     else {
         return;
     };
-    let escrow = age::x25519::Identity::generate();
-    let mut settings = crate::helpers::test_settings(database.url(), dir.path(), Some(&escrow));
-    settings.limits.body_timeout_seconds = 1;
-    let application = incident_vault::startup::Application::build(settings.clone())
-        .await
-        .unwrap();
-    let app = crate::helpers::start(application, settings, escrow, database, dir);
     // The first half of a report, then nothing for longer than the limit.
     let first_half: Result<Vec<u8>, std::io::Error> =
         Ok(b"{\"incident_type\": \"threat\", ".to_vec());
