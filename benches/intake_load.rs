@@ -253,6 +253,7 @@ async fn measure_cpu(
         store.as_ref(),
         Some(escrow.clone()),
         EscrowGeneration::Allowed,
+        &mut |_| Ok(()),
     )
     .await?;
     let vault = |argon2| Vault {
@@ -495,6 +496,7 @@ async fn bare_insert_cpu(
         store.as_ref(),
         Some(escrow.clone()),
         EscrowGeneration::Allowed,
+        &mut |_| Ok(()),
     )
     .await?;
     let desk_id = store

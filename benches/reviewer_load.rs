@@ -952,6 +952,7 @@ async fn drive(
         store.as_ref(),
         Some(escrow.clone()),
         EscrowGeneration::Refused,
+        &mut |_| Ok(()),
     )
     .await?;
     let vault = Vault {

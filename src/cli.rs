@@ -181,13 +181,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let generation = secrets_may_be_shown(&settings);
             let store = storage::connect(&settings.database.url, 1).await?;
             let existed = store.instance().await?.is_some();
-            let outcome =
-                open_instance(store.as_ref(), settings.escrow_recipient()?, generation).await;
+            let outcome = open_instance(
+                store.as_ref(),
+                settings.escrow_recipient()?,
+                generation,
+                &mut show_escrow_identity_once,
+            )
+            .await;
             store.close().await;
-            let (instance, generated) = outcome?;
-            if let Some(escrow) = generated {
-                show_escrow_identity_once(&escrow)?;
-            }
+            let (instance, _shown) = outcome?;
             writeln!(
                 std::io::stdout().lock(),
                 "{}: escrow recipient {}; next, `incident-vault setup-code` for the first account",
@@ -307,10 +309,8 @@ fn secrets_may_be_shown(settings: &Settings) -> EscrowGeneration {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     init_telemetry(&settings, std::io::stdout)?;
     let generation = secrets_may_be_shown(&settings);
-    let mut application = Application::build_with(settings, generation).await?;
-    if let Some(escrow) = application.take_generated_escrow() {
-        show_escrow_identity_once(&escrow)?;
-    }
+    let mut application =
+        Application::build_showing(settings, generation, &mut show_escrow_identity_once).await?;
     // Issued only when `generation` allows it: a local instance at a terminal. Elsewhere start-up
     // logs how to ask for one.
     if let Some(code) = application.take_setup_code() {
@@ -675,8 +675,8 @@ where
     crate::telemetry::init_subscriber(settings.telemetry.format, &settings.telemetry.level, writer)
 }
 
-/// Shows a freshly generated escrow identity on the terminal, once. It goes to the terminal
-/// directly, never through the log.
+/// Shows a freshly generated escrow identity on the terminal, once, before it is recorded. It
+/// goes to the terminal directly, never through the log.
 fn show_escrow_identity_once(escrow: &GeneratedEscrow) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     write_escrow_identity(&mut stdout, escrow)?;

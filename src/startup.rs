@@ -14,7 +14,7 @@ use crate::configuration::{Environment, Settings, available_cores};
 use crate::crypto::pool::CryptoPool;
 use crate::routes::{self, RequestLimits};
 use crate::services::Vault;
-use crate::services::instance::{EscrowGeneration, GeneratedEscrow, open_instance};
+use crate::services::instance::{EscrowGeneration, GeneratedEscrow, ShowEscrow, open_instance};
 use crate::storage::{self, Store};
 use crate::telemetry::request_span;
 
@@ -35,10 +35,23 @@ impl Application {
         Self::build_with(settings, EscrowGeneration::Allowed).await
     }
 
-    /// [`Application::build`], saying whether an escrow identity may be generated.
+    /// [`Application::build`], saying whether an escrow identity may be generated. A generated
+    /// one is recorded before anyone sees it and handed out by
+    /// [`Application::take_generated_escrow`]: for tests and benchmarks. The service shows it
+    /// first, with [`Application::build_showing`].
     pub async fn build_with(
         settings: Settings,
         generation: EscrowGeneration,
+    ) -> anyhow::Result<Self> {
+        Self::build_showing(settings, generation, &mut |_| Ok(())).await
+    }
+
+    /// [`Application::build_with`], handing a generated escrow identity to `show` before its
+    /// recipient is recorded (see [`open_instance`]).
+    pub async fn build_showing(
+        settings: Settings,
+        generation: EscrowGeneration,
+        show: ShowEscrow<'_>,
     ) -> anyhow::Result<Self> {
         settings.validate()?;
         // The listener first: a port in use must stop the start before anything is written.
@@ -64,11 +77,17 @@ impl Application {
         let pool = || CryptoPool::new(settings.crypto_concurrency(), settings.limits.crypto_queue);
         let (intake_crypto, login_crypto, reviewer_crypto) = (pool(), pool(), pool());
         // The last step that may stop the start (after it, only handing the bound, non-blocking
-        // socket to the server): a generated escrow identity is recorded here by its recipient
-        // and exists nowhere else until the caller shows it, so no later error may stop the
-        // start and lose it (every case would be sealed to a key nobody holds).
-        let (instance, generated_escrow) =
-            open_instance(store.as_ref(), settings.escrow_recipient()?, generation).await?;
+        // socket to the server): a generated escrow identity is shown, then recorded by its
+        // recipient, and no later error may stop the start (the shown identity would be the one
+        // the next start finds recorded, which is right, but an operator who saw the start fail
+        // might well discard it).
+        let (instance, generated_escrow) = open_instance(
+            store.as_ref(),
+            settings.escrow_recipient()?,
+            generation,
+            show,
+        )
+        .await?;
         let setup_code = match issue_setup_code_if_needed(store.as_ref(), generation).await {
             Ok(code) => code,
             Err(error) => {

@@ -37,14 +37,21 @@ pub enum EscrowGeneration {
     Refused,
 }
 
+/// Shows a generated escrow identity to a person before it is recorded. An error stops the start
+/// with nothing recorded.
+pub type ShowEscrow<'a> = &'a mut (dyn FnMut(&GeneratedEscrow) -> anyhow::Result<()> + Send);
+
 /// Loads the instance, creating it on first start. If no escrow recipient is configured on first
-/// start, generates one and returns its identity (it is never stored). Refuses to start when the
-/// configured recipient differs from the recorded one: cases would be sealed to a key the escrow
-/// holder does not have.
+/// start, generates one, hands it to `show`, and only then records its recipient: a start that
+/// dies between the two (a closed terminal, a kill) leaves an identity that was seen but not
+/// used, never cases sealed to a key nobody saw. The identity is never stored; it is returned
+/// when it was recorded. Refuses to start when the configured recipient differs from the
+/// recorded one: cases would be sealed to a key the escrow holder does not have.
 pub async fn open_instance(
     store: &dyn Store,
     configured_escrow: Option<age::x25519::Recipient>,
     generation: EscrowGeneration,
+    show: ShowEscrow<'_>,
 ) -> anyhow::Result<(InstanceKeys, Option<GeneratedEscrow>)> {
     let existing = store
         .instance()
@@ -84,13 +91,39 @@ pub async fn open_instance(
                 slug: DEFAULT_DESK_SLUG.to_owned(),
                 name: "Default desk".to_owned(),
             };
+            if let Some(escrow) = &generated {
+                show(escrow).context(
+                    "could not show the generated escrow identity; nothing was recorded, and the \
+                     next start generates another",
+                )?;
+            }
             let winner = store
                 .initialise_instance(&proposal, &default_desk)
                 .await
-                .context("could not initialise the instance")?;
+                .with_context(|| {
+                    if generated.is_some() {
+                        "could not initialise the instance; the escrow identity shown above was \
+                         not recorded: discard it (the next start generates another)"
+                    } else {
+                        "could not initialise the instance"
+                    }
+                })?;
             // Another node may have initialised the instance at the same moment: then our
-            // freshly generated escrow identity is useless and must not be shown.
-            let generated = generated.filter(|escrow| escrow.recipient == winner.escrow_recipient);
+            // freshly generated escrow identity is not the one cases are sealed to.
+            let generated = match generated {
+                Some(escrow) if escrow.recipient != winner.escrow_recipient => {
+                    // Public keys only.
+                    tracing::warn!(
+                        discarded = %escrow.recipient,
+                        recorded = %winner.escrow_recipient,
+                        "another process initialised this database at the same moment: the \
+                         escrow identity shown above was not recorded; discard it, and hold \
+                         the identity of the recorded recipient offline"
+                    );
+                    None
+                }
+                generated => generated,
+            };
             (winner, generated)
         }
     };

@@ -6,6 +6,7 @@ use age::secrecy::ExposeSecret;
 use incident_vault::crypto::kdf::Argon2Params;
 use incident_vault::crypto::receipt::{InstanceSalt, derive_receipt_keys, open_reporter_identity};
 use incident_vault::domain::{CaseRef, ReceiptCode};
+use incident_vault::services::instance::EscrowGeneration;
 use incident_vault::services::offline::decrypt_case;
 use incident_vault::startup::Application;
 use incident_vault::storage::InstanceRecord;
@@ -104,6 +105,62 @@ async fn a_first_start_that_cannot_listen_records_no_escrow(backend: Backend) {
                 && line.contains(&generated.recipient)),
         "no warning naming the recorded recipient"
     );
+}
+
+/// The generated escrow identity is shown before its recipient is recorded: a start whose
+/// showing fails (a terminal gone, a kill) records nothing, so no case is ever sealed to a key
+/// nobody saw; the next start shows another, and that one is recorded.
+async fn a_generated_escrow_is_recorded_only_after_it_was_shown(backend: Backend) {
+    let Some((database, dir)) = fresh(backend).await else {
+        return;
+    };
+    let settings = test_settings(database.url(), dir.path(), None);
+
+    let refused =
+        Application::build_showing(settings.clone(), EscrowGeneration::Allowed, &mut |_| {
+            anyhow::bail!("the terminal is gone")
+        })
+        .await;
+
+    let error = format!(
+        "{:#}",
+        refused.err().expect("a failed showing stops the start")
+    );
+    assert!(error.contains("nothing was recorded"), "{error}");
+    let store = incident_vault::storage::open(database.url(), 1)
+        .await
+        .unwrap();
+    let instance = store.instance().await.unwrap();
+    store.close().await;
+    assert!(instance.is_none(), "an instance was recorded unseen");
+
+    let mut shown = Vec::new();
+    let mut application =
+        Application::build_showing(settings.clone(), EscrowGeneration::Allowed, &mut |escrow| {
+            shown.push(escrow.recipient.clone());
+            Ok(())
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(shown.len(), 1, "shown once");
+    let generated = application.take_generated_escrow().expect("recorded");
+    assert_eq!(generated.recipient, shown[0]);
+    application.store().close().await;
+    drop(application);
+    assert_eq!(
+        recorded_instance(database.url()).await.escrow_recipient,
+        shown[0]
+    );
+    // A restart shows nothing: there is no new identity to show.
+    let mut restarted =
+        Application::build_showing(settings, EscrowGeneration::Allowed, &mut |_| {
+            anyhow::bail!("nothing may be shown on a restart")
+        })
+        .await
+        .unwrap();
+    assert!(restarted.take_generated_escrow().is_none());
+    restarted.store().close().await;
 }
 
 /// In production the service starts only on a database that `incident-vault init` prepared: an
@@ -267,6 +324,7 @@ async fn an_unknown_database_scheme_is_refused_before_anything_is_created(backen
 crate::on_both_backends!(
     first_start_without_escrow_generates_one_that_is_shown_once_and_never_stored,
     a_first_start_that_cannot_listen_records_no_escrow,
+    a_generated_escrow_is_recorded_only_after_it_was_shown,
     production_serves_only_a_database_that_init_prepared,
     a_restart_keeps_the_instance_and_its_cases,
     a_different_escrow_recipient_on_restart_is_refused,
