@@ -87,11 +87,15 @@ impl Argon2Params {
         )
     }
 
-    /// Parses [`Argon2Params::encode`]'s notation. Parameters below the floor or above the
-    /// ceiling are refused like malformed ones: they come from the database, where a forged row
-    /// could otherwise weaken an account's KDF or make one login allocate terabytes.
+    /// Parses [`Argon2Params::encode`]'s notation, and only its one spelling of each value (no
+    /// `+19456`, `019456`, repeated or reordered parameters), as the sealed headers do.
+    /// Parameters below the floor or above the ceiling are refused like malformed ones: they
+    /// come from the database, where a forged row could otherwise weaken an account's KDF or
+    /// make one login allocate terabytes.
     pub fn decode(encoded: &str) -> Option<Self> {
-        Self::decode_any(encoded).filter(|params| params.meets_floor() && params.within_ceiling())
+        Self::decode_any(encoded).filter(|params| {
+            params.encode() == encoded && params.meets_floor() && params.within_ceiling()
+        })
     }
 
     fn decode_any(encoded: &str) -> Option<Self> {
@@ -264,6 +268,17 @@ mod tests {
             None
         );
         assert_eq!(Argon2Params::decode("argon2id$v=19$m=19456,t=2,p=17"), None);
+        // One spelling: the floor's own values, written any other way.
+        assert!(Argon2Params::decode("argon2id$v=19$m=19456,t=2,p=1").is_some());
+        for other in [
+            "argon2id$v=19$m=+19456,t=2,p=1",
+            "argon2id$v=19$m=019456,t=2,p=1",
+            "argon2id$v=19$t=2,m=19456,p=1",
+            "argon2id$v=19$m=1,m=19456,t=2,p=1",
+            "argon2id$v=19$m=19456,t=2,p=1,p=1",
+        ] {
+            assert_eq!(Argon2Params::decode(other), None, "{other}");
+        }
         let ceiling = Argon2Params {
             memory_kib: Argon2Params::MAX_MEMORY_KIB,
             iterations: Argon2Params::MAX_ITERATIONS,
