@@ -37,7 +37,11 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     if let Some(params) = Argon2Params::decode(text) {
-        assert_eq!(params.encode(), text, "argon2id parameters have one spelling");
+        assert_eq!(
+            params.encode(),
+            text,
+            "argon2id parameters have one spelling"
+        );
     }
     let case = CaseRef::parse("K7QM-3XTA-9PWD").unwrap();
     if let Ok(identity) = parse_grant_plaintext(text, &case, 1) {
