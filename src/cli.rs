@@ -311,6 +311,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let generation = secrets_may_be_shown(&settings);
     let mut application =
         Application::build_showing(settings, generation, &mut show_escrow_identity_once).await?;
+    // Shown already: the secret is dropped now rather than kept for the life of the process.
+    let escrow_generated = application.take_generated_escrow().is_some();
     // Issued only when `generation` allows it: a local instance at a terminal. Elsewhere start-up
     // logs how to ask for one.
     if let Some(code) = application.take_setup_code() {
@@ -325,7 +327,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             tracing::warn!("could not print the setup code; run `incident-vault setup-code`");
         }
     }
-    application.run_until_stopped().await?;
+    application.run_until_stopped().await.with_context(|| {
+        if escrow_generated {
+            "the service stopped with an error; the escrow identity shown at this start IS \
+             recorded: keep it"
+        } else {
+            "the service stopped with an error"
+        }
+    })?;
     Ok(())
 }
 

@@ -76,11 +76,10 @@ impl Application {
         // must not stop the start after a generated escrow key is recorded.
         let pool = || CryptoPool::new(settings.crypto_concurrency(), settings.limits.crypto_queue);
         let (intake_crypto, login_crypto, reviewer_crypto) = (pool(), pool(), pool());
-        // The last step that may stop the start (after it, only handing the bound, non-blocking
-        // socket to the server): a generated escrow identity is shown, then recorded by its
-        // recipient, and no later error may stop the start (the shown identity would be the one
-        // the next start finds recorded, which is right, but an operator who saw the start fail
-        // might well discard it).
+        // The last step expected to stop the start (after it, only handing the bound,
+        // non-blocking socket to the server): a generated escrow identity is shown, then recorded
+        // by its recipient. A later error says that the shown identity is recorded, lest an
+        // operator who saw the start fail discard it.
         let (instance, generated_escrow) = open_instance(
             store.as_ref(),
             settings.escrow_recipient()?,
@@ -134,7 +133,15 @@ impl Application {
                 }))
                 .configure(routes::configure)
         })
-        .listen(listener)?
+        .listen(listener)
+        .with_context(|| {
+            if generated_escrow.is_some() {
+                "could not serve on the bound socket; the escrow identity shown above IS recorded: \
+                 keep it"
+            } else {
+                "could not serve on the bound socket"
+            }
+        })?
         .workers(workers)
         .client_request_timeout(Duration::from_secs(10))
         // Signals are ours (see run_until_stopped): registered before "ready" is announced.

@@ -19,8 +19,8 @@ pub struct InstanceKeys {
     pub escrow_recipient: age::x25519::Recipient,
 }
 
-/// An escrow identity generated on first start. It exists only in memory until it is shown once;
-/// the caller must display it to the operator and drop it.
+/// An escrow identity generated on first start. It exists only in memory: shown once to the
+/// operator before its recipient is recorded (see [`open_instance`]), then dropped.
 pub struct GeneratedEscrow {
     pub identity: SecretString,
     pub recipient: String,
@@ -97,17 +97,40 @@ pub async fn open_instance(
                      next start generates another",
                 )?;
             }
-            let winner = store
-                .initialise_instance(&proposal, &default_desk)
-                .await
-                .with_context(|| {
-                    if generated.is_some() {
-                        "could not initialise the instance; the escrow identity shown above was \
-                         not recorded: discard it (the next start generates another)"
-                    } else {
-                        "could not initialise the instance"
+            let winner = match store.initialise_instance(&proposal, &default_desk).await {
+                Ok(winner) => winner,
+                Err(error) => {
+                    let error =
+                        anyhow::Error::from(error).context("could not initialise the instance");
+                    if generated.is_none() {
+                        return Err(error);
                     }
-                })?;
+                    // A COMMIT may reach the database before its answer is lost: what is
+                    // recorded, not the error, says whether the shown identity is in use.
+                    match store.instance().await {
+                        Ok(Some(recorded)) => {
+                            tracing::warn!(
+                                "initialising the instance reported an error, but the instance \
+                                 is recorded: carrying on"
+                            );
+                            recorded
+                        }
+                        Ok(None) => {
+                            return Err(error.context(
+                                "the escrow identity shown above was not recorded: discard it \
+                                 (the next start generates another)",
+                            ));
+                        }
+                        Err(_) => {
+                            return Err(error.context(
+                                "whether the escrow identity shown above was recorded is \
+                                 unknown: keep it until a start or `incident-vault init` names \
+                                 the escrow recipient this database records",
+                            ));
+                        }
+                    }
+                }
+            };
             // Another node may have initialised the instance at the same moment: then our
             // freshly generated escrow identity is not the one cases are sealed to.
             let generated = match generated {

@@ -184,6 +184,16 @@ impl TestDatabase {
     }
 
     /// The URL the service uses.
+    /// Runs SQL against this database, outside the service.
+    pub async fn execute(&self, sql: &str) {
+        with_connection!(self, |connection| {
+            connection
+                .execute(sqlx::AssertSqlSafe(sql.to_owned()))
+                .await
+                .unwrap();
+        })
+    }
+
     pub fn url(&self) -> &str {
         match self {
             Self::Sqlite { url, .. } | Self::Postgres { url, .. } => url,
@@ -504,12 +514,7 @@ impl TestApp {
 
     /// Runs SQL against the test database, outside the service.
     pub async fn execute(&self, sql: &str) {
-        with_connection!(&self.database, |connection| {
-            connection
-                .execute(sqlx::AssertSqlSafe(sql.to_owned()))
-                .await
-                .unwrap();
-        })
+        self.database.execute(sql).await;
     }
 
     /// An account's stored rows, read straight from the store; panics when there is none.

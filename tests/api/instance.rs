@@ -163,6 +163,66 @@ async fn a_generated_escrow_is_recorded_only_after_it_was_shown(backend: Backend
     restarted.store().close().await;
 }
 
+/// A first start whose recording fails after the identity was shown says that the shown identity
+/// is not in use, having looked: nothing is recorded, so it is to be discarded.
+async fn a_first_start_that_cannot_record_says_the_shown_escrow_is_not_in_use(backend: Backend) {
+    let Some((database, dir)) = fresh(backend).await else {
+        return;
+    };
+    let migrated = incident_vault::storage::connect(database.url(), 1)
+        .await
+        .unwrap();
+    migrated.close().await;
+    // The database refuses the instance row, as a full disk or a lost connection would.
+    match backend {
+        Backend::Sqlite => {
+            database
+                .execute(
+                    "CREATE TRIGGER refuse_instance BEFORE INSERT ON instance \
+                     BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+                )
+                .await;
+        }
+        Backend::Postgres => {
+            database
+                .execute(
+                    "CREATE FUNCTION refuse_instance() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+                )
+                .await;
+            database
+                .execute(
+                    "CREATE TRIGGER refuse_instance BEFORE INSERT ON instance \
+                     FOR EACH ROW EXECUTE FUNCTION refuse_instance()",
+                )
+                .await;
+        }
+    }
+    let settings = test_settings(database.url(), dir.path(), None);
+    let mut shown = 0;
+
+    let refused = Application::build_showing(settings, EscrowGeneration::Allowed, &mut |_| {
+        shown += 1;
+        Ok(())
+    })
+    .await;
+
+    let error = format!(
+        "{:#}",
+        refused.err().expect("the refused row stops the start")
+    );
+    assert_eq!(shown, 1, "the identity is shown before the record is tried");
+    assert!(
+        error.contains("shown above was not recorded: discard it"),
+        "{error}"
+    );
+    let store = incident_vault::storage::open(database.url(), 1)
+        .await
+        .unwrap();
+    assert!(store.instance().await.unwrap().is_none());
+    store.close().await;
+}
+
 /// In production the service starts only on a database that `incident-vault init` prepared: an
 /// empty one (a restore under way, a mistyped URL) is refused before anything is written to it,
 /// instead of becoming a new instance that takes reports.
@@ -325,6 +385,7 @@ crate::on_both_backends!(
     first_start_without_escrow_generates_one_that_is_shown_once_and_never_stored,
     a_first_start_that_cannot_listen_records_no_escrow,
     a_generated_escrow_is_recorded_only_after_it_was_shown,
+    a_first_start_that_cannot_record_says_the_shown_escrow_is_not_in_use,
     production_serves_only_a_database_that_init_prepared,
     a_restart_keeps_the_instance_and_its_cases,
     a_different_escrow_recipient_on_restart_is_refused,
