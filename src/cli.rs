@@ -189,7 +189,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await;
             store.close().await;
-            let (instance, _shown) = outcome?;
+            let (instance, shown) = outcome?;
+            let escrow_generated = shown.is_some();
+            drop(shown);
             writeln!(
                 std::io::stdout().lock(),
                 "{}: escrow recipient {}; next, `incident-vault setup-code` for the first account",
@@ -199,7 +201,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "initialised"
                 },
                 instance.escrow_recipient
-            )?;
+            )
+            .with_context(|| {
+                if escrow_generated {
+                    "could not print the result (the database is initialised); the escrow \
+                     identity shown above IS recorded: keep it"
+                } else {
+                    "could not print the result (the database is initialised)"
+                }
+            })?;
             Ok(())
         }
         Command::SetupCode => {

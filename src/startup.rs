@@ -1,5 +1,6 @@
-//! `Application::build(settings)`: the one path by which production and tests start the
-//! service. A test changes only the settings (port 0, a fresh database).
+//! `Application::build_showing`: the one path by which production and tests start the service
+//! (`build` and `build_with` are it with defaults). A test changes only the settings (port 0, a
+//! fresh database) and, at most, who is shown a generated escrow identity.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -30,7 +31,8 @@ pub struct Application {
 
 impl Application {
     /// Validates the settings, opens and migrates the database, loads or creates the instance,
-    /// and binds the listener. A generated escrow identity is returned, never stored.
+    /// and binds the listener. A generated escrow identity is handed out by
+    /// [`Application::take_generated_escrow`], never stored.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         Self::build_with(settings, EscrowGeneration::Allowed).await
     }

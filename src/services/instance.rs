@@ -105,28 +105,30 @@ pub async fn open_instance(
                     if generated.is_none() {
                         return Err(error);
                     }
-                    // A COMMIT may reach the database before its answer is lost: what is
-                    // recorded, not the error, says whether the shown identity is in use.
+                    // A COMMIT may reach the database before its answer is lost: a row read back
+                    // says the shown identity is in use. No row does not prove the opposite (a
+                    // commit still under way, a WAL frame replayed at the next open), and
+                    // keeping an unused identity costs nothing, so the operator is never told to
+                    // discard it: the next start names the recipient in force.
                     match store.instance().await {
                         Ok(Some(recorded)) => {
                             tracing::warn!(
+                                error = %format!("{error:#}"),
                                 "initialising the instance reported an error, but the instance \
                                  is recorded: carrying on"
                             );
                             recorded
                         }
-                        Ok(None) => {
-                            return Err(error.context(
-                                "the escrow identity shown above was not recorded: discard it \
-                                 (the next start generates another)",
-                            ));
-                        }
-                        Err(_) => {
-                            return Err(error.context(
-                                "whether the escrow identity shown above was recorded is \
-                                 unknown: keep it until a start or `incident-vault init` names \
-                                 the escrow recipient this database records",
-                            ));
+                        Ok(None) | Err(_) => {
+                            return Err(error.context(format!(
+                                "the escrow identity shown above may or may not be recorded: keep \
+                                 it until a start, or `incident-vault init`, names the escrow \
+                                 recipient this database records; discard it only if that is \
+                                 not its public key ({})",
+                                generated
+                                    .as_ref()
+                                    .map_or("", |escrow| escrow.recipient.as_str())
+                            )));
                         }
                     }
                 }

@@ -183,7 +183,6 @@ impl TestDatabase {
         }
     }
 
-    /// The URL the service uses.
     /// Runs SQL against this database, outside the service.
     pub async fn execute(&self, sql: &str) {
         with_connection!(self, |connection| {
@@ -194,6 +193,7 @@ impl TestDatabase {
         })
     }
 
+    /// The URL the service uses.
     pub fn url(&self) -> &str {
         match self {
             Self::Sqlite { url, .. } | Self::Postgres { url, .. } => url,

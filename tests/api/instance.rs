@@ -163,9 +163,10 @@ async fn a_generated_escrow_is_recorded_only_after_it_was_shown(backend: Backend
     restarted.store().close().await;
 }
 
-/// A first start whose recording fails after the identity was shown says that the shown identity
-/// is not in use, having looked: nothing is recorded, so it is to be discarded.
-async fn a_first_start_that_cannot_record_says_the_shown_escrow_is_not_in_use(backend: Backend) {
+/// A first start whose recording fails after the identity was shown never tells the operator to
+/// discard it (a failed COMMIT may still land): keep it until a start names the recipient in
+/// force. Here nothing was recorded.
+async fn a_first_start_that_cannot_record_says_to_keep_the_shown_escrow(backend: Backend) {
     let Some((database, dir)) = fresh(backend).await else {
         return;
     };
@@ -199,10 +200,10 @@ async fn a_first_start_that_cannot_record_says_the_shown_escrow_is_not_in_use(ba
         }
     }
     let settings = test_settings(database.url(), dir.path(), None);
-    let mut shown = 0;
+    let mut shown = Vec::new();
 
-    let refused = Application::build_showing(settings, EscrowGeneration::Allowed, &mut |_| {
-        shown += 1;
+    let refused = Application::build_showing(settings, EscrowGeneration::Allowed, &mut |escrow| {
+        shown.push(escrow.recipient.clone());
         Ok(())
     })
     .await;
@@ -211,11 +212,17 @@ async fn a_first_start_that_cannot_record_says_the_shown_escrow_is_not_in_use(ba
         "{:#}",
         refused.err().expect("the refused row stops the start")
     );
-    assert_eq!(shown, 1, "the identity is shown before the record is tried");
+    assert_eq!(
+        shown.len(),
+        1,
+        "the identity is shown before the record is tried"
+    );
+    assert!(error.contains("keep it until a start"), "{error}");
     assert!(
-        error.contains("shown above was not recorded: discard it"),
+        error.contains(&format!("not its public key ({})", shown[0])),
         "{error}"
     );
+    assert!(!error.contains("discard it (the next"), "{error}");
     let store = incident_vault::storage::open(database.url(), 1)
         .await
         .unwrap();
@@ -385,7 +392,7 @@ crate::on_both_backends!(
     first_start_without_escrow_generates_one_that_is_shown_once_and_never_stored,
     a_first_start_that_cannot_listen_records_no_escrow,
     a_generated_escrow_is_recorded_only_after_it_was_shown,
-    a_first_start_that_cannot_record_says_the_shown_escrow_is_not_in_use,
+    a_first_start_that_cannot_record_says_to_keep_the_shown_escrow,
     production_serves_only_a_database_that_init_prepared,
     a_restart_keeps_the_instance_and_its_cases,
     a_different_escrow_recipient_on_restart_is_refused,
