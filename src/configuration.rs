@@ -248,6 +248,16 @@ impl Settings {
         if let Err(error) = Backend::of_url(&self.database.url) {
             bail!("database.url (APP_DATABASE__URL) cannot be used: {error}");
         }
+        if let Some(position) = unknown_postgres_parameter(&self.database.url) {
+            // Not named: sqlx would log it with its value (libpq's `sslpassword`, a misplaced
+            // password), and so might this message.
+            bail!(
+                "database.url (APP_DATABASE__URL): query parameter number {position} is not one \
+                 that sqlx's PostgreSQL driver reads, and it would write its value to the log; \
+                 known: {}",
+                POSTGRES_URL_PARAMETERS.join(", ")
+            );
+        }
         if let Some(rest) = self.database.url.strip_prefix("sqlite:") {
             // SQLite's in-memory and nameless databases vanish with the process (or with each
             // connection): an acknowledged report would be lost at the next restart.
@@ -357,9 +367,72 @@ pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(2, usize::from)
 }
 
+/// The query parameters of a PostgreSQL URL that sqlx 0.9 reads (`sqlx-postgres`'s
+/// `options/parse.rs`), besides `options[NAME]`. It logs any other with its value, at WARN.
+const POSTGRES_URL_PARAMETERS: [&str; 18] = [
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// The position (from 1) of the first query parameter of a PostgreSQL URL that sqlx does not
+/// read, if any. A URL that does not parse is left to the driver, whose error shows no value.
+fn unknown_postgres_parameter(url: &str) -> Option<usize> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return None;
+    }
+    let parsed = url::Url::parse(url).ok()?;
+    parsed
+        .query_pairs()
+        .position(|(key, _)| {
+            let indexed = key.starts_with("options[") && key.ends_with(']');
+            !indexed && !POSTGRES_URL_PARAMETERS.contains(&key.as_ref())
+        })
+        .map(|index| index + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(feature = "postgres")]
+    fn a_postgres_url_parameter_sqlx_would_log_is_refused_without_its_name_or_value() {
+        let error = refusal(|s| {
+            s.database.url = "postgres://vault@db/vault?sslmode=require&sslpassword=hunter2".into();
+        });
+        assert!(error.contains("APP_DATABASE__URL"), "{error}");
+        assert!(error.contains("number 2"), "{error}");
+        assert!(
+            !error.contains("hunter2") && !error.contains("sslpassword"),
+            "{error}"
+        );
+        for fine in [
+            "postgres://vault@db/vault",
+            "postgres://vault@db/vault?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+            "postgresql:///vault?host=/run/postgresql&application_name=iv",
+            "postgres://vault@db/vault?options[statement_timeout]=5s",
+        ] {
+            let mut settings = defaults();
+            settings.database.url = fine.into();
+            assert!(settings.validate().is_ok(), "{fine}");
+        }
+    }
 
     fn defaults() -> Settings {
         config::Config::builder()
