@@ -61,6 +61,24 @@ where
 /// The header that carries the request id back to the client, for support conversations.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// The method as logged: the standard ones by name, any other word a client sent as `other`
+/// (actix accepts any token as a method, and a client's free text has no place in the log).
+fn logged_method(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Middleware: one span per request, one log line when it ends. Records no client data.
 pub async fn request_span(
     request: ServiceRequest,
@@ -73,7 +91,7 @@ pub async fn request_span(
         .unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::info_span!(
         "http_request",
-        http.method = %request.method(),
+        http.method = logged_method(request.method()),
         http.route = %route,
         request_id = %request_id,
         http.status_code = field::Empty,

@@ -362,6 +362,17 @@ async fn the_request_span_carries_method_route_template_status_latency_and_the_r
     let read = app.get(&format!("/api/v1/cases/{case_ref}")).await;
     assert_eq!(read.status(), 401);
     let read_id = request_id(&read);
+    // actix takes any token as a method: a client's word must not reach the log.
+    let odd = app
+        .client
+        .request(
+            reqwest::Method::from_bytes(b"XCANARYMETHOD").unwrap(),
+            format!("{}/healthz", app.address),
+        )
+        .send()
+        .await
+        .unwrap();
+    let odd_id = request_id(&odd);
     app.hang_up_and_stop().await;
 
     let line = finished_line_of(&filed_id);
@@ -388,6 +399,14 @@ async fn the_request_span_carries_method_route_template_status_latency_and_the_r
     assert!(
         !line.to_string().contains(&case_ref) && !line.to_string().contains(&compact),
         "the case reference is in the log: {line}"
+    );
+
+    let line = finished_line_of(&odd_id);
+    assert_eq!(line["span"]["http.method"], "other", "{line}");
+    let every_line = LOGS.lines_of_requests(&[odd_id]).join("\n");
+    assert!(
+        !every_line.contains("XCANARYMETHOD"),
+        "the client's method word is in the log: {every_line}"
     );
 }
 
