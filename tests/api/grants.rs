@@ -254,7 +254,17 @@ async fn a_case_read_opens_only_the_readers_own_grant(backend: Backend) {
     assert_eq!(by_ada.status(), 200, "{:?}", by_ada.text().await);
     let body: Value = by_ada.json().await.unwrap();
     assert_eq!(body["report"]["description"], "Both can read this.");
+    let rita_request = crate::helpers::request_id(&by_rita);
     assert_eq!(by_rita.status(), 500, "her own damaged grant is refused");
+    // Its log line says what failed, but not which case: the audit log holds that.
+    let logged = crate::helpers::LOGS
+        .lines_of_requests(&[rita_request])
+        .join("\n");
+    assert!(logged.contains("binding check"), "{logged}");
+    assert!(
+        !logged.contains(&case_ref) && !logged.contains(&case_ref.replace('-', "")),
+        "the case reference is in the log: {logged}"
+    );
 }
 
 /// A revoke re-keys the case for those who keep access, but an account disabled meanwhile (a
