@@ -92,7 +92,7 @@ pub struct EntryRecord {
 }
 
 /// The reporter's way back into the case.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ReporterAccessRecord {
     /// Derived from the receipt; see [`crate::crypto::receipt`].
     pub lookup_id: Vec<u8>,
@@ -105,7 +105,7 @@ pub struct ReporterAccessRecord {
 }
 
 /// An idempotency record: the first answer, sealed under a key derived from the Idempotency-Key.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct IdempotencyRecord {
     /// SHA-256 of the key, for lookup.
     pub key_hash: Vec<u8>,
@@ -115,7 +115,7 @@ pub struct IdempotencyRecord {
 }
 
 /// Everything intake writes for one report, atomically.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewSealedCase {
     pub case: CaseRecord,
     pub grants: Vec<GrantRecord>,
@@ -199,7 +199,7 @@ impl std::fmt::Debug for ReviewerSecretsRecord {
 }
 
 /// A single-use enrolment token: the first-start setup code, or an admin's invitation.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct EnrolmentRecord {
     /// SHA-256 of the token; the token itself is never stored.
     pub token_hash: Vec<u8>,
@@ -328,4 +328,104 @@ pub(crate) struct ReviewerWithSecrets {
     pub reviewer: ReviewerRecord,
     #[sqlx(flatten)]
     pub secrets: ReviewerSecretsRecord,
+}
+
+// The records below hold what is derived from a secret (a receipt's lookup id, the hash of an
+// Idempotency-Key or of an enrolment token) or sealed under one. Their `Debug` leaves that out,
+// so that a `?record` in a log line or a panic message cannot hand it to whoever reads the log
+// (a lookup id is what an offline guess of a receipt is checked against).
+
+impl std::fmt::Debug for ReporterAccessRecord {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ReporterAccessRecord")
+            .field("kdf_params", &self.kdf_params)
+            .field("failed_attempts", &self.failed_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for IdempotencyRecord {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("IdempotencyRecord")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for NewSealedCase {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("NewSealedCase")
+            .field("grants", &self.grants.len())
+            .field("reporter_access", &self.reporter_access)
+            .field("idempotency", &self.idempotency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for EnrolmentRecord {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("EnrolmentRecord")
+            .field("kind", &self.kind)
+            .field("role", &self.role)
+            .field("expires_at", &self.expires_at)
+            .field("spent", &self.spent)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lookup id, a key hash or a token hash, and what is sealed under them, never appear in
+    /// a record's `Debug` (in any of the spellings a `{:?}` of bytes takes).
+    #[test]
+    fn the_debug_of_records_derived_from_secrets_leaves_them_out() {
+        let marker = vec![0xA5_u8; 32];
+        let spellings = |bytes: &[u8]| {
+            [
+                format!("{bytes:?}"),
+                format!("{}", bytes[0]),
+                format!("{:x}", bytes[0]),
+            ]
+        };
+        let access = ReporterAccessRecord {
+            lookup_id: marker.clone(),
+            case_id: "K7QM-3XTA-9PWD".into(),
+            kdf_params: "argon2id$v=19$m=19456,t=2,p=1".into(),
+            reporter_recipient: "age1reporter".into(),
+            sealed_identity: marker.clone(),
+            failed_attempts: 0,
+        };
+        let idempotency = IdempotencyRecord {
+            key_hash: marker.clone(),
+            sealed_response: marker.clone(),
+            expires_at: 0,
+        };
+        let enrolment = EnrolmentRecord {
+            token_hash: marker.clone(),
+            kind: "setup".into(),
+            role: "admin".into(),
+            desk_ids: String::new(),
+            reviewer_id: None,
+            pending_totp: Some(marker.clone()),
+            expires_at: 0,
+            spent: false,
+            username: None,
+        };
+        for shown in [
+            format!("{access:?}"),
+            format!("{idempotency:?}"),
+            format!("{enrolment:?}"),
+        ] {
+            for spelling in spellings(&marker) {
+                assert!(!shown.contains(&spelling), "{shown}");
+            }
+            assert!(!shown.contains("K7QM"), "{shown}");
+        }
+    }
 }
