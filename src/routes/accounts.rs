@@ -24,7 +24,8 @@ pub const SESSION_COOKIE: &str = "__Host-iv_session";
 #[serde(deny_unknown_fields)]
 struct EnrolRequest {
     /// The setup code, or an invitation token from `POST /api/v1/admin/reviewers`.
-    token: String,
+    #[schema(value_type = String, format = Password)]
+    token: SecretString,
     username: String,
     /// At least 12 characters, and not a common password.
     #[schema(value_type = String, format = Password)]
@@ -34,7 +35,8 @@ struct EnrolRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ConfirmRequest {
-    token: String,
+    #[schema(value_type = String, format = Password)]
+    token: SecretString,
     /// The first code from the authenticator app.
     #[schema(value_type = String, format = Password)]
     totp: SecretString,
@@ -172,7 +174,7 @@ pub async fn enrol(
     let password = Password::parse(body.password.expose_secret(), username.as_str())
         .map_err(|error| ApiError::invalid_field("weak_password", "password", error.to_string()))?;
     let started = vault
-        .enrol(&body.token, username, password)
+        .enrol(body.token.expose_secret(), username, password)
         .await
         .map_err(account_error)?;
     Ok(HttpResponse::Ok().json(EnrolmentStarted {
@@ -203,7 +205,7 @@ pub async fn confirm_enrolment(
 ) -> Result<HttpResponse, ApiError> {
     let body: ConfirmRequest = read_json(&request, payload, &limits).await?;
     vault
-        .confirm_enrolment(&body.token, body.totp.expose_secret())
+        .confirm_enrolment(body.token.expose_secret(), body.totp.expose_secret())
         .await
         .map_err(account_error)?;
     Ok(HttpResponse::NoContent().finish())
