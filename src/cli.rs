@@ -304,6 +304,29 @@ async fn open_existing(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn
     )
 }
 
+/// Keeps this process's memory (reports being sealed, open identities, the escrow identity shown
+/// on first start) out of core dumps and away from another process of the same user: not
+/// dumpable (which also forbids ptrace by the same user, and which a core-dump pipe handler
+/// cannot override), and a core size limit of 0. The systemd unit and the container's run line
+/// say the same from outside; this holds wherever the binary is started.
+pub fn forbid_core_dumps() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{
+            DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit,
+        };
+        set_dumpable_behavior(DumpableBehavior::NotDumpable)?;
+        setrlimit(
+            Resource::Core,
+            Rlimit {
+                current: Some(0),
+                maximum: Some(0),
+            },
+        )?;
+    }
+    Ok(())
+}
+
 /// Whether a secret made at start-up (a generated escrow identity, the setup code) may be shown:
 /// only to a person at an interactive terminal on a local instance. In production (containers,
 /// service managers) the terminal may itself be a log.
@@ -735,6 +758,19 @@ mod tests {
     use age::secrecy::SecretString;
 
     use super::*;
+
+    /// Once called, the process is not dumpable and may write no core file.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn core_dumps_are_turned_off() {
+        use rustix::process::{DumpableBehavior, Resource, dumpable_behavior, getrlimit};
+
+        forbid_core_dumps().unwrap();
+
+        assert_eq!(dumpable_behavior().unwrap(), DumpableBehavior::NotDumpable);
+        let limit = getrlimit(Resource::Core);
+        assert_eq!((limit.current, limit.maximum), (Some(0), Some(0)));
+    }
 
     /// What an operator copies from between the markers is an age identity file that opens what
     /// is sealed to the recipient they are told to configure.

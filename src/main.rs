@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use incident_vault::cli::{Cli, run};
+use incident_vault::cli::{Cli, forbid_core_dumps, run};
 use incident_vault::services::audit::VerifyError;
 
 /// The exit code of a check that ran and found the audit chain broken, so that a monitoring
@@ -13,6 +13,11 @@ const EXIT_BROKEN_CHAIN: u8 = 3;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if let Err(error) = forbid_core_dumps() {
+        // Before telemetry exists; the start goes on (a platform without prctl would otherwise
+        // have no service at all), and the operator's own limit still applies.
+        eprintln!("incident-vault: warning: could not turn off core dumps: {error}");
+    }
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,13 +20,31 @@ use tracing_subscriber::util::SubscriberInitExt;
 use crate::configuration::LogFormat;
 use crate::error::ApiError;
 
+/// Modules of dependencies that log a value they were given, which may be a secret, whatever the
+/// operator's filter says: sqlx-postgres logs a connection-URL parameter it does not read with
+/// its value (validate() refuses those, but a future 0.9.x may read fewer), and a malformed
+/// `.pgpass` line whole (a password among it).
+const SILENCED: [&str; 2] = [
+    "sqlx_postgres::options::parse=off",
+    "sqlx_postgres::options::pgpass=off",
+];
+
+/// The operator's filter (`telemetry.level`), with [`SILENCED`] added after it, so that no
+/// setting can turn those modules back on.
+fn log_filter(filter: &str) -> anyhow::Result<EnvFilter> {
+    let mut filter = EnvFilter::try_new(filter)?;
+    for directive in SILENCED {
+        filter = filter.add_directive(directive.parse()?);
+    }
+    Ok(filter)
+}
+
 /// Installs the global subscriber. `writer` is stdout in production and a buffer in tests.
 pub fn init_subscriber<W>(format: LogFormat, filter: &str, writer: W) -> anyhow::Result<()>
 where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(filter)?;
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry().with(log_filter(filter)?);
     match format {
         LogFormat::Pretty => registry
             .with(
@@ -148,5 +166,56 @@ pub async fn request_span(
             tracing::error!(latency_ms, "request failed before a response was built");
             Err(error)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    /// A writer into a shared buffer, for a subscriber that is not the global one.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Even at `trace` for everything, sqlx-postgres's connection-URL and `.pgpass` parsers log
+    /// nothing, and the rest of sqlx still does.
+    #[test]
+    fn the_modules_that_log_given_values_stay_silent_at_any_level() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(log_filter("trace").unwrap())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(move || writer.clone())
+                    .with_ansi(false),
+            );
+
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "sqlx_postgres::options::parse", value = "hunter2", "x");
+            tracing::warn!(target: "sqlx_postgres::options::pgpass", line = "*:*:*:hunter3", "x");
+            tracing::warn!(target: "sqlx_postgres::connection", "still logged");
+        });
+
+        let logged = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            !logged.contains("hunter2") && !logged.contains("hunter3"),
+            "{logged}"
+        );
+        assert!(logged.contains("still logged"), "{logged}");
     }
 }

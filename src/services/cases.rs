@@ -128,10 +128,13 @@ impl Vault {
             // The log line of a 500 must not name the case (the span logs the route template
             // for that reason): the audit event above holds the reference for whoever looks
             // into it. Store and I/O errors name no case and are kept.
-            Err(OfflineError::Tampered { .. }) => Err(ReadCaseError::Internal(anyhow::anyhow!(
-                "the case does not open with the caller's grant: a grant or entry failed its \
-                 binding check (tampered with, or moved from another row); see the audit log"
-            ))),
+            Err(OfflineError::Tampered { cause, .. }) => {
+                Err(ReadCaseError::Internal(anyhow::anyhow!(
+                    "the case does not open with the caller's grant: a grant or entry failed its \
+                     checks (tampered with, moved from another row, or damaged): {cause}; see \
+                     the audit log"
+                )))
+            }
             Err(OfflineError::MissingEpoch { .. }) => {
                 Err(ReadCaseError::Internal(anyhow::anyhow!(
                     "the case does not open with the caller's grant: no grant opens a key epoch \

@@ -41,7 +41,7 @@ pub struct IntakeDesk {
 }
 
 /// The allowlisted plaintext of a case (DESIGN §4): coarse triage and statistics dimensions only.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CaseRecord {
     pub id: String,
     pub desk_id: String,
@@ -64,7 +64,7 @@ pub struct CaseRecord {
 }
 
 /// The case key, sealed to one grantee at one epoch.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct GrantRecord {
     pub case_id: String,
     /// `escrow` or `reviewer`.
@@ -77,7 +77,7 @@ pub struct GrantRecord {
 }
 
 /// One item of a case thread.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct EntryRecord {
     pub id: String,
     pub case_id: String,
@@ -304,7 +304,7 @@ pub struct AccountChange {
 
 /// A re-keying of a case after a revoke: the revoked reviewer's grants go, and a new epoch's key
 /// is granted to everyone who keeps access.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Rekey {
     pub case_id: String,
     /// The epoch the caller saw; the write is refused if the case moved on meanwhile.
@@ -331,9 +331,51 @@ pub(crate) struct ReviewerWithSecrets {
 }
 
 // The records below hold what is derived from a secret (a receipt's lookup id, the hash of an
-// Idempotency-Key or of an enrolment token) or sealed under one. Their `Debug` leaves that out,
-// so that a `?record` in a log line or a panic message cannot hand it to whoever reads the log
-// (a lookup id is what an offline guess of a receipt is checked against).
+// Idempotency-Key or of an enrolment token), what is sealed under one, a case reference, or a
+// case's allowlisted details. Their `Debug` leaves that out, so that a `?record` in a log line
+// or a panic message cannot hand it to whoever reads the log (a lookup id is what an offline
+// guess of a receipt is checked against; case references stay out of the log).
+
+impl std::fmt::Debug for CaseRecord {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("CaseRecord")
+            .field("key_epoch", &self.key_epoch)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for GrantRecord {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("GrantRecord")
+            .field("grantee_kind", &self.grantee_kind)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for EntryRecord {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("EntryRecord")
+            .field("kind", &self.kind)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Rekey {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Rekey")
+            .field("from_epoch", &self.from_epoch)
+            .field("to_epoch", &self.to_epoch)
+            .field("grants", &self.grants.len())
+            .finish_non_exhaustive()
+    }
+}
 
 impl std::fmt::Debug for ReporterAccessRecord {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -384,7 +426,7 @@ mod tests {
     /// A lookup id, a key hash or a token hash, and what is sealed under them, never appear in
     /// a record's `Debug` (in any of the spellings a `{:?}` of bytes takes).
     #[test]
-    fn the_debug_of_records_derived_from_secrets_leaves_them_out() {
+    fn the_debug_of_records_leaves_out_secrets_case_references_and_details() {
         let marker = vec![0xA5_u8; 32];
         let spellings = |bytes: &[u8]| {
             [
@@ -417,10 +459,63 @@ mod tests {
             spent: false,
             username: None,
         };
+        let case = CaseRecord {
+            id: "K7QM-3XTA-9PWD".into(),
+            desk_id: "desk".into(),
+            key_epoch: 1,
+            case_recipient: "age1case".into(),
+            status: "new".into(),
+            priority: "normal".into(),
+            incident_type: "photographing".into(),
+            mechanism_kind: Some("upr".into()),
+            session_label: Some("UPR 45".into()),
+            perpetrator_kind: Some("gongo_representative".into()),
+            incident_month: None,
+            consent_ohchr: false,
+            consent_sg_report: "no".into(),
+            consent_partners: false,
+            consent_statistics: false,
+            consent_contact: false,
+            received_on: "2026-11-29".into(),
+            updated_on: "2026-11-29".into(),
+        };
+        let grant = GrantRecord {
+            case_id: "K7QM-3XTA-9PWD".into(),
+            grantee_kind: "escrow".into(),
+            grantee_id: "escrow".into(),
+            epoch: 1,
+            ciphertext: marker.clone(),
+        };
+        let entry = EntryRecord {
+            id: "7W2Q0H8M4T1C9D5E".into(),
+            case_id: "K7QM-3XTA-9PWD".into(),
+            kind: "report".into(),
+            author: "reporter".into(),
+            epoch: 1,
+            created_on: "2026-11-29".into(),
+            ciphertext: marker.clone(),
+        };
+        let sealed = NewSealedCase {
+            case: case.clone(),
+            grants: vec![grant.clone()],
+            report: entry.clone(),
+            reporter_access: access.clone(),
+            idempotency: Some(idempotency.clone()),
+            now: 0,
+        };
+        let case_shown = format!("{case:?}");
+        for detail in ["UPR 45", "gongo", "photographing"] {
+            assert!(!case_shown.contains(detail), "{case_shown}");
+        }
+        assert!(!format!("{entry:?}").contains("7W2Q"));
         for shown in [
             format!("{access:?}"),
             format!("{idempotency:?}"),
             format!("{enrolment:?}"),
+            case_shown.clone(),
+            format!("{grant:?}"),
+            format!("{entry:?}"),
+            format!("{sealed:?}"),
         ] {
             for spelling in spellings(&marker) {
                 assert!(!shown.contains(&spelling), "{shown}");

@@ -260,7 +260,7 @@ async fn a_case_read_opens_only_the_readers_own_grant(backend: Backend) {
     let logged = crate::helpers::LOGS
         .lines_of_requests(&[rita_request])
         .join("\n");
-    assert!(logged.contains("binding check"), "{logged}");
+    assert!(logged.contains("failed its checks"), "{logged}");
     assert!(
         !logged.contains(&case_ref) && !logged.contains(&case_ref.replace('-', "")),
         "the case reference is in the log: {logged}"
