@@ -1,5 +1,21 @@
 //! Row shapes. Field names are the column names; byte vectors are ciphertexts or hashes.
 
+/// A `Debug` that shows only the named fields and `..`: for records that hold a secret, what is
+/// derived from or sealed under one, a case reference or a case's details, so that a `?record`
+/// in a log line or a panic message shows none of them.
+macro_rules! debug_showing_only {
+    ($record:ident { $($field:ident),* $(,)? }) => {
+        impl std::fmt::Debug for $record {
+            fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter
+                    .debug_struct(stringify!($record))
+                    $(.field(stringify!($field), &self.$field))*
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
 /// The single `instance` row: created on first start, never changed.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct InstanceRecord {
@@ -189,14 +205,7 @@ pub struct ReviewerSecretsRecord {
     pub recovery_sealed_totp: Option<Vec<u8>>,
 }
 
-impl std::fmt::Debug for ReviewerSecretsRecord {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("ReviewerSecretsRecord")
-            .field("reviewer_id", &self.reviewer_id)
-            .finish_non_exhaustive()
-    }
-}
+debug_showing_only!(ReviewerSecretsRecord { reviewer_id });
 
 /// A single-use enrolment token: the first-start setup code, or an admin's invitation.
 #[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -261,15 +270,10 @@ pub struct SessionRecord {
     pub stepped_up_at: Option<i64>,
 }
 
-impl std::fmt::Debug for SessionRecord {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("SessionRecord")
-            .field("reviewer_id", &self.reviewer_id)
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
-    }
-}
+debug_showing_only!(SessionRecord {
+    reviewer_id,
+    expires_at
+});
 
 /// Filters and paging of the triage list. `None` means "any".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -330,94 +334,42 @@ pub(crate) struct ReviewerWithSecrets {
     pub secrets: ReviewerSecretsRecord,
 }
 
-// The records below hold what is derived from a secret (a receipt's lookup id, the hash of an
-// Idempotency-Key or of an enrolment token), what is sealed under one, a case reference, or a
-// case's allowlisted details. Their `Debug` leaves that out, so that a `?record` in a log line
-// or a panic message cannot hand it to whoever reads the log (a lookup id is what an offline
-// guess of a receipt is checked against; case references stay out of the log).
+// A receipt's lookup id is what an offline guess of the receipt is checked against, and case
+// references stay out of the log: these records show neither (see `debug_showing_only`).
 
-impl std::fmt::Debug for CaseRecord {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("CaseRecord")
-            .field("key_epoch", &self.key_epoch)
-            .field("status", &self.status)
-            .finish_non_exhaustive()
-    }
-}
+debug_showing_only!(CaseRecord { key_epoch, status });
 
-impl std::fmt::Debug for GrantRecord {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("GrantRecord")
-            .field("grantee_kind", &self.grantee_kind)
-            .field("epoch", &self.epoch)
-            .finish_non_exhaustive()
-    }
-}
+debug_showing_only!(GrantRecord {
+    grantee_kind,
+    epoch
+});
 
-impl std::fmt::Debug for EntryRecord {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("EntryRecord")
-            .field("kind", &self.kind)
-            .field("epoch", &self.epoch)
-            .finish_non_exhaustive()
-    }
-}
+debug_showing_only!(EntryRecord { kind, epoch });
 
-impl std::fmt::Debug for Rekey {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("Rekey")
-            .field("from_epoch", &self.from_epoch)
-            .field("to_epoch", &self.to_epoch)
-            .field("grants", &self.grants.len())
-            .finish_non_exhaustive()
-    }
-}
+debug_showing_only!(Rekey {
+    from_epoch,
+    to_epoch
+});
 
-impl std::fmt::Debug for ReporterAccessRecord {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("ReporterAccessRecord")
-            .field("kdf_params", &self.kdf_params)
-            .field("failed_attempts", &self.failed_attempts)
-            .finish_non_exhaustive()
-    }
-}
+debug_showing_only!(ReporterAccessRecord {
+    kdf_params,
+    failed_attempts
+});
 
-impl std::fmt::Debug for IdempotencyRecord {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("IdempotencyRecord")
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
-    }
-}
+debug_showing_only!(IdempotencyRecord { expires_at });
 
-impl std::fmt::Debug for NewSealedCase {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("NewSealedCase")
-            .field("grants", &self.grants.len())
-            .field("reporter_access", &self.reporter_access)
-            .field("idempotency", &self.idempotency)
-            .finish_non_exhaustive()
-    }
-}
+debug_showing_only!(NewSealedCase {
+    case,
+    reporter_access,
+    idempotency
+});
 
-impl std::fmt::Debug for EnrolmentRecord {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("EnrolmentRecord")
-            .field("kind", &self.kind)
-            .field("role", &self.role)
-            .field("expires_at", &self.expires_at)
-            .field("spent", &self.spent)
-            .finish_non_exhaustive()
-    }
-}
+debug_showing_only!(EnrolmentRecord {
+    kind,
+    role,
+    expires_at,
+    spent
+});
 
 #[cfg(test)]
 mod tests {
