@@ -267,6 +267,50 @@ async fn a_case_read_opens_only_the_readers_own_grant(backend: Backend) {
     );
 }
 
+/// An entry whose key epoch no grant of the reader opens (a damaged restore, a row moved) makes
+/// the read fail with a 500 whose log line says so, without naming the case or the entry.
+async fn a_read_missing_a_key_epoch_is_logged_without_the_case(backend: Backend) {
+    let Some(AdaAndRita {
+        app, admin_token, ..
+    }) = spawn_with_ada_and_rita(backend).await
+    else {
+        return;
+    };
+    let (case_ref, _) = app
+        .file(&minimal_report("An entry of a later epoch."))
+        .await;
+    app.execute(&format!(
+        "UPDATE entries SET epoch = 2 WHERE case_id = '{case_ref}'"
+    ))
+    .await;
+
+    let read = app
+        .get_as(&admin_token, &format!("/api/v1/cases/{case_ref}"))
+        .await;
+
+    let read_request = crate::helpers::request_id(&read);
+    assert_eq!(read.status(), 500);
+    let logged = crate::helpers::LOGS
+        .lines_of_requests(&[read_request])
+        .join("\n");
+    assert!(logged.contains("no grant opens a key epoch"), "{logged}");
+    let entry_ids: Vec<String> = app
+        .store
+        .entries_of_case(&case_ref)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.id)
+        .collect();
+    assert!(!entry_ids.is_empty());
+    for named in std::iter::once(case_ref.clone())
+        .chain(std::iter::once(case_ref.replace('-', "")))
+        .chain(entry_ids)
+    {
+        assert!(!logged.contains(&named), "{named} is in the log: {logged}");
+    }
+}
+
 /// A revoke re-keys the case for those who keep access, but an account disabled meanwhile (a
 /// suspected infiltrator) receives no new key: not from the service's choice of grantees, and
 /// not from a re-key computed before the account was disabled.
@@ -510,6 +554,7 @@ crate::on_both_backends!(
     revoking_re_keys_the_case_and_the_revoked_reviewer_reads_nothing,
     a_revoke_seals_the_new_key_to_no_disabled_account,
     a_case_read_opens_only_the_readers_own_grant,
+    a_read_missing_a_key_epoch_is_logged_without_the_case,
     after_a_revoke_a_database_copy_and_the_password_open_no_later_content,
     a_new_desk_member_gets_the_desk_cases_as_a_batch,
 );
