@@ -456,6 +456,12 @@ pub fn random_idempotency_key() -> String {
     )
 }
 
+/// The spellings of a case reference a log line could hold: as shown, and without its hyphens
+/// (as typed).
+pub fn case_ref_spellings(case_ref: &str) -> [String; 2] {
+    [case_ref.to_owned(), case_ref.replace('-', "")]
+}
+
 /// A random string that cannot occur by chance.
 pub fn canary() -> String {
     format!("CANARY{}", random_suffix().to_uppercase())
