@@ -190,6 +190,11 @@ pub fn open_case(
 
 /// Writes every grant and envelope of a case as raw `.age` files into `out`, with a text that
 /// explains how to open them with the reference `age` tool. Needs no key: it copies ciphertext.
+///
+/// All or nothing: the rows are read before the first file is made, and a write that fails (a
+/// full disk, a name already taken) removes every file this run made, and the folder if this run
+/// made it, so that the operator fixes the cause and runs the same command again. What was in
+/// the folder before is never touched.
 pub async fn dump_case(
     store: &dyn Store,
     case_ref: &CaseRef,
@@ -199,6 +204,9 @@ pub async fn dump_case(
         .case_record(case_ref.as_str())
         .await?
         .ok_or_else(|| OfflineError::UnknownCase(case_ref.clone()))?;
+    let grants = store.grants_of_case(case_ref.as_str()).await?;
+    let entries = store.entries_of_case(case_ref.as_str()).await?;
+    let folder_was_there = std::fs::symlink_metadata(out).is_ok();
     // A folder made here is 0700 (DirBuilder's mode); one that exists is left as it is: `--out
     // /tmp` must not take away the sticky bit and others' access. The files are 0600 either way.
     crate::storage::create_private_dir(out).map_err(|error| {
@@ -208,6 +216,38 @@ pub async fn dump_case(
         )
     })?;
     let mut written = Vec::new();
+    match write_dump(case_ref, &grants, &entries, out, &mut written) {
+        Ok(()) => Ok(written),
+        Err(error) => {
+            let kept: Vec<String> = written
+                .iter()
+                .filter(|path| std::fs::remove_file(path).is_err())
+                .map(|path| path.display().to_string())
+                .collect();
+            // Only an empty folder goes, and only one this run made.
+            let folder_kept = folder_was_there || std::fs::remove_dir(out).is_err();
+            let aftermath = match (kept.is_empty(), folder_kept) {
+                (true, true) => "no file of this run was left behind".to_owned(),
+                (true, false) => format!("{} and its files were removed", out.display()),
+                (false, _) => format!(
+                    "these files of this run could not be removed, delete them: {}",
+                    kept.join(", ")
+                ),
+            };
+            Err(std::io::Error::new(error.kind(), format!("{error}; {aftermath}")).into())
+        }
+    }
+}
+
+/// The writes of [`dump_case`]: every file it makes goes into `written` as soon as it exists, so
+/// that a failure can remove it, written in full or not.
+fn write_dump(
+    case_ref: &CaseRef,
+    grants: &[GrantRecord],
+    entries: &[EntryRecord],
+    out: &Path,
+    written: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
     // File names are made of stored columns; one that holds anything but letters, digits and '_'
     // (a row written by something other than this service) is named by a counter instead, so
     // that no byte of it reaches a path, the how-to text or the terminal.
@@ -236,13 +276,13 @@ pub async fn dump_case(
             std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
         };
         let mut file = options.open(&path).map_err(named)?;
+        written.push(path.clone());
         file.write_all(bytes).map_err(named)?;
         file.sync_all().map_err(named)?;
-        written.push(path);
         Ok(())
     };
     let mut grant_names = Vec::new();
-    for grant in store.grants_of_case(case_ref.as_str()).await? {
+    for grant in grants {
         let name = format!(
             "grant-epoch{}-{}-{}.age",
             grant.epoch,
@@ -253,12 +293,7 @@ pub async fn dump_case(
         grant_names.push(name);
     }
     let mut entry_names = Vec::new();
-    for (index, entry) in store
-        .entries_of_case(case_ref.as_str())
-        .await?
-        .iter()
-        .enumerate()
-    {
+    for (index, entry) in entries.iter().enumerate() {
         let name = format!(
             "entry-{:03}-{}-{}-epoch{}.age",
             index + 1,
@@ -308,8 +343,7 @@ pub async fn dump_case(
         grants = grant_names.join(", "),
         entries = entry_names.join(", "),
     );
-    write_new("HOW-TO-OPEN.txt".into(), how_to.as_bytes())?;
-    Ok(written)
+    write_new("HOW-TO-OPEN.txt".into(), how_to.as_bytes())
 }
 
 #[cfg(test)]

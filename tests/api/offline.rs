@@ -275,6 +275,57 @@ async fn case_dump_leaves_an_existing_folder_alone_and_names_what_it_will_not_ov
     assert!(!again.status.success());
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(stderr.contains(fresh.to_str().unwrap()), "{stderr}");
+    assert_eq!(
+        file_names(&fresh),
+        written,
+        "a refused dump leaves an earlier one's files alone"
+    );
+}
+
+/// A dump that fails part-way (here a name already taken by the last file it writes; in life a
+/// full disk) removes every file it made and touches nothing that was there, so that the same
+/// command works once the cause is gone.
+async fn a_case_dump_that_fails_part_way_leaves_nothing_of_its_own(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (case_ref, _) = app.file(&full_report("x")).await;
+    let out = app.dir.path().join("partial");
+    std::fs::create_dir(&out).unwrap();
+    let blocker = out.join("HOW-TO-OPEN.txt");
+    std::fs::write(&blocker, "the operator's own notes\n").unwrap();
+
+    let failed = app.cli(&["case", "dump", &case_ref, "--out", out.to_str().unwrap()]);
+
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains(blocker.to_str().unwrap()), "{stderr}");
+    assert!(
+        stderr.contains("no file of this run was left behind"),
+        "{stderr}"
+    );
+    assert_eq!(file_names(&out), ["HOW-TO-OPEN.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(&blocker).unwrap(),
+        "the operator's own notes\n"
+    );
+
+    std::fs::remove_file(&blocker).unwrap();
+    let retried = app.cli(&["case", "dump", &case_ref, "--out", out.to_str().unwrap()]);
+    assert!(
+        retried.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retried.stderr)
+    );
+    let names = file_names(&out);
+    assert!(
+        names.iter().any(|name| name.starts_with("grant-")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|name| name.starts_with("entry-")),
+        "{names:?}"
+    );
 }
 
 /// Runs `case dump CASE_REF --out <test dir>/dump`, checks that it succeeded, and returns that
@@ -613,6 +664,7 @@ crate::on_both_backends!(
     a_stranger_identity_decrypts_nothing,
     the_reference_age_tool_opens_the_files_of_case_dump,
     case_dump_leaves_an_existing_folder_alone_and_names_what_it_will_not_overwrite,
+    a_case_dump_that_fails_part_way_leaves_nothing_of_its_own,
     the_reference_age_tool_can_write_what_we_read,
     a_ciphertext_swapped_between_cases_is_detected_and_refused,
     an_envelope_moved_to_another_entry_of_the_same_case_is_refused,
