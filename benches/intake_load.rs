@@ -249,13 +249,14 @@ async fn measure_cpu(
 ) -> anyhow::Result<CpuFigures> {
     let reports = config.cpu_reports;
     let store = storage::connect(url, 8).await?;
-    let (instance, _) = open_instance(
+    let instance = open_instance(
         store.as_ref(),
         Some(escrow.clone()),
         EscrowGeneration::Allowed,
         &mut |_| Ok(()),
     )
-    .await?;
+    .await?
+    .keys;
     let vault = |argon2| Vault {
         store: store.clone(),
         intake_crypto: CryptoPool::new(2, 512),

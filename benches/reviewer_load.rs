@@ -948,13 +948,14 @@ async fn drive(
     let setup = started.elapsed();
 
     // The use case itself, beside the HTTP service, on the same store and instance.
-    let (instance, _) = open_instance(
+    let instance = open_instance(
         store.as_ref(),
         Some(escrow.clone()),
         EscrowGeneration::Refused,
         &mut |_| Ok(()),
     )
-    .await?;
+    .await?
+    .keys;
     let vault = Vault {
         store,
         intake_crypto: CryptoPool::new(crypto_permits, 512),

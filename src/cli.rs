@@ -180,7 +180,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_telemetry(&settings, std::io::stderr)?;
             let generation = secrets_may_be_shown(&settings);
             let store = storage::connect(&settings.database.url, 1).await?;
-            let existed = store.instance().await?.is_some();
             let outcome = open_instance(
                 store.as_ref(),
                 settings.escrow_recipient()?,
@@ -189,18 +188,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await;
             store.close().await;
-            let (instance, shown) = outcome?;
-            let escrow_generated = shown.is_some();
-            drop(shown);
+            let opened = outcome?;
+            let escrow_generated = opened.generated.is_some();
+            drop(opened.generated);
             writeln!(
                 std::io::stdout().lock(),
                 "{}: escrow recipient {}; next, `incident-vault setup-code` for the first account",
-                if existed {
-                    "this database was initialised already"
-                } else {
+                if opened.created {
                     "initialised"
+                } else {
+                    "this database was initialised already"
                 },
-                instance.escrow_recipient
+                opened.keys.escrow_recipient
             )
             .with_context(|| {
                 if escrow_generated {

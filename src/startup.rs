@@ -82,13 +82,14 @@ impl Application {
         // non-blocking socket to the server): a generated escrow identity is shown, then recorded
         // by its recipient. A later error says that the shown identity is recorded, lest an
         // operator who saw the start fail discard it.
-        let (instance, generated_escrow) = open_instance(
+        let opened = open_instance(
             store.as_ref(),
             settings.escrow_recipient()?,
             generation,
             show,
         )
         .await?;
+        let (instance, generated_escrow) = (opened.keys, opened.generated);
         let setup_code = match issue_setup_code_if_needed(store.as_ref(), generation).await {
             Ok(code) => code,
             Err(error) => {

@@ -41,6 +41,16 @@ pub enum EscrowGeneration {
 /// with nothing recorded.
 pub type ShowEscrow<'a> = &'a mut (dyn FnMut(&GeneratedEscrow) -> anyhow::Result<()> + Send);
 
+/// What [`open_instance`] found or made.
+pub struct OpenedInstance {
+    pub keys: InstanceKeys,
+    /// The escrow identity generated and recorded by this call, to be shown no more.
+    pub generated: Option<GeneratedEscrow>,
+    /// Whether this call recorded the instance: false when it was there already, or when another
+    /// process recorded its own at the same moment.
+    pub created: bool,
+}
+
 /// Loads the instance, creating it on first start. If no escrow recipient is configured on first
 /// start, generates one, hands it to `show`, and only then records its recipient: a start that
 /// dies between the two (a closed terminal, a kill) leaves an identity that was seen but not
@@ -52,13 +62,13 @@ pub async fn open_instance(
     configured_escrow: Option<age::x25519::Recipient>,
     generation: EscrowGeneration,
     show: ShowEscrow<'_>,
-) -> anyhow::Result<(InstanceKeys, Option<GeneratedEscrow>)> {
+) -> anyhow::Result<OpenedInstance> {
     let existing = store
         .instance()
         .await
         .context("could not read the instance row")?;
-    let (record, generated) = match existing {
-        Some(record) => (record, None),
+    let (record, generated, created) = match existing {
+        Some(record) => (record, None, false),
         None => {
             let (recipient, generated) = match &configured_escrow {
                 Some(recipient) => (recipient.to_string(), None),
@@ -149,7 +159,9 @@ pub async fn open_instance(
                 }
                 generated => generated,
             };
-            (winner, generated)
+            // The salt is random: only the row this call proposed carries it.
+            let created = winner.receipt_salt == proposal.receipt_salt;
+            (winner, generated, created)
         }
     };
     if let Some(configured) = &configured_escrow
@@ -180,11 +192,12 @@ pub async fn open_instance(
         .as_slice()
         .try_into()
         .context("the stored receipt salt is not 32 bytes")?;
-    Ok((
-        InstanceKeys {
+    Ok(OpenedInstance {
+        keys: InstanceKeys {
             receipt_salt: InstanceSalt(receipt_salt),
             escrow_recipient,
         },
         generated,
-    ))
+        created,
+    })
 }

@@ -285,6 +285,71 @@ async fn production_serves_only_a_database_that_init_prepared(backend: Backend) 
     assert!(!case_ref.is_empty());
 }
 
+/// `init`s run at the same moment against one migrated database: each succeeds, all name the
+/// same recipient, and exactly one says it initialised the database (the one whose instance row
+/// was recorded), not every one that found none before it wrote.
+async fn of_inits_at_the_same_moment_one_says_it_initialised(backend: Backend) {
+    let Some((database, dir)) = fresh(backend).await else {
+        return;
+    };
+    let escrow = age::x25519::Identity::generate();
+    let command = |verb: &str| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_incident-vault"));
+        command
+            .arg(verb)
+            // A production `migrate` refuses a database that `init` has not prepared.
+            .env(
+                "APP_ENVIRONMENT",
+                if verb == "init" {
+                    "production"
+                } else {
+                    "local"
+                },
+            )
+            .env("APP_DATABASE__URL", database.url())
+            .env("APP_STORAGE__DATA_DIR", dir.path().join("data"))
+            .env("APP_ESCROW__RECIPIENT", escrow.to_public().to_string())
+            .env("APP_TELEMETRY__LEVEL", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+    // Migrated first: what races here is the instance row, not the migrations.
+    let migrated = command("migrate").output().unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+
+    let racing: Vec<_> = (0..4).map(|_| command("init").spawn().unwrap()).collect();
+    let outputs: Vec<_> = racing
+        .into_iter()
+        .map(|child| child.wait_with_output().unwrap())
+        .collect();
+
+    let recipient = escrow.to_public().to_string();
+    let mut initialised = 0;
+    for output in &outputs {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains(&recipient), "{stdout}");
+        if stdout.starts_with("initialised:") {
+            initialised += 1;
+        } else {
+            assert!(
+                stdout.starts_with("this database was initialised already:"),
+                "{stdout}"
+            );
+        }
+    }
+    assert_eq!(initialised, 1, "{outputs:?}");
+}
+
 async fn a_restart_keeps_the_instance_and_its_cases(backend: Backend) {
     let Some((database, dir)) = fresh(backend).await else {
         return;
@@ -394,6 +459,7 @@ crate::on_both_backends!(
     a_generated_escrow_is_recorded_only_after_it_was_shown,
     a_first_start_that_cannot_record_says_to_keep_the_shown_escrow,
     production_serves_only_a_database_that_init_prepared,
+    of_inits_at_the_same_moment_one_says_it_initialised,
     a_restart_keeps_the_instance_and_its_cases,
     a_different_escrow_recipient_on_restart_is_refused,
     an_unknown_database_scheme_is_refused_before_anything_is_created,
