@@ -3,6 +3,7 @@
 //! files so that the reference `age` tool can open them without this software.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -192,9 +193,9 @@ pub fn open_case(
 /// explains how to open them with the reference `age` tool. Needs no key: it copies ciphertext.
 ///
 /// All or nothing: the rows are read before the first file is made, and a write that fails (a
-/// full disk, a name already taken) removes every file this run made, and the folder if this run
-/// made it, so that the operator fixes the cause and runs the same command again. What was in
-/// the folder before is never touched.
+/// full disk, a name already taken) removes every file and folder this run made, so that the
+/// operator fixes the cause and runs the same command again. What was there before is never
+/// touched: a file is removed only if the path still names the very file this run made.
 pub async fn dump_case(
     store: &dyn Store,
     case_ref: &CaseRef,
@@ -206,37 +207,139 @@ pub async fn dump_case(
         .ok_or_else(|| OfflineError::UnknownCase(case_ref.clone()))?;
     let grants = store.grants_of_case(case_ref.as_str()).await?;
     let entries = store.entries_of_case(case_ref.as_str()).await?;
-    let folder_was_there = std::fs::symlink_metadata(out).is_ok();
-    // A folder made here is 0700 (DirBuilder's mode); one that exists is left as it is: `--out
-    // /tmp` must not take away the sticky bit and others' access. The files are 0600 either way.
-    crate::storage::create_private_dir(out).map_err(|error| {
-        std::io::Error::new(
-            error.kind(),
-            format!("could not create {}: {error}", out.display()),
-        )
-    })?;
+    let made_folders = make_folders(out)?;
     let mut written = Vec::new();
     match write_dump(case_ref, &grants, &entries, out, &mut written) {
-        Ok(()) => Ok(written),
+        Ok(()) => Ok(written.into_iter().map(|file| file.path).collect()),
         Err(error) => {
-            let kept: Vec<String> = written
-                .iter()
-                .filter(|path| std::fs::remove_file(path).is_err())
-                .map(|path| path.display().to_string())
-                .collect();
-            // Only an empty folder goes, and only one this run made.
-            let folder_kept = folder_was_there || std::fs::remove_dir(out).is_err();
-            let aftermath = match (kept.is_empty(), folder_kept) {
-                (true, true) => "no file of this run was left behind".to_owned(),
-                (true, false) => format!("{} and its files were removed", out.display()),
-                (false, _) => format!(
-                    "these files of this run could not be removed, delete them: {}",
-                    kept.join(", ")
-                ),
-            };
+            let aftermath = undo_dump(&written, &made_folders);
             Err(std::io::Error::new(error.kind(), format!("{error}; {aftermath}")).into())
         }
     }
+}
+
+/// Makes `out` and any missing folder above it, one at a time, each 0700 (a folder that exists
+/// is left as it is: `--out /tmp` must not take away the sticky bit and others' access), and
+/// returns the folders this call made, outermost first. One that appears meanwhile (another
+/// process) counts as there before.
+fn make_folders(out: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let named = |folder: &Path, error: std::io::Error| {
+        std::io::Error::new(
+            error.kind(),
+            format!("could not create {}: {error}", folder.display()),
+        )
+    };
+    let mut missing = Vec::new();
+    for folder in out
+        .ancestors()
+        .filter(|folder| !folder.as_os_str().is_empty())
+    {
+        match std::fs::symlink_metadata(folder) {
+            Ok(_) => break,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                missing.push(folder.to_path_buf());
+            }
+            Err(error) => return Err(named(folder, error)),
+        }
+    }
+    let mut made = Vec::new();
+    for folder in missing.into_iter().rev() {
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        match builder.create(&folder) {
+            Ok(()) => made.push(folder),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(error) => {
+                // Leave nothing half-made behind this refusal either.
+                for folder in made.iter().rev() {
+                    let _ = std::fs::remove_dir(folder);
+                }
+                return Err(named(&folder, error));
+            }
+        }
+    }
+    if !std::fs::metadata(out).is_ok_and(|metadata| metadata.is_dir()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            format!("{} is not a folder", out.display()),
+        ));
+    }
+    Ok(made)
+}
+
+/// A file [`write_dump`] made, with what identifies it on its file system.
+struct MadeFile {
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+}
+
+/// The device and inode of a file, where the platform has them.
+fn file_identity(metadata: &std::fs::Metadata) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((metadata.dev(), metadata.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        None
+    }
+}
+
+/// Removes the files and then the folders a failed dump made, and says what became of them.
+fn undo_dump(written: &[MadeFile], made_folders: &[PathBuf]) -> String {
+    let mut kept = Vec::new();
+    for file in written {
+        let outcome = match std::fs::symlink_metadata(&file.path) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error.to_string()),
+            // Swapped for another file since (a folder renamed and replaced): not ours to remove.
+            Ok(metadata) if file_identity(&metadata) != file.identity => {
+                Err("it is no longer the file this run made".to_owned())
+            }
+            Ok(_) => std::fs::remove_file(&file.path).map_err(|error| error.to_string()),
+        };
+        if let Err(why) = outcome {
+            kept.push(format!("{} ({why})", file.path.display()));
+        }
+    }
+    let mut folders_kept = Vec::new();
+    for folder in made_folders.iter().rev() {
+        // Only an empty folder goes.
+        if let Err(error) = std::fs::remove_dir(folder) {
+            folders_kept.push(format!("{} ({error})", folder.display()));
+        }
+    }
+    let mut aftermath = if written.is_empty() {
+        "no file was written".to_owned()
+    } else if kept.is_empty() {
+        "the files this run made were removed".to_owned()
+    } else {
+        format!(
+            "these files this run made could not be removed, check and delete them: {}",
+            kept.join(", ")
+        )
+    };
+    match made_folders.first() {
+        None => {}
+        Some(outermost) if folders_kept.is_empty() => {
+            let _ = write!(
+                aftermath,
+                ", and so were the folders it made, from {}",
+                outermost.display()
+            );
+        }
+        Some(_) => {
+            let _ = write!(
+                aftermath,
+                "; folders this run made were kept: {}",
+                folders_kept.join(", ")
+            );
+        }
+    }
+    aftermath
 }
 
 /// The writes of [`dump_case`]: every file it makes goes into `written` as soon as it exists, so
@@ -246,7 +349,7 @@ fn write_dump(
     grants: &[GrantRecord],
     entries: &[EntryRecord],
     out: &Path,
-    written: &mut Vec<PathBuf>,
+    written: &mut Vec<MadeFile>,
 ) -> std::io::Result<()> {
     // File names are made of stored columns; one that holds anything but letters, digits and '_'
     // (a row written by something other than this service) is named by a counter instead, so
@@ -276,7 +379,12 @@ fn write_dump(
             std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
         };
         let mut file = options.open(&path).map_err(named)?;
-        written.push(path.clone());
+        // Recorded as soon as it exists, so that a failure removes it, written in full or not.
+        let identity = file.metadata().ok().as_ref().and_then(file_identity);
+        written.push(MadeFile {
+            path: path.clone(),
+            identity,
+        });
         file.write_all(bytes).map_err(named)?;
         file.sync_all().map_err(named)?;
         Ok(())

@@ -301,7 +301,7 @@ async fn a_case_dump_that_fails_part_way_leaves_nothing_of_its_own(backend: Back
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(stderr.contains(blocker.to_str().unwrap()), "{stderr}");
     assert!(
-        stderr.contains("no file of this run was left behind"),
+        stderr.contains("the files this run made were removed"),
         "{stderr}"
     );
     assert_eq!(file_names(&out), ["HOW-TO-OPEN.txt"]);
@@ -325,6 +325,56 @@ async fn a_case_dump_that_fails_part_way_leaves_nothing_of_its_own(backend: Back
     assert!(
         names.iter().any(|name| name.starts_with("entry-")),
         "{names:?}"
+    );
+}
+
+/// A dump into folders it makes that runs out of room part-way (a file size limit stands in for a
+/// full disk) removes its files and those folders.
+async fn a_case_dump_that_runs_out_of_room_removes_the_folders_it_made(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (case_ref, _) = app.file(&full_report("x")).await;
+    let top = app.dir.path().join("new");
+    let out = top.join("case-files");
+    // At most 1 KiB per file (dash counts 512-byte blocks), with SIGXFSZ ignored so that a
+    // write past it fails with EFBIG instead of killing the process: a grant (~300 bytes) fits,
+    // the sealed report (~2.6 KiB) does not.
+    let failed = std::process::Command::new("/bin/sh")
+        .args([
+            "-c",
+            "trap '' XFSZ; ulimit -f 2 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_incident-vault"),
+            "case",
+            "dump",
+            &case_ref,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .env("APP_DATABASE__URL", app.database.url())
+        .env("APP_STORAGE__DATA_DIR", app.dir.path().join("data"))
+        .env("APP_TELEMETRY__LEVEL", "warn")
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "{stderr}");
+    assert!(stderr.contains("entry-001-report-"), "{stderr}");
+    assert!(
+        stderr.contains("the files this run made were removed, and so were the folders it made"),
+        "{stderr}"
+    );
+    assert!(
+        !top.exists(),
+        "{:?}",
+        std::fs::read_dir(&top).map(|entries| entries.count())
+    );
+
+    let retried = app.cli(&["case", "dump", &case_ref, "--out", out.to_str().unwrap()]);
+    assert!(
+        retried.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retried.stderr)
     );
 }
 
@@ -665,6 +715,7 @@ crate::on_both_backends!(
     the_reference_age_tool_opens_the_files_of_case_dump,
     case_dump_leaves_an_existing_folder_alone_and_names_what_it_will_not_overwrite,
     a_case_dump_that_fails_part_way_leaves_nothing_of_its_own,
+    a_case_dump_that_runs_out_of_room_removes_the_folders_it_made,
     the_reference_age_tool_can_write_what_we_read,
     a_ciphertext_swapped_between_cases_is_detected_and_refused,
     an_envelope_moved_to_another_entry_of_the_same_case_is_refused,
