@@ -120,7 +120,7 @@ pub enum DeskCommand {
 /// `incident-vault audit …`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute the hash chain; name the first broken link and exit 1 if there is one. Prints
+    /// Recompute the hash chain; name the first broken link and exit 3 if there is one. Prints
     /// the head as an anchor (`SEQUENCE:HASH`) to keep off the server.
     Verify {
         /// An anchor printed by an earlier run: that event must still be in the chain, with that
