@@ -1,5 +1,6 @@
 //! PostgreSQL: the production backend, for several stateless application nodes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -34,11 +35,36 @@ impl PostgresStore {
                     Ok(true)
                 })
             })
+            .after_connect(|connection, _| Box::pin(insist_on_durable_commits(connection)))
             .connect(url)
             .await
             .context("could not connect to PostgreSQL")?;
         Ok(Self { pool })
     }
+}
+
+/// An acknowledged report is never lost: with `synchronous_commit = off` (a server, database or
+/// role default some operators set for speed), PostgreSQL answers COMMIT before the WAL reaches
+/// the disk, and a crash in the next moments loses cases whose receipts the reporters already
+/// hold. Each new connection raises it to `on` for its own session; a stronger setting
+/// (`remote_write`, `remote_apply`) and `local` (flushed here) are left as they are. One round
+/// trip per connection, not per request.
+async fn insist_on_durable_commits(connection: &mut sqlx::PgConnection) -> sqlx::Result<()> {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&mut *connection)
+        .await?;
+    if setting == "off" {
+        sqlx::query("SET synchronous_commit = on")
+            .execute(&mut *connection)
+            .await?;
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the database's synchronous_commit is off, which can lose acknowledged reports                  in a crash: this service sets it to on for its own connections"
+            );
+        }
+    }
+    Ok(())
 }
 
 super::sql::impl_store!(PostgresStore, "postgres", MIGRATOR);

@@ -742,3 +742,81 @@ crate::on_both_backends!(
     a_database_failure_midway_gives_an_opaque_500_and_leaves_nothing,
     a_case_with_more_grants_than_one_statement_holds_is_written_whole_or_not_at_all,
 );
+
+/// PostgreSQL only (SQLite's `synchronous = FULL` is checked on every pooled connection by a
+/// unit test): a database whose default is `synchronous_commit = off`, which answers COMMIT
+/// before the WAL is on disk, still gets every case committed with `on`, on every pooled
+/// connection, and the operator is told.
+#[tokio::test]
+async fn on_postgres_reports_are_committed_durably_where_the_database_says_otherwise() {
+    use sqlx::Connection;
+    // Capturing before the build, whose connections warn.
+    std::sync::LazyLock::force(&crate::helpers::LOGS);
+    let dir = tempfile::tempdir().unwrap();
+    let Some(database) =
+        crate::helpers::TestDatabase::create_for_test(Backend::Postgres, dir.path()).await
+    else {
+        return;
+    };
+    let crate::helpers::TestDatabase::Postgres { name, .. } = &database else {
+        unreachable!("a PostgreSQL database was asked for");
+    };
+    database
+        .execute(&format!(
+            "ALTER DATABASE {name} SET synchronous_commit = off"
+        ))
+        .await;
+    let escrow = age::x25519::Identity::generate();
+    let settings = crate::helpers::test_settings(database.url(), dir.path(), Some(&escrow));
+    let app = crate::helpers::start(
+        incident_vault::startup::Application::build(settings.clone())
+            .await
+            .unwrap(),
+        settings,
+        escrow,
+        database,
+        dir,
+    );
+    // What each INSERT of a case saw, recorded by the database itself.
+    app.database
+        .execute(
+            "CREATE TABLE commit_settings (setting text NOT NULL); \
+             CREATE FUNCTION note_commit_setting() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN INSERT INTO commit_settings \
+             VALUES (current_setting('synchronous_commit')); RETURN NEW; END $$; \
+             CREATE TRIGGER note_commit_setting BEFORE INSERT ON cases \
+             FOR EACH ROW EXECUTE FUNCTION note_commit_setting()",
+        )
+        .await;
+
+    // At once, so that more than one pooled connection writes.
+    let reports: Vec<Value> = (0..6)
+        .map(|index| minimal_report(&format!("report {index}")))
+        .collect();
+    futures_util::future::join_all(reports.iter().map(|report| app.file(report))).await;
+
+    let mut connection = sqlx::PgConnection::connect(app.database.url())
+        .await
+        .unwrap();
+    let outside: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(
+        outside, "off",
+        "the test did not set the database's default"
+    );
+    let seen: Vec<String> = sqlx::query_scalar("SELECT setting FROM commit_settings")
+        .fetch_all(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 6);
+    assert!(seen.iter().all(|setting| setting == "on"), "{seen:?}");
+    // No other test turns the setting off, and the warning comes once per process.
+    assert!(
+        crate::helpers::LOGS
+            .contents()
+            .contains("synchronous_commit is off"),
+        "the operator was not told"
+    );
+}
