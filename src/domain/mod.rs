@@ -10,6 +10,7 @@ pub mod receipt;
 pub mod report;
 pub mod username;
 pub mod vocabulary;
+pub mod wire;
 
 pub use case_ref::{CaseRef, EntryId, InvalidCaseRef};
 pub use desk::{DeskSlug, InvalidDeskSlug};

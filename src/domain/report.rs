@@ -127,7 +127,7 @@ pub struct Consent {
     pub share_with_partners: bool,
     #[serde(default)]
     pub aggregate_statistics: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::wire::object")]
     #[validate(nested)]
     pub contact: Contact,
 }
@@ -158,7 +158,11 @@ pub struct ReportWire {
     pub desk: Option<String>,
     #[zeroize(skip)]
     pub incident_type: IncidentType,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::domain::wire::optional_object"
+    )]
     #[validate(nested)]
     pub mechanism: Option<Mechanism>,
     /// A date-time (`2024-01-23T10:30:00Z`), a date (`2024-01-23`) or a month (`2024-01`).
@@ -171,7 +175,11 @@ pub struct ReportWire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(length(max = limits::LOCATION), custom(function = "free_text"))]
     pub location: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::domain::wire::optional_object"
+    )]
     #[validate(nested)]
     pub perpetrator: Option<Perpetrator>,
     #[validate(
@@ -180,10 +188,14 @@ pub struct ReportWire {
         custom(function = "not_blank")
     )]
     pub description: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::domain::wire::optional_object"
+    )]
     #[validate(nested)]
     pub blocked_submission: Option<BlockedSubmission>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::wire::object")]
     #[validate(nested)]
     pub consent: Consent,
     /// A BCP 47 language tag such as `en`, `fr` or `zh-Hant`.
@@ -378,14 +390,18 @@ fn rejection(code: &'static str, message: &'static str) -> ValidationError {
     ValidationError::new(code).with_message(message.into())
 }
 
-/// One line of text: no control characters, and no bidirectional overrides or isolates
-/// (U+202A–U+202E, U+2066–U+2069), which can make a short label read differently than it is.
+/// One line of text: no control characters or line separators (U+2028, U+2029), and no
+/// bidirectional overrides or isolates (U+202A–U+202E, U+2066–U+2069), which can make a short
+/// label read differently than it is. The implicit direction marks (U+200E, U+200F, U+061C) are
+/// kept: right-to-left writers' keyboards put them into ordinary text.
 fn single_line(value: &str) -> Result<(), ValidationError> {
     let spoofing =
         |character: char| matches!(character, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    // Unicode's line and paragraph separators are line breaks, though not control characters.
+    let line_break = |character: char| matches!(character, '\u{2028}' | '\u{2029}');
     if value
         .chars()
-        .any(|character| character.is_control() || spoofing(character))
+        .any(|character| character.is_control() || spoofing(character) || line_break(character))
     {
         return Err(rejection(
             "single_line",
@@ -464,8 +480,17 @@ fn valid_occurred_at(value: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// A date written `YYYY-MM-DD`, exactly: `time`'s `[year]` also takes a sign (`+2024-01-23`,
+/// `-0001-01-01`), which would then be stored as a month such as `-001-01`.
 fn parse_date(value: &str) -> Option<Date> {
-    Date::parse(value, format_description!("[year]-[month]-[day]")).ok()
+    let shaped = value.len() == 10
+        && value.bytes().enumerate().all(|(index, byte)| match index {
+            4 | 7 => byte == b'-',
+            _ => byte.is_ascii_digit(),
+        });
+    shaped
+        .then(|| Date::parse(value, format_description!("[year]-[month]-[day]")).ok())
+        .flatten()
 }
 
 fn parse_occurred_at(value: &str) -> Option<Date> {
@@ -714,12 +739,50 @@ mod tests {
             "2024-13-01",
             "2024-1",
             "2024-01-23 10:30",
+            // A sign, which `time` would take and the month column would keep as `-001-01`.
+            "+2024-01-23",
+            "-0001-01-01",
+            "+202-01",
+            "-001-01",
         ] {
             let rejected = Report::parse(wire(json!({
                 "incident_type": "threat", "description": "x", "occurred_at": input
             })))
             .unwrap_err();
             assert!(rejected.fields.contains_key("occurred_at"), "{input}");
+        }
+        for input in ["+2024-01-23", "-0001-01-01", "2024-1-23", "20240123"] {
+            let rejected = Report::parse(wire(json!({
+                "incident_type": "threat", "description": "x",
+                "blocked_submission": {"submitted_on": input}
+            })))
+            .unwrap_err();
+            assert!(
+                rejected
+                    .fields
+                    .contains_key("blocked_submission.submitted_on"),
+                "{input}"
+            );
+        }
+    }
+
+    /// Unicode's line and paragraph separators break a line as `\n` does.
+    #[test]
+    fn one_line_fields_refuse_unicode_line_separators_and_free_text_keeps_them() {
+        for separator in ['\u{2028}', '\u{2029}'] {
+            let rejected = Report::parse(wire(json!({
+                "incident_type": "threat", "description": "x",
+                "mechanism": {"kind": "upr", "session": format!("UPR{separator}45")}
+            })))
+            .unwrap_err();
+            assert!(rejected.fields.contains_key("mechanism.session"));
+            assert!(
+                Report::parse(wire(json!({
+                    "incident_type": "threat",
+                    "description": format!("first{separator}second")
+                })))
+                .is_ok()
+            );
         }
     }
 
@@ -863,9 +926,10 @@ mod tests {
             let forbidden = text.chars().any(|character| {
                 let bidirectional =
                     matches!(character, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+                let separator = matches!(character, '\u{2028}' | '\u{2029}');
                 let line_break_or_tab = matches!(character, '\n' | '\r' | '\t');
                 (character.is_control() && (one_line || !line_break_or_tab))
-                    || (one_line && bidirectional)
+                    || (one_line && (bidirectional || separator))
             });
             if over_limit || forbidden {
                 return Some(format!("{pointer}: {text:?}"));
@@ -1057,7 +1121,7 @@ mod tests {
     fn hostile_text() -> impl Strategy<Value = serde_json::Value> {
         let intruder = proptest::sample::select(vec![
             '\0', '\u{7}', '\u{1b}', '\n', '\r', '\t', '\u{85}', '\u{202a}', '\u{202e}',
-            '\u{2066}', '\u{2069}',
+            '\u{2066}', '\u{2069}', '\u{2028}', '\u{2029}',
         ]);
         prop_oneof![
             4 => ("[a-z ]{0,8}", intruder, "[a-z ]{0,8}")
@@ -1065,6 +1129,8 @@ mod tests {
             1 => Just(json!("x".repeat(usize::try_from(limits::DESCRIPTION).unwrap() + 1))),
             1 => Just(json!("2999-01-01")),
             1 => Just(json!("2024-02-30")),
+            1 => Just(json!("+2024-01-23")),
+            1 => Just(json!("-0001-01-01")),
             1 => Just(json!("")),
             1 => Just(json!("   ")),
             2 => "\\PC{0,16}".prop_map(|text| json!(text)),

@@ -7,10 +7,7 @@
 macro_rules! vocabulary {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:tt),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
-            utoipa::ToSchema,
-        )]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }
@@ -32,6 +29,34 @@ macro_rules! vocabulary {
             /// The wire spellings of every value.
             pub fn names() -> Vec<&'static str> {
                 Self::ALL.iter().map(|value| value.as_str()).collect()
+            }
+        }
+
+        /// From the wire spelling as a string only. serde's derive would also take
+        /// `{"threat": null}`, and would answer `null`, a number or a boolean with a syntax
+        /// error (a 400 for valid JSON) rather than a type error naming the field.
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Spelling;
+
+                impl serde::de::Visitor<'_> for Spelling {
+                    type Value = $name;
+
+                    fn expecting(
+                        &self,
+                        formatter: &mut std::fmt::Formatter<'_>,
+                    ) -> std::fmt::Result {
+                        let names: Vec<String> =
+                            $name::names().iter().map(|name| format!("`{name}`")).collect();
+                        write!(formatter, "one of {}", names.join(", "))
+                    }
+
+                    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<$name, E> {
+                        $name::parse(text).ok_or_else(|| E::unknown_variant(text, &[$($text),+]))
+                    }
+                }
+
+                deserializer.deserialize_str(Spelling)
             }
         }
 

@@ -92,7 +92,9 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         ),
     };
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    // Every body is an object: serde's derive alone would also take an array of field values.
+    let crate::domain::wire::Object(parsed) = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|error| {
         let path = error.path().to_string();
         // The object that holds the failing key, from the path's segments: the last segment may
         // be a key the client chose, dots included, so it is dropped whole, never split.
@@ -147,6 +149,22 @@ fn shape_error(path: &str, parent: &str, reason: &str) -> ApiError {
             None => "holds a field that is not part of the report".to_owned(),
         };
         ("unknown_field", parent.to_owned(), message)
+    } else if let Some(name) = reason
+        .strip_prefix("duplicate field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        // Raised by the object that holds the key twice, before its value is read: `path` names
+        // that object. Which of the two values was meant cannot be known.
+        let field = if path == "." {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        };
+        (
+            "duplicate_field",
+            field,
+            "appears more than once".to_owned(),
+        )
     } else if let Some(name) = reason
         .strip_prefix("missing field `")
         .and_then(|rest| rest.split('`').next())
@@ -260,6 +278,99 @@ mod tests {
                 r#"{"incident_type": "threat", "description": "x", "consent": {"a.b.c": 1}}"#
             ),
             ("unknown_field".to_owned(), vec!["consent".to_owned()])
+        );
+    }
+
+    /// serde's derive alone took a struct from an array of its field values in order, and a
+    /// vocabulary value from `{"threat": null}`: both filed a report.
+    #[test]
+    fn arrays_for_objects_and_objects_for_values_are_type_errors_at_their_path() {
+        for (body, field) in [
+            (
+                r#"["default", "threat", null, null, null, null, null, "x"]"#,
+                "body",
+            ),
+            (
+                r#"{"incident_type": "threat", "description": "x", "mechanism": ["upr"]}"#,
+                "mechanism",
+            ),
+            (
+                r#"{"incident_type": "threat", "description": "x", "consent": [true]}"#,
+                "consent",
+            ),
+            (
+                r#"{"incident_type": "threat", "description": "x",
+                    "consent": {"contact": [true, "signal", "h"]}}"#,
+                "consent.contact",
+            ),
+            (
+                r#"{"incident_type": {"threat": null}, "description": "x"}"#,
+                "incident_type",
+            ),
+            (
+                r#"{"incident_type": "threat", "description": "x",
+                    "mechanism": {"kind": {"upr": null}}}"#,
+                "mechanism.kind",
+            ),
+        ] {
+            assert_eq!(
+                code_and_fields(body),
+                ("invalid_type".to_owned(), vec![field.to_owned()]),
+                "{body}"
+            );
+        }
+    }
+
+    /// A wrong type for a vocabulary value is valid JSON: a 422 naming the field, not a 400.
+    #[test]
+    fn a_vocabulary_value_of_the_wrong_type_is_named() {
+        for (body, field) in [
+            (
+                r#"{"incident_type": null, "description": "x"}"#,
+                "incident_type",
+            ),
+            (
+                r#"{"incident_type": 5, "description": "x"}"#,
+                "incident_type",
+            ),
+            (
+                r#"{"incident_type": "threat", "description": "x", "mechanism": {"kind": true}}"#,
+                "mechanism.kind",
+            ),
+            (
+                r#"{"incident_type": "threat", "description": "x", "consent": {"sg_report": null}}"#,
+                "consent.sg_report",
+            ),
+            (
+                r#"{"incident_type": "threat", "description": "x", "occurred_at_precision": 1}"#,
+                "occurred_at_precision",
+            ),
+        ] {
+            assert_eq!(
+                code_and_fields(body),
+                ("invalid_type".to_owned(), vec![field.to_owned()]),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_given_twice_is_named() {
+        assert_eq!(
+            code_and_fields(
+                r#"{"incident_type": "threat", "description": "a", "description": "b"}"#
+            ),
+            ("duplicate_field".to_owned(), vec!["description".to_owned()])
+        );
+        assert_eq!(
+            code_and_fields(
+                r#"{"incident_type": "threat", "description": "x",
+                    "consent": {"share_with_ohchr": true, "share_with_ohchr": false}}"#
+            ),
+            (
+                "duplicate_field".to_owned(),
+                vec!["consent.share_with_ohchr".to_owned()]
+            )
         );
     }
 }

@@ -31,8 +31,9 @@ const SESSION_COOKIE_SCHEME: &str = "session_cookie";
         description = "A sealed intake for reprisal reports. Every error has the body \
                        `{\"error\", \"message\", \"fields\"}` (the `ApiError` schema), and \
                        each response lists the `error` codes it can carry. A JSON body of the \
-                       wrong shape is a 422 `missing_field`, `unknown_field`, `invalid_type` or \
-                       `unknown_value` whose `fields` names the dotted path. A case the caller \
+                       wrong shape is a 422 `missing_field`, `unknown_field`, `invalid_type`, \
+                       `unknown_value` or `duplicate_field` whose `fields` names the dotted \
+                       path; objects are objects (an array of their values is refused). A case the caller \
                        may not see is a 404, never a 403.",
     ),
     paths(super::health::healthz, super::health::readyz),

@@ -244,6 +244,63 @@ fn bad_inputs() -> Vec<BadInput> {
             Some("body"),
         ),
         case(
+            "a report given as an array of its values",
+            json_bytes(json!([
+                "default", "threat", null, null, null, null, null, "x"
+            ])),
+            422,
+            "invalid_type",
+            Some("body"),
+        ),
+        case(
+            "a nested object given as an array",
+            json_bytes(
+                json!({"incident_type": "threat", "description": "x", "mechanism": ["upr", "UPR 45"]}),
+            ),
+            422,
+            "invalid_type",
+            Some("mechanism"),
+        ),
+        case(
+            "a vocabulary value given as an object",
+            json_bytes(json!({"incident_type": {"threat": null}, "description": "x"})),
+            422,
+            "invalid_type",
+            Some("incident_type"),
+        ),
+        case(
+            "a vocabulary value that is null",
+            json_bytes(json!({"incident_type": null, "description": "x"})),
+            422,
+            "invalid_type",
+            Some("incident_type"),
+        ),
+        case(
+            "a key given twice",
+            br#"{"incident_type": "threat", "description": "a", "description": "b"}"#.to_vec(),
+            422,
+            "duplicate_field",
+            Some("description"),
+        ),
+        case(
+            "a signed year",
+            json_bytes(
+                json!({"incident_type": "threat", "description": "x", "occurred_at": "-0001-01-01"}),
+            ),
+            422,
+            "invalid_report",
+            Some("occurred_at"),
+        ),
+        case(
+            "a line separator in a one-line field",
+            json_bytes(
+                json!({"incident_type": "threat", "description": "x", "mechanism": {"kind": "upr", "session": "UPR\u{2028}45"}}),
+            ),
+            422,
+            "invalid_report",
+            Some("mechanism.session"),
+        ),
+        case(
             "an over-long description",
             json_bytes(json!({"incident_type": "threat", "description": "x".repeat(20_001)})),
             422,
