@@ -115,13 +115,21 @@ pub async fn file_report(
 }
 
 fn idempotency_key(request: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
-    let Some(value) = request.headers().get(IDEMPOTENCY_KEY_HEADER) else {
-        return Ok(None);
-    };
     let invalid = |message: String| ApiError::BadRequest {
         code: "invalid_idempotency_key",
         message,
     };
+    let mut values = request.headers().get_all(IDEMPOTENCY_KEY_HEADER);
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    // Which one a retry would repeat cannot be known: honouring the first would file a second
+    // case for a retry that sends the keys in another order.
+    if values.next().is_some() {
+        return Err(invalid(
+            "Send one Idempotency-Key header, not several.".into(),
+        ));
+    }
     let text = value
         .to_str()
         .map_err(|_| invalid("Idempotency-Key must be plain ASCII.".into()))?;

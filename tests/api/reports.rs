@@ -428,6 +428,29 @@ async fn each_class_of_bad_input_gets_its_code_and_stores_nothing(backend: Backe
     }
 }
 
+/// Two Idempotency-Key headers: which one a retry repeats cannot be known, so neither is used.
+async fn two_idempotency_keys_are_refused_and_store_nothing(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+
+    let response = app
+        .client
+        .post(format!("{}/api/v1/reports", app.address))
+        .header("Content-Type", "application/json")
+        .header("Idempotency-Key", random_idempotency_key())
+        .header("Idempotency-Key", random_idempotency_key())
+        .body(serde_json::to_vec(&minimal_report("x")).unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_idempotency_key", "{body}");
+    app.assert_nothing_stored().await;
+}
+
 async fn a_chunked_body_over_the_limit_is_cut_off_with_413(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -792,6 +815,7 @@ crate::on_both_backends!(
     concurrent_retries_with_one_key_still_give_one_case,
     one_key_reused_for_another_report_is_refused,
     each_class_of_bad_input_gets_its_code_and_stores_nothing,
+    two_idempotency_keys_are_refused_and_store_nothing,
     a_chunked_body_over_the_limit_is_cut_off_with_413,
     a_large_report_sent_in_small_chunks_is_filed_whole,
     a_body_that_stalls_gets_408_and_stores_nothing,
