@@ -20,13 +20,16 @@ use tracing_subscriber::util::SubscriberInitExt;
 use crate::configuration::LogFormat;
 use crate::error::ApiError;
 
-/// Modules of dependencies that log a value they were given, which may be a secret, whatever the
-/// operator's filter says: sqlx-postgres logs a connection-URL parameter it does not read with
-/// its value (validate() refuses those, but a future 0.9.x may read fewer), and a malformed
-/// `.pgpass` line whole (a password among it).
-const SILENCED: [&str; 2] = [
+/// Modules of dependencies that log a value they were given, which may be a secret or whatever a
+/// client chose to send, whatever the operator's filter says: sqlx-postgres logs a
+/// connection-URL parameter it does not read with its value (validate() refuses those, but a
+/// future 0.9.x may read fewer), and a malformed `.pgpass` line whole (a password among it);
+/// actix-http's request decoder logs a malformed `Content-Length` or `Transfer-Encoding` header
+/// with its value at DEBUG (the request itself is answered 400).
+const SILENCED: [&str; 3] = [
     "sqlx_postgres::options::parse=off",
     "sqlx_postgres::options::pgpass=off",
+    "actix_http::h1::decoder=off",
 ];
 
 /// The operator's filter (`telemetry.level`), with [`SILENCED`] added after it, so that no
@@ -39,12 +42,48 @@ fn log_filter(filter: &str) -> anyhow::Result<EnvFilter> {
     Ok(filter)
 }
 
+/// Drops actix-http's log line for a request it could not parse (a malformed header, a bad or
+/// doubled `Content-Length`, an HTTP/1.0 POST without one). actix logs it at ERROR, as
+/// `stream error: request parse error: …`, though it is the client's fault, answered with a 400,
+/// and changes nothing: at ERROR, any client could fill the log and wake whoever is paged for
+/// the service's errors. The dispatcher's other lines (its own failures) are kept.
+struct DropUnparsedRequests;
+
+/// The dispatcher's target and the start of the line it writes for an unparsable request.
+const DISPATCHER: &str = "actix_http::h1::dispatcher";
+const PARSE_ERROR: &str = "stream error: request parse error";
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for DropUnparsedRequests {
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        if event.metadata().target() != DISPATCHER {
+            return true;
+        }
+        struct Message(bool);
+        impl field::Visit for Message {
+            fn record_debug(&mut self, field: &field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}").starts_with(PARSE_ERROR);
+                }
+            }
+        }
+        let mut parse_error = Message(false);
+        event.record(&mut parse_error);
+        !parse_error.0
+    }
+}
+
 /// Installs the global subscriber. `writer` is stdout in production and a buffer in tests.
 pub fn init_subscriber<W>(format: LogFormat, filter: &str, writer: W) -> anyhow::Result<()>
 where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
 {
-    let registry = tracing_subscriber::registry().with(log_filter(filter)?);
+    let registry = tracing_subscriber::registry()
+        .with(log_filter(filter)?)
+        .with(DropUnparsedRequests);
     match format {
         LogFormat::Pretty => registry
             .with(
@@ -208,14 +247,45 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(target: "sqlx_postgres::options::parse", value = "hunter2", "x");
             tracing::warn!(target: "sqlx_postgres::options::pgpass", line = "*:*:*:hunter3", "x");
+            tracing::debug!(target: "actix_http::h1::decoder", "illegal Content-Length: \"hunter4\"");
             tracing::warn!(target: "sqlx_postgres::connection", "still logged");
         });
 
         let logged = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         assert!(
-            !logged.contains("hunter2") && !logged.contains("hunter3"),
+            !logged.contains("hunter2")
+                && !logged.contains("hunter3")
+                && !logged.contains("hunter4"),
             "{logged}"
         );
         assert!(logged.contains("still logged"), "{logged}");
+    }
+
+    /// A request actix cannot parse is the client's fault: its ERROR line is dropped, and the
+    /// dispatcher's other errors are kept.
+    #[test]
+    fn an_unparsable_request_logs_no_error_and_other_dispatcher_errors_remain() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(log_filter("trace").unwrap())
+            .with(DropUnparsedRequests)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(move || writer.clone())
+                    .with_ansi(false),
+            );
+
+        tracing::subscriber::with_default(subscriber, || {
+            let error = "request parse error: invalid Header provided";
+            tracing::error!(target: "actix_http::h1::dispatcher", "stream error: {}", error);
+            tracing::error!(target: "actix_http::h1::dispatcher", "Response payload stream error: x");
+            tracing::error!(target: "incident_vault::elsewhere", "stream error: request parse error");
+        });
+
+        let logged = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(!logged.contains("invalid Header"), "{logged}");
+        assert!(logged.contains("Response payload stream error"), "{logged}");
+        assert!(logged.contains("incident_vault::elsewhere"), "{logged}");
     }
 }

@@ -411,7 +411,47 @@ async fn the_request_span_carries_method_route_template_status_latency_and_the_r
     );
 }
 
+/// A request actix cannot parse (here a `Content-Length` that is not a number) is answered 400
+/// and leaves no ERROR line: any client could send them by the thousand.
+async fn an_unparsable_request_is_refused_without_an_error_in_the_log(backend: Backend) {
+    use std::io::{Read, Write};
+    let Some(mut app) = spawn_app(backend).await else {
+        return;
+    };
+    let address = app.address.trim_start_matches("http://").to_owned();
+
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream
+            .write_all(
+                b"POST /api/v1/reports HTTP/1.1\r\nHost: vault\r\n\
+                  Content-Type: application/json\r\nContent-Length: XCANARYLENGTH\r\n\r\n",
+            )
+            .unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .unwrap();
+    // Every line the server writes for that connection is written once it has stopped.
+    app.hang_up_and_stop().await;
+
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let logs = LOGS.contents();
+    assert!(
+        !logs.contains("request parse error"),
+        "an ERROR line for the client's fault"
+    );
+    let leaked: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("XCANARYLENGTH"))
+        .collect();
+    assert!(leaked.is_empty(), "{leaked:?}");
+}
+
 crate::on_both_backends!(
+    an_unparsable_request_is_refused_without_an_error_in_the_log,
     account_secrets_leave_no_trace_in_the_logs,
     a_canary_in_a_report_leaves_no_trace_at_rest_or_in_the_logs,
     a_full_request_cycle_logs_no_ip_address_and_no_user_agent,
