@@ -76,14 +76,24 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for DropUnparsedReques
     }
 }
 
+/// The registry with the operator's filter, [`SILENCED`] and [`DropUnparsedRequests`]: what every
+/// output format is layered on.
+fn filtered_registry(
+    filter: &str,
+) -> anyhow::Result<
+    impl tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span> + Send + Sync,
+> {
+    Ok(tracing_subscriber::registry()
+        .with(log_filter(filter)?)
+        .with(DropUnparsedRequests))
+}
+
 /// Installs the global subscriber. `writer` is stdout in production and a buffer in tests.
 pub fn init_subscriber<W>(format: LogFormat, filter: &str, writer: W) -> anyhow::Result<()>
 where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
 {
-    let registry = tracing_subscriber::registry()
-        .with(log_filter(filter)?)
-        .with(DropUnparsedRequests);
+    let registry = filtered_registry(filter)?;
     match format {
         LogFormat::Pretty => registry
             .with(
@@ -230,28 +240,31 @@ mod tests {
         }
     }
 
-    /// Even at `trace` for everything, sqlx-postgres's connection-URL and `.pgpass` parsers log
-    /// nothing, and the rest of sqlx still does.
-    #[test]
-    fn the_modules_that_log_given_values_stay_silent_at_any_level() {
+    /// What the service's filtering lets through of what `emit` logs, with the operator's filter
+    /// at `trace` for everything.
+    fn logged_at_trace(emit: impl FnOnce()) -> String {
         let buffer = Buffer::default();
         let writer = buffer.clone();
-        let subscriber = tracing_subscriber::registry()
-            .with(log_filter("trace").unwrap())
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(move || writer.clone())
-                    .with_ansi(false),
-            );
+        let subscriber = filtered_registry("trace").unwrap().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || writer.clone())
+                .with_ansi(false),
+        );
+        tracing::subscriber::with_default(subscriber, emit);
+        String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+    }
 
-        tracing::subscriber::with_default(subscriber, || {
+    /// Even at `trace` for everything, sqlx-postgres's connection-URL and `.pgpass` parsers and
+    /// actix's request decoder log nothing, and the rest of sqlx still does.
+    #[test]
+    fn the_modules_that_log_given_values_stay_silent_at_any_level() {
+        let logged = logged_at_trace(|| {
             tracing::warn!(target: "sqlx_postgres::options::parse", value = "hunter2", "x");
             tracing::warn!(target: "sqlx_postgres::options::pgpass", line = "*:*:*:hunter3", "x");
             tracing::debug!(target: "actix_http::h1::decoder", "illegal Content-Length: \"hunter4\"");
             tracing::warn!(target: "sqlx_postgres::connection", "still logged");
         });
 
-        let logged = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         assert!(
             !logged.contains("hunter2")
                 && !logged.contains("hunter3")
@@ -265,25 +278,13 @@ mod tests {
     /// dispatcher's other errors are kept.
     #[test]
     fn an_unparsable_request_logs_no_error_and_other_dispatcher_errors_remain() {
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::registry()
-            .with(log_filter("trace").unwrap())
-            .with(DropUnparsedRequests)
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(move || writer.clone())
-                    .with_ansi(false),
-            );
-
-        tracing::subscriber::with_default(subscriber, || {
+        let logged = logged_at_trace(|| {
             let error = "request parse error: invalid Header provided";
             tracing::error!(target: "actix_http::h1::dispatcher", "stream error: {}", error);
             tracing::error!(target: "actix_http::h1::dispatcher", "Response payload stream error: x");
             tracing::error!(target: "incident_vault::elsewhere", "stream error: request parse error");
         });
 
-        let logged = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         assert!(!logged.contains("invalid Header"), "{logged}");
         assert!(logged.contains("Response payload stream error"), "{logged}");
         assert!(logged.contains("incident_vault::elsewhere"), "{logged}");

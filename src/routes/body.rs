@@ -149,32 +149,27 @@ fn shape_error(path: &str, parent: &str, reason: &str) -> ApiError {
             None => "holds a field that is not part of the report".to_owned(),
         };
         ("unknown_field", parent.to_owned(), message)
-    } else if let Some(name) = reason
-        .strip_prefix("duplicate field `")
-        .and_then(|rest| rest.split('`').next())
-    {
-        // Raised by the object that holds the key twice, before its value is read: `path` names
-        // that object. Which of the two values was meant cannot be known.
-        let field = if path == "." {
-            name.to_owned()
-        } else {
-            format!("{path}.{name}")
-        };
+    } else if let Some((code, name, message)) = [
         (
             "duplicate_field",
-            field,
-            "appears more than once".to_owned(),
-        )
-    } else if let Some(name) = reason
-        .strip_prefix("missing field `")
-        .and_then(|rest| rest.split('`').next())
-    {
+            "duplicate field `",
+            "appears more than once",
+        ),
+        ("missing_field", "missing field `", "is required"),
+    ]
+    .into_iter()
+    .find_map(|(code, prefix, message)| {
+        let name = reason.strip_prefix(prefix)?.split('`').next()?;
+        Some((code, name, message))
+    }) {
+        // Raised by the object that holds the key twice, or lacks it, before any value of it is
+        // read: `path` names that object, and `name` is one of our own field names.
         let field = if path == "." {
             name.to_owned()
         } else {
             format!("{path}.{name}")
         };
-        ("missing_field", field, "is required".to_owned())
+        (code, field, message.to_owned())
     } else {
         let message = match expected {
             Some(expected) => format!("has the wrong type; expected {expected}"),
