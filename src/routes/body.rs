@@ -70,13 +70,23 @@ fn require_json(request: &HttpRequest) -> Result<(), ApiError> {
         .and_then(|value| value.to_str().ok())
         .unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
-    if essence.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType {
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType {
             message: "Send the report as Content-Type: application/json.".into(),
-        })
+        });
     }
+    // Bodies are read as sent: a compressed one would otherwise be refused as malformed JSON,
+    // which sends a client's developer looking in the wrong place.
+    let encoded = request
+        .headers()
+        .get_all(header::CONTENT_ENCODING)
+        .any(|value| !value.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        return Err(ApiError::UnsupportedMediaType {
+            message: "Send the body uncompressed, without Content-Encoding.".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Syntax errors are a 400; a well-formed document of the wrong shape is a 422 that names the

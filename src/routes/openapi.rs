@@ -231,7 +231,8 @@ impl IntoResponses for JsonBodyErrors {
             ),
             (
                 "415",
-                "`unsupported_media_type`: the body is not `application/json`.",
+                "`unsupported_media_type`: the body is not `application/json`, or is sent with \
+                 a `Content-Encoding`.",
             ),
         ])
     }

@@ -451,6 +451,34 @@ async fn two_idempotency_keys_are_refused_and_store_nothing(backend: Backend) {
     app.assert_nothing_stored().await;
 }
 
+/// A compressed body is refused for its encoding, not as malformed JSON.
+async fn a_compressed_body_is_refused_as_unsupported_and_stores_nothing(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+
+    let response = app
+        .client
+        .post(format!("{}/api/v1/reports", app.address))
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 0x08, 0x00])
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 415);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "unsupported_media_type", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("Content-Encoding")),
+        "{body}"
+    );
+    app.assert_nothing_stored().await;
+}
+
 async fn a_chunked_body_over_the_limit_is_cut_off_with_413(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -816,6 +844,7 @@ crate::on_both_backends!(
     one_key_reused_for_another_report_is_refused,
     each_class_of_bad_input_gets_its_code_and_stores_nothing,
     two_idempotency_keys_are_refused_and_store_nothing,
+    a_compressed_body_is_refused_as_unsupported_and_stores_nothing,
     a_chunked_body_over_the_limit_is_cut_off_with_413,
     a_large_report_sent_in_small_chunks_is_filed_whole,
     a_body_that_stalls_gets_408_and_stores_nothing,
