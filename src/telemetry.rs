@@ -59,7 +59,8 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for DropUnparsedReques
         event: &tracing::Event<'_>,
         _: tracing_subscriber::layer::Context<'_, S>,
     ) -> bool {
-        if event.metadata().target() != DISPATCHER {
+        let metadata = event.metadata();
+        if *metadata.level() != tracing::Level::ERROR || metadata.target() != DISPATCHER {
             return true;
         }
         struct Message(bool);

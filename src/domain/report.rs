@@ -493,7 +493,13 @@ fn parse_date(value: &str) -> Option<Date> {
         .flatten()
 }
 
+/// The date of `occurred_at` in UTC, from year 1 on: year 0 with a positive offset would fall
+/// into year -1 in UTC, and be stored as a month such as `-001-12`.
 fn parse_occurred_at(value: &str) -> Option<Date> {
+    parse_occurred_at_any_year(value).filter(|date| date.year() >= 1)
+}
+
+fn parse_occurred_at_any_year(value: &str) -> Option<Date> {
     if let Ok(moment) = OffsetDateTime::parse(value, &Rfc3339) {
         // A moment late on 9999-12-31 with a negative offset falls after the last date `time`
         // can hold once in UTC (`to_offset` would panic). Only that end can overflow (RFC 3339
@@ -744,6 +750,9 @@ mod tests {
             "-0001-01-01",
             "+202-01",
             "-001-01",
+            // Year 0 with a positive offset is year -1 in UTC.
+            "0000-01-01T00:00:00+01:00",
+            "0000-06",
         ] {
             let rejected = Report::parse(wire(json!({
                 "incident_type": "threat", "description": "x", "occurred_at": input

@@ -29,6 +29,16 @@ where
     deserializer.deserialize_option(OptionalObject(PhantomData))
 }
 
+/// [`object`] for each item of a list.
+pub fn list_of_objects<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let items = Vec::<Object<T>>::deserialize(deserializer)?;
+    Ok(items.into_iter().map(|Object(item)| item).collect())
+}
+
 /// A body or field that must be an object: `Object<ReportWire>`.
 pub struct Object<T>(pub T);
 
@@ -122,6 +132,23 @@ mod tests {
                 .unwrap_err()
                 .contains("missing field `first`")
         );
+    }
+
+    #[test]
+    fn a_list_takes_objects_only() {
+        #[derive(Deserialize)]
+        struct List {
+            #[serde(deserialize_with = "list_of_objects")]
+            items: Vec<Inner>,
+        }
+        let parsed: List =
+            serde_json::from_str(r#"{"items": [{"value": 1}, {"value": 2}]}"#).unwrap();
+        assert_eq!(parsed.items, [Inner { value: 1 }, Inner { value: 2 }]);
+        let error = serde_json::from_str::<List>(r#"{"items": [{"value": 1}, [2]]}"#)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("expected an object"), "{error}");
     }
 
     #[test]

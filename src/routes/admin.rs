@@ -54,6 +54,7 @@ struct NewDeskRequest {
 #[serde(deny_unknown_fields)]
 struct MembersRequest {
     /// The whole new set of members.
+    #[serde(deserialize_with = "crate::domain::wire::list_of_objects")]
     members: Vec<MemberRequest>,
 }
 

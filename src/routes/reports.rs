@@ -123,9 +123,10 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiE
     let Some(value) = values.next() else {
         return Ok(None);
     };
-    // Which one a retry would repeat cannot be known: honouring the first would file a second
-    // case for a retry that sends the keys in another order.
-    if values.next().is_some() {
+    // Which of two keys a retry would repeat cannot be known: honouring the first would file a
+    // second case for a retry that sends them in another order. The same key twice (a proxy
+    // that repeats a header) is one key.
+    if values.any(|other| other != value) {
         return Err(invalid(
             "Send one Idempotency-Key header, not several.".into(),
         ));

@@ -46,23 +46,27 @@ impl PostgresStore {
 /// An acknowledged report is never lost: with `synchronous_commit = off` (a server, database or
 /// role default some operators set for speed), PostgreSQL answers COMMIT before the WAL reaches
 /// the disk, and a crash in the next moments loses cases whose receipts the reporters already
-/// hold. Each new connection raises it to `on` for its own session; a stronger setting
-/// (`remote_write`, `remote_apply`) and `local` (flushed here) are left as they are. One round
-/// trip per connection, not per request.
+/// hold. Each new connection pins the setting for its own session: `off` becomes `on`, and any
+/// other value (`local`, `on`, `remote_write`, `remote_apply`) is kept as it is, so that a later
+/// `ALTER SYSTEM … off` and reload cannot reach a pooled session either. One round trip per
+/// connection, none per request. (A pooler in transaction mode would hand the session setting to
+/// other clients; sqlx's prepared statements need session mode anyway.)
 async fn insist_on_durable_commits(connection: &mut sqlx::PgConnection) -> sqlx::Result<()> {
     static WARNED: AtomicBool = AtomicBool::new(false);
-    let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
-        .fetch_one(&mut *connection)
-        .await?;
-    if setting == "off" {
-        sqlx::query("SET synchronous_commit = on")
-            .execute(&mut *connection)
-            .await?;
-        if !WARNED.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                "the database's synchronous_commit is off, which can lose acknowledged reports                  in a crash: this service sets it to on for its own connections"
-            );
-        }
+    // The subquery reads the setting before the outer query sets it (`OFFSET 0` keeps the
+    // planner from folding the two into one list).
+    let (was, _pinned): (String, String) = sqlx::query_as(
+        "SELECT was, set_config('synchronous_commit', \
+         CASE was WHEN 'off' THEN 'on' ELSE was END, false) \
+         FROM (SELECT current_setting('synchronous_commit') AS was OFFSET 0) AS setting",
+    )
+    .fetch_one(&mut *connection)
+    .await?;
+    if was == "off" && !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "the database's synchronous_commit is off, which can lose acknowledged reports in a \
+             crash: this service sets it to on for its own connections"
+        );
     }
     Ok(())
 }

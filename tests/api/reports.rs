@@ -292,6 +292,15 @@ fn bad_inputs() -> Vec<BadInput> {
             Some("occurred_at"),
         ),
         case(
+            "a moment of year 0 that is year -1 in UTC",
+            json_bytes(
+                json!({"incident_type": "threat", "description": "x", "occurred_at": "0000-01-01T00:00:00+01:00"}),
+            ),
+            422,
+            "invalid_report",
+            Some("occurred_at"),
+        ),
+        case(
             "a line separator in a one-line field",
             json_bytes(
                 json!({"incident_type": "threat", "description": "x", "mechanism": {"kind": "upr", "session": "UPR\u{2028}45"}}),
@@ -428,7 +437,8 @@ async fn each_class_of_bad_input_gets_its_code_and_stores_nothing(backend: Backe
     }
 }
 
-/// Two Idempotency-Key headers: which one a retry repeats cannot be known, so neither is used.
+/// Two different Idempotency-Key headers: which one a retry repeats cannot be known, so neither
+/// is used.
 async fn two_idempotency_keys_are_refused_and_store_nothing(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -449,6 +459,23 @@ async fn two_idempotency_keys_are_refused_and_store_nothing(backend: Backend) {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "invalid_idempotency_key", "{body}");
     app.assert_nothing_stored().await;
+
+    // The same key twice (a proxy that repeats a header) is one key.
+    let key = random_idempotency_key();
+    for _ in 0..2 {
+        let response = app
+            .client
+            .post(format!("{}/api/v1/reports", app.address))
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", key.as_str())
+            .header("Idempotency-Key", key.as_str())
+            .body(serde_json::to_vec(&minimal_report("x")).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    assert_eq!(app.count("cases").await, 1);
 }
 
 /// A compressed body is refused for its encoding, not as malformed JSON.
