@@ -179,6 +179,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init => {
             init_telemetry(&settings, std::io::stderr)?;
             let generation = secrets_may_be_shown(&settings);
+            // A refusal for want of a recipient comes before anything is created or migrated:
+            // the target may be an empty database meant for `pg_restore`, or the path of a file
+            // about to be restored.
+            if settings.escrow_recipient()?.is_none()
+                && generation == EscrowGeneration::Refused
+                && !holds_an_instance(&settings.database.url).await
+            {
+                return Err(crate::services::instance::no_escrow_recipient());
+            }
             let store = storage::connect(&settings.database.url, 1).await?;
             let outcome = open_instance(
                 store.as_ref(),
@@ -296,11 +305,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// so that a shell without the service's environment (another working directory, a missing
 /// `APP_DATABASE__URL`) fails instead of making and initialising a database of its own.
 async fn open_existing(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn storage::Store>> {
-    storage::open(&settings.database.url, 1).await.context(
-        "could not open the database of database.url (APP_DATABASE__URL): operator commands \
-         use the service's existing database and neither create nor migrate one (run them with \
-         the service's environment; after an upgrade, `incident-vault migrate` first)",
-    )
+    crate::startup::open_initialised(&settings.database.url)
+        .await
+        .context(
+            "operator commands use the service's existing database and neither create nor \
+             migrate one (run them with the service's environment; after an upgrade, \
+             `incident-vault migrate` first)",
+        )
+}
+
+/// Whether the database at `url` exists and holds an instance, found without creating or
+/// migrating anything.
+async fn holds_an_instance(url: &str) -> bool {
+    match crate::startup::open_initialised(url).await {
+        Ok(store) => {
+            store.close().await;
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 /// Keeps this process's memory (reports being sealed, open identities, the escrow identity shown

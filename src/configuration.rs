@@ -196,6 +196,26 @@ fn refuse_misspelled_settings(names: &[String]) -> anyhow::Result<()> {
                 "{name} is not a setting; the settings are listed in the README's configuration table"
             );
         }
+        // `APP_SECTION__KEY` is this service's spelling: a section that does not exist is a
+        // misspelt one (`APP_DATABSE__URL`), which would otherwise be ignored as well.
+        if let Some((_, key)) = name
+            .strip_prefix("APP_")
+            .and_then(|rest| rest.split_once("__"))
+        {
+            let same_key: Vec<&String> = known
+                .iter()
+                .filter(|known| known.ends_with(&format!("__{key}")))
+                .collect();
+            match same_key.as_slice() {
+                [meant] => {
+                    bail!("{name} is not a setting (no such section): did you mean {meant}?")
+                }
+                _ => bail!(
+                    "{name} is not a setting (no such section); the settings are listed in the \
+                     README's configuration table"
+                ),
+            }
+        }
     }
     Ok(())
 }
@@ -275,6 +295,17 @@ impl Settings {
                 );
             }
         }
+        // actix-web panics above 512 workers, after the instance is recorded (and a generated
+        // escrow identity shown): refused here, before anything is created.
+        if self.server.workers > 512 {
+            bail!("server.workers (APP_SERVER__WORKERS) must be 0 (one per core) to 512");
+        }
+        if self.server.shutdown_timeout_seconds > 3600 {
+            bail!(
+                "server.shutdown_timeout_seconds (APP_SERVER__SHUTDOWN_TIMEOUT_SECONDS) must be 0 \
+                 to 3600"
+            );
+        }
         if self.database.max_connections == 0 || self.database.max_connections > 1000 {
             bail!("database.max_connections (APP_DATABASE__MAX_CONNECTIONS) must be 1 to 1000");
         }
@@ -316,8 +347,8 @@ impl Settings {
         if limits.crypto_concurrency > 256 {
             bail!("limits.crypto_concurrency (APP_LIMITS__CRYPTO_CONCURRENCY) must be 0 to 256");
         }
-        if limits.crypto_queue == 0 {
-            bail!("limits.crypto_queue (APP_LIMITS__CRYPTO_QUEUE) must be at least 1");
+        if !(1..=100_000).contains(&limits.crypto_queue) {
+            bail!("limits.crypto_queue (APP_LIMITS__CRYPTO_QUEUE) must be 1 to 100000");
         }
         if !(1..=24 * 7).contains(&limits.idempotency_ttl_hours) {
             bail!(
@@ -472,6 +503,9 @@ mod tests {
         assert!(refused(&["APP_DATABASE_URL"]).contains("did you mean APP_DATABASE__URL"));
         assert!(refused(&["APP_STORAGE__DATADIR"]).contains("did you mean APP_STORAGE__DATA_DIR"));
         assert!(refused(&["APP_DATABASE__URI"]).contains("APP_DATABASE__URI is not a setting"));
+        assert!(refused(&["APP_DATABSE__URL"]).contains("did you mean APP_DATABASE__URL"));
+        assert!(refused(&["APP_SERVR__WORKERS"]).contains("did you mean APP_SERVER__WORKERS"));
+        assert!(refused(&["APP_NOPE__NOTHING"]).contains("no such section"));
         // Every real setting, and other programs' APP_ variables, pass.
         let mut fine = known_setting_names().unwrap();
         fine.extend(names(&["APP_NAME", "APP_VERSION", "HOME", "APPLE"]));
@@ -520,6 +554,17 @@ mod tests {
             "a limit that admits every valid report"
         );
         assert!(refusal(|s| s.telemetry.level = "info,=[".into()).contains("APP_TELEMETRY__LEVEL"));
+        // actix-web panics above 512 workers, after the instance is recorded.
+        assert!(refusal(|s| s.server.workers = 513).contains("APP_SERVER__WORKERS"));
+        let mut settings = defaults();
+        settings.server.workers = 512;
+        assert!(settings.validate().is_ok());
+        assert!(
+            refusal(|s| s.server.shutdown_timeout_seconds = 3601)
+                .contains("APP_SERVER__SHUTDOWN_TIMEOUT_SECONDS")
+        );
+        assert!(refusal(|s| s.limits.crypto_queue = 0).contains("APP_LIMITS__CRYPTO_QUEUE"));
+        assert!(refusal(|s| s.limits.crypto_queue = 100_001).contains("APP_LIMITS__CRYPTO_QUEUE"));
     }
 
     #[test]

@@ -239,29 +239,42 @@ fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
 /// with its tables. `incident-vault init` does that once, on purpose. Checked before anything is
 /// written; a database that holds an instance is migrated as usual afterwards.
 pub(crate) async fn require_initialised(url: &str) -> anyhow::Result<()> {
-    let store = storage::open(url, 1).await.context(
-        "could not open database.url (APP_DATABASE__URL); a production service does not create \
-         its database: for a new installation run `incident-vault init` once",
-    )?;
-    let found = store.instance().await;
-    store.close().await;
-    match found {
-        Ok(Some(_)) => Ok(()),
-        // Only an answer that there is no instance (an empty database, or another's) sends the
-        // operator to `init`; any other failure is shown as it is.
-        Ok(None) => Err(no_instance()),
-        Err(error) if error.is_missing_table() => Err(no_instance()),
-        Err(error) => Err(anyhow::Error::new(error)
-            .context("could not read the instance from database.url (APP_DATABASE__URL)")),
-    }
+    open_initialised(url)
+        .await
+        .context(
+            "a production service neither creates nor initialises a database: for a new \
+             installation, run `incident-vault init` once",
+        )?
+        .close()
+        .await;
+    Ok(())
 }
 
-fn no_instance() -> anyhow::Error {
-    anyhow::anyhow!(
-        "database.url (APP_DATABASE__URL) holds no instance of this service. For a new \
-         installation, run `incident-vault init` once with the service's environment; when \
-         restoring, restore first. A production service does not initialise a database by itself"
-    )
+/// Opens the database at `url` as it is, never creating or migrating it, and checks that it
+/// holds an instance of this service. An empty file or database (a restore target not restored
+/// yet, a mistyped path) is named as such, not answered with a raw "no such table".
+pub(crate) async fn open_initialised(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let place = storage::describe_url(url);
+    let store = storage::open(url, 1)
+        .await
+        .with_context(|| format!("could not open {place} (database.url, APP_DATABASE__URL)"))?;
+    match store.instance().await {
+        Ok(Some(_)) => Ok(store),
+        outcome => {
+            store.close().await;
+            match outcome {
+                // Only an answer that there is no instance (an empty database, or another's)
+                // sends the operator to `init`; any other failure is shown as it is.
+                Err(error) if !error.is_missing_table() => Err(anyhow::Error::new(error)
+                    .context(format!("could not read the instance of {place}"))),
+                _ => Err(anyhow::anyhow!(
+                    "{place} (database.url, APP_DATABASE__URL) holds no instance of this \
+                     service. For a new installation, run `incident-vault init` once with the \
+                     service's environment; when restoring, restore first"
+                )),
+            }
+        }
+    }
 }
 
 /// A setup code when no account exists yet and a person will see it. Where nobody would (a

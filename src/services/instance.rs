@@ -41,6 +41,17 @@ pub enum EscrowGeneration {
 /// with nothing recorded.
 pub type ShowEscrow<'a> = &'a mut (dyn FnMut(&GeneratedEscrow) -> anyhow::Result<()> + Send);
 
+/// Why a first start without `escrow.recipient` is refused where nobody could see a generated
+/// identity.
+pub fn no_escrow_recipient() -> anyhow::Error {
+    anyhow::anyhow!(
+        "escrow.recipient (APP_ESCROW__RECIPIENT) is not set, and this is not a local instance at \
+         an interactive terminal, where a generated escrow identity could be shown safely. \
+         Generate one offline with `age-keygen -o escrow-identity.txt`, keep that file offline, \
+         and set APP_ESCROW__RECIPIENT to the age1… public key it prints"
+    )
+}
+
 /// What [`open_instance`] found or made.
 pub struct OpenedInstance {
     pub keys: InstanceKeys,
@@ -72,13 +83,9 @@ pub async fn open_instance(
         None => {
             let (recipient, generated) = match &configured_escrow {
                 Some(recipient) => (recipient.to_string(), None),
-                None if generation == EscrowGeneration::Refused => bail!(
-                    "escrow.recipient (APP_ESCROW__RECIPIENT) is not set, and this is not a local \
-                     instance at an interactive terminal, where a generated escrow identity could \
-                     be shown safely. Generate one offline with \
-                     `age-keygen -o escrow-identity.txt`, keep that file offline, and set \
-                     APP_ESCROW__RECIPIENT to the age1… public key it prints"
-                ),
+                None if generation == EscrowGeneration::Refused => {
+                    return Err(no_escrow_recipient());
+                }
                 None => {
                     let identity = crate::crypto::generate_identity();
                     let recipient = identity.to_public().to_string();

@@ -225,6 +225,48 @@ fn operator_commands_create_no_database_where_there_is_none() {
     }
 }
 
+/// `init` refused for want of an escrow recipient (no terminal to show a generated one) leaves
+/// its target as it was: an empty PostgreSQL database stays ready for `pg_restore`, a SQLite
+/// path stays free for a restored file. Then an operator command on that empty database says it
+/// holds no instance of this service and names it, instead of a raw "no such table".
+async fn a_refused_init_creates_nothing_and_commands_name_an_empty_database(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(database) = TestDatabase::create_for_test(backend, dir.path()).await else {
+        return;
+    };
+
+    let init = binary(&database, dir.path())
+        .arg("init")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&init.stderr);
+    assert!(!init.status.success(), "{stderr}");
+    assert!(stderr.contains("APP_ESCROW__RECIPIENT"), "{stderr}");
+    assert!(!created_or_migrated(&database).await, "{stderr}");
+
+    if let TestDatabase::Sqlite { file, .. } = &database {
+        // An empty file where the restored one will go.
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, b"").unwrap();
+    }
+    let verify = binary(&database, dir.path())
+        .args(["audit", "verify"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&verify.stderr);
+    assert!(!verify.status.success(), "{stderr}");
+    assert!(stderr.contains("holds no instance"), "{stderr}");
+    assert!(
+        !stderr.contains("no such table") && !stderr.contains("does not exist"),
+        "{stderr}"
+    );
+    let place = incident_vault::storage::describe_url(database.url());
+    assert!(stderr.contains(&place), "{place}: {stderr}");
+}
+
 /// Whether the SQLite file exists, or the PostgreSQL database holds a table.
 async fn created_or_migrated(database: &TestDatabase) -> bool {
     match database {
@@ -336,4 +378,5 @@ crate::on_both_backends!(
     production_migrates_only_with_its_config_layer_and_an_initialised_database,
     serve_without_a_terminal_or_an_escrow_recipient_refuses_to_start,
     serve_without_a_terminal_logs_no_setup_code_and_stops_cleanly_on_sigterm,
+    a_refused_init_creates_nothing_and_commands_name_an_empty_database,
 );
