@@ -725,11 +725,23 @@ fn read_identities(path: &Path) -> anyhow::Result<Vec<Box<dyn age::Identity + Se
             path.display()
         );
     }
+    if start.starts_with(b"age1") {
+        anyhow::bail!(
+            "{} holds a recipient (a public key, age1…), not an identity (AGE-SECRET-KEY-1…)",
+            path.display()
+        );
+    }
     let identities = age::IdentityFile::from_buffer(&bytes[..])
-        .with_context(|| format!("could not read the identity file {}", path.display()))?;
-    identities
+        .with_context(|| format!("could not read the identity file {}", path.display()))?
         .into_identities()
-        .map_err(|_| anyhow::anyhow!("{} holds no usable age identity", path.display()))
+        .map_err(|_| anyhow::anyhow!("{} holds no usable age identity", path.display()))?;
+    // An empty file, /dev/null or one of comments only: said as such, not as "no grant".
+    anyhow::ensure!(
+        !identities.is_empty(),
+        "{} holds no age identity",
+        path.display()
+    );
+    Ok(identities)
 }
 
 fn init_telemetry<W>(settings: &Settings, writer: W) -> anyhow::Result<()>

@@ -254,9 +254,30 @@ impl Settings {
             )
             .build()
             .context("could not read the configuration")?;
-        let mut settings: Settings = settings
-            .try_deserialize()
-            .context("the configuration has a missing or mistyped key")?;
+        let mut settings: Settings = settings.try_deserialize().map_err(|error| {
+            // config names the key (`server.workers`); the operator set a variable.
+            let message = error.to_string();
+            let variable = known_setting_names()
+                .unwrap_or_default()
+                .into_iter()
+                .find(|variable| {
+                    variable
+                        .strip_prefix("APP_")
+                        .and_then(|rest| rest.split_once("__"))
+                        .is_some_and(|(section, key)| {
+                            let dotted = format!("{section}.{key}").to_lowercase();
+                            message.contains(&format!("`{dotted}`"))
+                                || message.contains(&format!("\"{dotted}\""))
+                        })
+                });
+            let context = match variable {
+                Some(variable) => {
+                    format!("the configuration has a missing or mistyped key ({variable})")
+                }
+                None => "the configuration has a missing or mistyped key".to_owned(),
+            };
+            anyhow::Error::new(error).context(context)
+        })?;
         settings.environment = environment;
         settings.validate()?;
         Ok(settings)

@@ -63,15 +63,16 @@ impl Application {
         })?;
         let port = listener.local_addr()?.port();
         listener.set_nonblocking(true)?;
+        // A refused production start leaves no folder behind either.
+        if settings.environment == Environment::Production {
+            require_initialised(&settings.database.url).await?;
+        }
         storage::create_private_dir(&settings.storage.data_dir).with_context(|| {
             format!(
                 "storage.data_dir (APP_STORAGE__DATA_DIR): could not create {}",
                 settings.storage.data_dir.display()
             )
         })?;
-        if settings.environment == Environment::Production {
-            require_initialised(&settings.database.url).await?;
-        }
         let store =
             storage::connect(&settings.database.url, settings.database.max_connections).await?;
         // Its threads start here, before the instance is recorded: a thread that cannot start

@@ -253,6 +253,10 @@ async fn production_serves_only_a_database_that_init_prepared(backend: Backend) 
         untouched,
         "the refused start created or migrated the database"
     );
+    assert!(
+        !settings.storage.data_dir.exists(),
+        "the refused start created its data folder"
+    );
     let init = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_incident-vault"))
             .arg("init")

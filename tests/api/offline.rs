@@ -138,6 +138,26 @@ async fn identity_files_are_warned_about_when_shared_and_refused_when_encrypted(
         );
         assert!(refused.stdout.is_empty());
     }
+
+    // A file with no key in it, and a public key given for the private one, are said as such,
+    // not as "no grant for this case".
+    let comments = app.dir.path().join("comments-only.txt");
+    std::fs::write(&comments, "# created: 2026-11-29\n# public key: age1…\n").unwrap();
+    let recipient = app.dir.path().join("recipient.txt");
+    std::fs::write(&recipient, format!("{other}\n")).unwrap();
+    for (file, said) in [
+        (&comments, "holds no age identity"),
+        (
+            &recipient,
+            "holds a recipient (a public key, age1…), not an identity",
+        ),
+    ] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let refused = decrypt(file);
+        assert!(!refused.status.success());
+        assert!(stderr(&refused).contains(said), "{}", stderr(&refused));
+        assert!(refused.stdout.is_empty());
+    }
 }
 
 /// A case whose report entry was deleted still shows what is left, and says that it lost its
