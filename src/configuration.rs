@@ -163,6 +163,52 @@ fn known_setting_names() -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
+/// The environment variables of the settings that are whole numbers in the built-in base.toml.
+fn whole_number_setting_names() -> anyhow::Result<Vec<String>> {
+    let base = config::Config::builder()
+        .add_source(config::File::from_str(BASE, config::FileFormat::Toml))
+        .build()
+        .and_then(|base| base.try_deserialize::<config::Map<String, config::Value>>())
+        .context("the built-in base.toml is malformed")?;
+    let mut names = Vec::new();
+    for (section, keys) in base {
+        let Ok(keys) = keys.into_table() else {
+            continue;
+        };
+        for (key, value) in keys {
+            if matches!(
+                value.kind,
+                config::ValueKind::I64(_)
+                    | config::ValueKind::I128(_)
+                    | config::ValueKind::U64(_)
+                    | config::ValueKind::U128(_)
+            ) {
+                names.push(format!(
+                    "APP_{}__{}",
+                    section.to_uppercase(),
+                    key.to_uppercase()
+                ));
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Refuses a whole-number setting whose variable is not plain digits: the config crate would
+/// take `1.5` as 1 and `1e3` as 1000 without a word. The value is never shown.
+fn refuse_malformed_whole_numbers(variables: &[(String, String)]) -> anyhow::Result<()> {
+    let whole = whole_number_setting_names()?;
+    for (name, value) in variables {
+        let digits = value.trim();
+        if whole.contains(name)
+            && (digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()))
+        {
+            bail!("{name} must be a whole number, written in digits only");
+        }
+    }
+    Ok(())
+}
+
 /// Refuses an environment variable that is meant as a setting but is not one: a key of one of
 /// our sections that does not exist (`APP_DATABASE__URI`), or a setting with its underscores
 /// changed (`APP_DATABASE_URL`). Either would be ignored without a word, and the service would
@@ -227,6 +273,14 @@ impl Settings {
             .filter_map(|(name, _)| name.into_string().ok())
             .collect::<Vec<_>>();
         refuse_misspelled_settings(&names)?;
+        let settings_given = std::env::vars_os()
+            .filter_map(|(name, value)| {
+                let name = name.into_string().ok()?;
+                name.starts_with("APP_")
+                    .then(|| (name, value.to_string_lossy().into_owned()))
+            })
+            .collect::<Vec<_>>();
+        refuse_malformed_whole_numbers(&settings_given)?;
         let environment: Environment = std::env::var("APP_ENVIRONMENT")
             .unwrap_or_else(|_| "local".into())
             .parse()?;
@@ -532,6 +586,37 @@ mod tests {
         fine.extend(names(&["APP_NAME", "APP_VERSION", "HOME", "APPLE"]));
         assert!(refuse_misspelled_settings(&fine).is_ok());
         assert!(fine.contains(&"APP_LIMITS__JSON_BODY_BYTES".to_owned()));
+    }
+
+    #[test]
+    fn a_whole_number_setting_takes_digits_only_and_never_shows_the_value() {
+        let given = |name: &str, value: &str| vec![(name.to_owned(), value.to_owned())];
+        for value in ["1.5", "1e3", "-1", "", "0x10", "12 workers"] {
+            let error = refuse_malformed_whole_numbers(&given("APP_SERVER__WORKERS", value))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("APP_SERVER__WORKERS"), "{value}: {error}");
+            assert!(
+                value.is_empty() || !error.contains(value),
+                "{value}: {error}"
+            );
+        }
+        for (name, value) in [
+            ("APP_SERVER__WORKERS", "4"),
+            ("APP_ARGON2__MEMORY_KIB", " 19456 "),
+            ("APP_DATABASE__URL", "postgres://x/y?port=1.5"),
+            ("APP_NAME", "1.5"),
+        ] {
+            assert!(
+                refuse_malformed_whole_numbers(&given(name, value)).is_ok(),
+                "{name}={value}"
+            );
+        }
+        assert!(
+            whole_number_setting_names()
+                .unwrap()
+                .contains(&"APP_LIMITS__CRYPTO_QUEUE".to_owned())
+        );
     }
 
     #[test]

@@ -267,24 +267,34 @@ async fn a_refused_init_creates_nothing_and_commands_name_an_empty_database(back
     assert!(stderr.contains(&place), "{place}: {stderr}");
 }
 
-/// A setting of the wrong type is refused by its variable, before anything is created.
+/// A setting of the wrong type is refused by its variable, before anything is created: a word
+/// for a number, and a number for a choice of words.
 #[test]
 fn a_mistyped_setting_is_refused_by_its_variable() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("db").join("incident-vault.db");
-    let output = Command::new(env!("CARGO_BIN_EXE_incident-vault"))
-        .arg("migrate")
-        .env("APP_DATABASE__URL", format!("sqlite://{}", file.display()))
-        .env("APP_STORAGE__DATA_DIR", dir.path().join("data"))
-        .env("APP_SERVER__WORKERS", "many")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    for (variable, value, said) in [
+        (
+            "APP_SERVER__WORKERS",
+            "many",
+            "APP_SERVER__WORKERS must be a whole number",
+        ),
+        ("APP_TELEMETRY__FORMAT", "5", "(APP_TELEMETRY__FORMAT)"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_incident-vault"))
+            .arg("migrate")
+            .env("APP_DATABASE__URL", format!("sqlite://{}", file.display()))
+            .env("APP_STORAGE__DATA_DIR", dir.path().join("data"))
+            .env(variable, value)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
 
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
-    assert!(stderr.contains("(APP_SERVER__WORKERS)"), "{stderr}");
-    assert!(!file.exists() && !dir.path().join("data").exists());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(stderr.contains(said), "{stderr}");
+        assert!(!file.exists() && !dir.path().join("data").exists());
+    }
 }
 
 /// Whether the SQLite file exists, or the PostgreSQL database holds a table.
