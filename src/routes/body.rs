@@ -64,11 +64,15 @@ pub async fn read_json<T: DeserializeOwned>(
 }
 
 fn require_json(request: &HttpRequest) -> Result<(), ApiError> {
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
+    let mut content_types = request.headers().get_all(header::CONTENT_TYPE);
+    let first = content_types.next();
+    // Two that differ: which one the body is cannot be known.
+    if content_types.any(|other| Some(other) != first) {
+        return Err(ApiError::UnsupportedMediaType {
+            message: "Send one Content-Type: application/json.".into(),
+        });
+    }
+    let content_type = first.and_then(|value| value.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::UnsupportedMediaType {
@@ -113,6 +117,11 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         let inner = error.into_inner();
         if !inner.is_data() {
             return malformed(&inner);
+        }
+        // serde stops at the first fault, which may be one of shape in a body that is not JSON
+        // at all (cut off by a broken upload, say): that body is malformed, whatever else.
+        if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            return malformed(&syntax);
         }
         shape_error(&path, &parent, &inner.to_string())
     })?;
@@ -251,6 +260,22 @@ mod tests {
                 !shown.contains("Colonel") && !fields.contains("Colonel"),
                 "{shown} {fields}"
             );
+        }
+    }
+
+    /// A body cut off or garbled after a fault of shape is still malformed JSON, not a 422.
+    #[test]
+    fn a_body_that_is_not_json_is_malformed_even_after_a_fault_of_shape() {
+        for body in [
+            "[",
+            "[}",
+            "5 garbage",
+            r#"{"incident_type":"nope""#,
+            r#"{"incident_type":"threat","description":"x","x":"#,
+            r#"{"incident_type":"threat","description":5,,,,"#,
+            r#"{"incident_type":"threat","description":"x","description":"#,
+        ] {
+            assert_eq!(code_and_fields(body).0, "malformed_json", "{body}");
         }
     }
 

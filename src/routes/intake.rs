@@ -69,6 +69,7 @@ struct IntakeLimits {
     #[serde(rename = "consent.contact.handle_chars")]
     consent_contact_handle_chars: u64,
     language_chars: u64,
+    occurred_at_chars: u64,
 }
 
 /// How a phone makes a retry safe: a random key in this header, kept for `ttl_hours`.
@@ -125,6 +126,7 @@ pub async fn intake_parameters(
             consent_contact_channel_chars: limits::CONTACT_CHANNEL,
             consent_contact_handle_chars: limits::CONTACT_HANDLE,
             language_chars: limits::LANGUAGE,
+            occurred_at_chars: limits::OCCURRED_AT,
         },
         idempotency: IdempotencyRules {
             header: super::reports::IDEMPOTENCY_KEY_HEADER,

@@ -231,8 +231,8 @@ impl IntoResponses for JsonBodyErrors {
             ),
             (
                 "415",
-                "`unsupported_media_type`: the body is not `application/json`, or is sent with \
-                 a `Content-Encoding`.",
+                "`unsupported_media_type`: the body is not `application/json`, is sent with two \
+                 different `Content-Type`s, or with a `Content-Encoding`.",
             ),
         ])
     }

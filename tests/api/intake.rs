@@ -24,6 +24,7 @@ async fn intake_lists_the_default_desk_the_vocabularies_and_the_limits(backend: 
         .collect();
     assert_eq!(types, IncidentType::names());
     assert_eq!(body["limits"]["description_chars"], 20_000);
+    assert_eq!(body["limits"]["occurred_at_chars"], 64);
     assert_eq!(
         body["limits"]["body_bytes"],
         app.settings.limits.json_body_bytes

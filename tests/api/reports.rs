@@ -283,6 +283,31 @@ fn bad_inputs() -> Vec<BadInput> {
             Some("description"),
         ),
         case(
+            "a body cut off after a fault of shape",
+            br#"{"incident_type":"threat","description":"x","gps":"#.to_vec(),
+            400,
+            "malformed_json",
+            None,
+        ),
+        case(
+            "a submission date in the future",
+            json_bytes(
+                json!({"incident_type": "threat", "description": "x", "blocked_submission": {"submitted_on": "2999-01-01"}}),
+            ),
+            422,
+            "invalid_report",
+            Some("blocked_submission.submitted_on"),
+        ),
+        case(
+            "an occurred_at of 200,000 digits",
+            json_bytes(
+                json!({"incident_type": "threat", "description": "x", "occurred_at": format!("2024-01-23T10:30:00.{}Z", "1".repeat(200_000))}),
+            ),
+            422,
+            "invalid_report",
+            Some("occurred_at"),
+        ),
+        case(
             "a signed year",
             json_bytes(
                 json!({"incident_type": "threat", "description": "x", "occurred_at": "-0001-01-01"}),
@@ -476,6 +501,30 @@ async fn two_idempotency_keys_are_refused_and_store_nothing(backend: Backend) {
         assert_eq!(response.status(), 201);
     }
     assert_eq!(app.count("cases").await, 1);
+}
+
+/// Two different Content-Types: which one the body is cannot be known.
+async fn two_content_types_are_refused_and_store_nothing(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    for (first, second) in [
+        ("application/json", "text/plain"),
+        ("text/plain", "application/json"),
+    ] {
+        let response = app
+            .client
+            .post(format!("{}/api/v1/reports", app.address))
+            .header("Content-Type", first)
+            .header("Content-Type", second)
+            .body(serde_json::to_vec(&minimal_report("x")).unwrap())
+            .send()
+            .await
+            .unwrap();
+
+        assert_eq!(response.status(), 415, "{first}, {second}");
+        app.assert_nothing_stored().await;
+    }
 }
 
 /// A compressed body is refused for its encoding, not as malformed JSON.
@@ -872,6 +921,7 @@ crate::on_both_backends!(
     each_class_of_bad_input_gets_its_code_and_stores_nothing,
     two_idempotency_keys_are_refused_and_store_nothing,
     a_compressed_body_is_refused_as_unsupported_and_stores_nothing,
+    two_content_types_are_refused_and_store_nothing,
     a_chunked_body_over_the_limit_is_cut_off_with_413,
     a_large_report_sent_in_small_chunks_is_filed_whole,
     a_body_that_stalls_gets_408_and_stores_nothing,
