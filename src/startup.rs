@@ -124,6 +124,7 @@ impl Application {
         let served = vault.clone();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(head_as_get))
                 .wrap(security_headers())
                 .wrap(from_fn(request_span))
                 .app_data(vault.clone())
@@ -329,6 +330,19 @@ async fn purge_expired_rows(store: Arc<dyn Store>) {
             Err(error) => tracing::warn!(error = %error, "could not purge dead sessions"),
         }
     }
+}
+
+/// HEAD is answered wherever GET is, without the body (RFC 9110): a load balancer may probe
+/// `/healthz` that way. The routes know GET only; actix's codec, which saw the HEAD, leaves the
+/// body out of the answer. The request span, outside this, still records HEAD.
+async fn head_as_get(
+    mut request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    if request.method() == actix_web::http::Method::HEAD {
+        request.head_mut().method = actix_web::http::Method::GET;
+    }
+    next.call(request).await
 }
 
 /// Headers on every response: nothing is cached, framed, sniffed or referred.

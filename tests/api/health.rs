@@ -103,7 +103,50 @@ async fn an_unknown_route_is_a_json_404_with_security_headers(backend: Backend) 
     assert_eq!(body["error"], "not_found");
 }
 
+/// HEAD is answered as GET without a body: a load balancer that probes with HEAD sees the
+/// service up.
+async fn head_is_answered_wherever_get_is(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/api/v1/intake",
+        "/api/v1/openapi.json",
+    ] {
+        let response = app
+            .client
+            .head(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(response.headers().contains_key("x-request-id"), "{path}");
+    }
+    // On the wire (a client library would not read a body after HEAD anyway): the head ends the
+    // answer, with the length GET's body would have.
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream
+            .write_all(b"HEAD /healthz HTTP/1.1\r\nHost: vault\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        String::from_utf8(answer).unwrap()
+    })
+    .await
+    .unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body.is_empty(), "{answer}");
+}
+
 crate::on_both_backends!(
+    head_is_answered_wherever_get_is,
     healthz_answers_ok,
     readyz_reports_the_database_that_answers,
     readyz_is_503_when_the_database_cannot_be_reached,
