@@ -630,6 +630,22 @@ impl TestApp {
     }
 
     /// Runs the `incident-vault` binary against this test's database, as an operator would.
+    /// Sends `request` as raw bytes on a connection of its own and reads the whole answer, for
+    /// what an HTTP client library would refuse to send or would not show.
+    pub async fn raw_exchange(&self, request: &'static [u8]) -> String {
+        let address = self.address.trim_start_matches("http://").to_owned();
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(address).unwrap();
+            stream.write_all(request).unwrap();
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).unwrap();
+            String::from_utf8_lossy(&answer).into_owned()
+        })
+        .await
+        .unwrap()
+    }
+
     pub fn cli(&self, arguments: &[&str]) -> std::process::Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_incident-vault"))
             .args(arguments)

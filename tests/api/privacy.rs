@@ -414,26 +414,16 @@ async fn the_request_span_carries_method_route_template_status_latency_and_the_r
 /// A request actix cannot parse (here a `Content-Length` that is not a number) is answered 400
 /// and leaves no ERROR line: any client could send them by the thousand.
 async fn an_unparsable_request_is_refused_without_an_error_in_the_log(backend: Backend) {
-    use std::io::{Read, Write};
     let Some(mut app) = spawn_app(backend).await else {
         return;
     };
-    let address = app.address.trim_start_matches("http://").to_owned();
 
-    let answer = tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(address).unwrap();
-        stream
-            .write_all(
-                b"POST /api/v1/reports HTTP/1.1\r\nHost: vault\r\n\
-                  Content-Type: application/json\r\nContent-Length: XCANARYLENGTH\r\n\r\n",
-            )
-            .unwrap();
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).unwrap();
-        String::from_utf8_lossy(&answer).into_owned()
-    })
-    .await
-    .unwrap();
+    let answer = app
+        .raw_exchange(
+            b"POST /api/v1/reports HTTP/1.1\r\nHost: vault\r\n\
+              Content-Type: application/json\r\nContent-Length: XCANARYLENGTH\r\n\r\n",
+        )
+        .await;
     // Every line the server writes for that connection is written once it has stopped.
     app.hang_up_and_stop().await;
 

@@ -462,6 +462,22 @@ async fn each_class_of_bad_input_gets_its_code_and_stores_nothing(backend: Backe
     }
 }
 
+/// Posts `body` to the intake with exactly these headers, a name given twice sent twice.
+async fn post_with_headers(
+    app: &crate::helpers::TestApp,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(format!("{}/api/v1/reports", app.address))
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
 /// Two different Idempotency-Key headers: which one a retry repeats cannot be known, so neither
 /// is used.
 async fn two_idempotency_keys_are_refused_and_store_nothing(backend: Backend) {
@@ -469,16 +485,18 @@ async fn two_idempotency_keys_are_refused_and_store_nothing(backend: Backend) {
         return;
     };
 
-    let response = app
-        .client
-        .post(format!("{}/api/v1/reports", app.address))
-        .header("Content-Type", "application/json")
-        .header("Idempotency-Key", random_idempotency_key())
-        .header("Idempotency-Key", random_idempotency_key())
-        .body(serde_json::to_vec(&minimal_report("x")).unwrap())
-        .send()
-        .await
-        .unwrap();
+    let report = || serde_json::to_vec(&minimal_report("x")).unwrap();
+    let (first, second) = (random_idempotency_key(), random_idempotency_key());
+    let response = post_with_headers(
+        &app,
+        &[
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", &first),
+            ("Idempotency-Key", &second),
+        ],
+        report(),
+    )
+    .await;
 
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
@@ -488,16 +506,16 @@ async fn two_idempotency_keys_are_refused_and_store_nothing(backend: Backend) {
     // The same key twice (a proxy that repeats a header) is one key.
     let key = random_idempotency_key();
     for _ in 0..2 {
-        let response = app
-            .client
-            .post(format!("{}/api/v1/reports", app.address))
-            .header("Content-Type", "application/json")
-            .header("Idempotency-Key", key.as_str())
-            .header("Idempotency-Key", key.as_str())
-            .body(serde_json::to_vec(&minimal_report("x")).unwrap())
-            .send()
-            .await
-            .unwrap();
+        let response = post_with_headers(
+            &app,
+            &[
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", &key),
+                ("Idempotency-Key", &key),
+            ],
+            report(),
+        )
+        .await;
         assert_eq!(response.status(), 201);
     }
     assert_eq!(app.count("cases").await, 1);
@@ -512,15 +530,12 @@ async fn two_content_types_are_refused_and_store_nothing(backend: Backend) {
         ("application/json", "text/plain"),
         ("text/plain", "application/json"),
     ] {
-        let response = app
-            .client
-            .post(format!("{}/api/v1/reports", app.address))
-            .header("Content-Type", first)
-            .header("Content-Type", second)
-            .body(serde_json::to_vec(&minimal_report("x")).unwrap())
-            .send()
-            .await
-            .unwrap();
+        let response = post_with_headers(
+            &app,
+            &[("Content-Type", first), ("Content-Type", second)],
+            serde_json::to_vec(&minimal_report("x")).unwrap(),
+        )
+        .await;
 
         assert_eq!(response.status(), 415, "{first}, {second}");
         app.assert_nothing_stored().await;
@@ -533,15 +548,15 @@ async fn a_compressed_body_is_refused_as_unsupported_and_stores_nothing(backend:
         return;
     };
 
-    let response = app
-        .client
-        .post(format!("{}/api/v1/reports", app.address))
-        .header("Content-Type", "application/json")
-        .header("Content-Encoding", "gzip")
-        .body(vec![0x1f, 0x8b, 0x08, 0x00])
-        .send()
-        .await
-        .unwrap();
+    let response = post_with_headers(
+        &app,
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+        ],
+        vec![0x1f, 0x8b, 0x08, 0x00],
+    )
+    .await;
 
     assert_eq!(response.status(), 415);
     let body: Value = response.json().await.unwrap();
