@@ -139,59 +139,50 @@ impl FromStr for Environment {
     }
 }
 
-/// The environment variables that are settings: `APP_ENVIRONMENT`, `APP_CONFIG_DIR`, and
-/// `APP_SECTION__KEY` for every key of the built-in `base.toml` (which names them all).
-fn known_setting_names() -> anyhow::Result<Vec<String>> {
+/// Every key of the built-in `base.toml` (which names them all), as its environment variable
+/// `APP_SECTION__KEY`, with its default value.
+fn base_settings() -> anyhow::Result<Vec<(String, config::Value)>> {
     let base = config::Config::builder()
         .add_source(config::File::from_str(BASE, config::FileFormat::Toml))
         .build()
         .and_then(|base| base.try_deserialize::<config::Map<String, config::Value>>())
         .context("the built-in base.toml is malformed")?;
-    let mut names = vec!["APP_ENVIRONMENT".to_owned(), "APP_CONFIG_DIR".to_owned()];
-    for (section, keys) in base {
-        let Ok(keys) = keys.into_table() else {
-            continue;
-        };
-        for key in keys.keys() {
-            names.push(format!(
-                "APP_{}__{}",
-                section.to_uppercase(),
-                key.to_uppercase()
-            ));
-        }
-    }
-    Ok(names)
-}
-
-/// The environment variables of the settings that are whole numbers in the built-in base.toml.
-fn whole_number_setting_names() -> anyhow::Result<Vec<String>> {
-    let base = config::Config::builder()
-        .add_source(config::File::from_str(BASE, config::FileFormat::Toml))
-        .build()
-        .and_then(|base| base.try_deserialize::<config::Map<String, config::Value>>())
-        .context("the built-in base.toml is malformed")?;
-    let mut names = Vec::new();
+    let mut settings = Vec::new();
     for (section, keys) in base {
         let Ok(keys) = keys.into_table() else {
             continue;
         };
         for (key, value) in keys {
-            if matches!(
+            let variable = format!("APP_{}__{}", section.to_uppercase(), key.to_uppercase());
+            settings.push((variable, value));
+        }
+    }
+    Ok(settings)
+}
+
+/// The environment variables that are settings: `APP_ENVIRONMENT`, `APP_CONFIG_DIR`, and
+/// `APP_SECTION__KEY` for every key of the built-in `base.toml`.
+fn known_setting_names() -> anyhow::Result<Vec<String>> {
+    let mut names = vec!["APP_ENVIRONMENT".to_owned(), "APP_CONFIG_DIR".to_owned()];
+    names.extend(base_settings()?.into_iter().map(|(variable, _)| variable));
+    Ok(names)
+}
+
+/// The environment variables of the settings that are whole numbers in the built-in base.toml.
+fn whole_number_setting_names() -> anyhow::Result<Vec<String>> {
+    Ok(base_settings()?
+        .into_iter()
+        .filter(|(_, value)| {
+            matches!(
                 value.kind,
                 config::ValueKind::I64(_)
                     | config::ValueKind::I128(_)
                     | config::ValueKind::U64(_)
                     | config::ValueKind::U128(_)
-            ) {
-                names.push(format!(
-                    "APP_{}__{}",
-                    section.to_uppercase(),
-                    key.to_uppercase()
-                ));
-            }
-        }
-    }
-    Ok(names)
+            )
+        })
+        .map(|(variable, _)| variable)
+        .collect())
 }
 
 /// Refuses a whole-number setting whose variable is not plain digits: the config crate would
