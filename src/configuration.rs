@@ -190,11 +190,11 @@ fn whole_number_setting_names() -> anyhow::Result<Vec<String>> {
 fn refuse_malformed_whole_numbers(variables: &[(String, String)]) -> anyhow::Result<()> {
     let whole = whole_number_setting_names()?;
     for (name, value) in variables {
-        let digits = value.trim();
-        if whole.contains(name)
-            && (digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()))
+        // config reads the prefix in any case: `app_server__workers` is the same setting.
+        if whole.contains(&name.to_uppercase())
+            && (value.is_empty() || !value.bytes().all(|byte| byte.is_ascii_digit()))
         {
-            bail!("{name} must be a whole number, written in digits only");
+            bail!("{name} must be a whole number, written in digits only (no spaces)");
         }
     }
     Ok(())
@@ -233,8 +233,9 @@ fn refuse_misspelled_settings(names: &[String]) -> anyhow::Result<()> {
                 "{name} is not a setting; the settings are listed in the README's configuration table"
             );
         }
-        // `APP_SECTION__KEY` is this service's spelling: a section that does not exist is a
-        // misspelt one (`APP_DATABSE__URL`), which would otherwise be ignored as well.
+        // A section that does not exist, with a key that only one of ours has, is a misspelt
+        // section (`APP_DATABSE__URL`), which would otherwise be ignored as well. Other
+        // `APP_X__Y` variables (`APP_REDIS__URL` in a shared environment) are left alone.
         if let Some((_, key)) = name
             .strip_prefix("APP_")
             .and_then(|rest| rest.split_once("__"))
@@ -243,14 +244,8 @@ fn refuse_misspelled_settings(names: &[String]) -> anyhow::Result<()> {
                 .iter()
                 .filter(|known| known.ends_with(&format!("__{key}")))
                 .collect();
-            match same_key.as_slice() {
-                [meant] => {
-                    bail!("{name} is not a setting (no such section): did you mean {meant}?")
-                }
-                _ => bail!(
-                    "{name} is not a setting (no such section); the settings are listed in the \
-                     README's configuration table"
-                ),
+            if let [meant] = same_key.as_slice() {
+                bail!("{name} is not a setting (no such section): did you mean {meant}?");
             }
         }
     }
@@ -267,7 +262,8 @@ impl Settings {
         let settings_given = std::env::vars_os()
             .filter_map(|(name, value)| {
                 let name = name.into_string().ok()?;
-                name.starts_with("APP_")
+                name.to_uppercase()
+                    .starts_with("APP_")
                     .then(|| (name, value.to_string_lossy().into_owned()))
             })
             .collect::<Vec<_>>();
@@ -571,7 +567,8 @@ mod tests {
         assert!(refused(&["APP_DATABASE__URI"]).contains("APP_DATABASE__URI is not a setting"));
         assert!(refused(&["APP_DATABSE__URL"]).contains("did you mean APP_DATABASE__URL"));
         assert!(refused(&["APP_SERVR__WORKERS"]).contains("did you mean APP_SERVER__WORKERS"));
-        assert!(refused(&["APP_NOPE__NOTHING"]).contains("no such section"));
+        // Another program's variable whose key is none of ours.
+        assert!(refuse_misspelled_settings(&names(&["APP_REDIS__HOSTNAME"])).is_ok());
         // Every real setting, and other programs' APP_ variables, pass.
         let mut fine = known_setting_names().unwrap();
         fine.extend(names(&["APP_NAME", "APP_VERSION", "HOME", "APPLE"]));
@@ -582,7 +579,16 @@ mod tests {
     #[test]
     fn a_whole_number_setting_takes_digits_only_and_never_shows_the_value() {
         let given = |name: &str, value: &str| vec![(name.to_owned(), value.to_owned())];
-        for value in ["1.5", "1e3", "-1", "", "0x10", "12 workers"] {
+        for value in [
+            "1.5",
+            "1e3",
+            "-1",
+            "",
+            "0x10",
+            "12 workers",
+            " 4",
+            "19456\r",
+        ] {
             let error = refuse_malformed_whole_numbers(&given("APP_SERVER__WORKERS", value))
                 .unwrap_err()
                 .to_string();
@@ -594,7 +600,7 @@ mod tests {
         }
         for (name, value) in [
             ("APP_SERVER__WORKERS", "4"),
-            ("APP_ARGON2__MEMORY_KIB", " 19456 "),
+            ("APP_ARGON2__MEMORY_KIB", "19456"),
             ("APP_DATABASE__URL", "postgres://x/y?port=1.5"),
             ("APP_NAME", "1.5"),
         ] {
@@ -608,6 +614,8 @@ mod tests {
                 .unwrap()
                 .contains(&"APP_LIMITS__CRYPTO_QUEUE".to_owned())
         );
+        // config reads the prefix in any case.
+        assert!(refuse_malformed_whole_numbers(&given("app_server__workers", "1.5")).is_err());
     }
 
     #[test]

@@ -117,8 +117,9 @@ impl Application {
             idempotency_ttl_hours: settings.limits.idempotency_ttl_hours,
         });
 
+        // actix-web panics above 512 workers: validate() bounds the setting, this the default.
         let workers = match settings.server.workers {
-            0 => available_cores(),
+            0 => available_cores().min(512),
             configured => configured,
         };
         let served = vault.clone();
@@ -332,14 +333,23 @@ async fn purge_expired_rows(store: Arc<dyn Store>) {
     }
 }
 
-/// HEAD is answered wherever GET is, without the body (RFC 9110): a load balancer may probe
-/// `/healthz` that way. The routes know GET only; actix's codec, which saw the HEAD, leaves the
-/// body out of the answer. The request span, outside this, still records HEAD.
+/// The GET routes that anyone may probe and that change nothing: HEAD is answered on them.
+const HEAD_ROUTES: [&str; 4] = [
+    "/healthz",
+    "/readyz",
+    "/api/v1/intake",
+    "/api/v1/openapi.json",
+];
+
+/// HEAD is answered as GET, without the body (RFC 9110), on [`HEAD_ROUTES`]: a load balancer may
+/// probe `/healthz` that way. The routes know GET only; actix's codec, which saw the HEAD, leaves
+/// the body out of the answer. Not on a route behind a session: `GET /cases/{ref}` decrypts and
+/// audits a read, which a HEAD must not cause. The request span, outside this, records HEAD.
 async fn head_as_get(
     mut request: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    if request.method() == actix_web::http::Method::HEAD {
+    if request.method() == actix_web::http::Method::HEAD && HEAD_ROUTES.contains(&request.path()) {
         request.head_mut().method = actix_web::http::Method::GET;
     }
     next.call(request).await

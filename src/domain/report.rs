@@ -979,7 +979,8 @@ mod tests {
     fn single_line_text(limit: u64) -> BoxedStrategy<String> {
         let limit = usize::try_from(limit).unwrap();
         prop_oneof![
-            3 => "[^\\p{C}]{0,24}",
+            // Neither control characters nor Unicode's line separators (Zl, Zp).
+            3 => "[^\\p{C}\\p{Zl}\\p{Zp}]{0,24}",
             1 => proptest::sample::select(vec!['a', '\u{e9}', '\u{1F4F7}'])
                 .prop_map(move |character| character.to_string().repeat(limit)),
         ]

@@ -66,8 +66,11 @@ pub async fn read_json<T: DeserializeOwned>(
 fn require_json(request: &HttpRequest) -> Result<(), ApiError> {
     let mut content_types = request.headers().get_all(header::CONTENT_TYPE);
     let first = content_types.next();
-    // Two that differ: which one the body is cannot be known.
-    if content_types.any(|other| Some(other) != first) {
+    // Two that differ (in more than letter case): which one the body is cannot be known.
+    let differs = |other: &header::HeaderValue| {
+        first.is_none_or(|first| !first.as_bytes().eq_ignore_ascii_case(other.as_bytes()))
+    };
+    if content_types.any(differs) {
         return Err(ApiError::UnsupportedMediaType {
             message: "Send one Content-Type: application/json.".into(),
         });
@@ -122,6 +125,13 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         // at all (cut off by a broken upload, say): that body is malformed, whatever else.
         if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
             return malformed(&syntax);
+        }
+        // IgnoredAny skips strings without checking their UTF-8.
+        if std::str::from_utf8(body).is_err() {
+            return ApiError::BadRequest {
+                code: "malformed_json",
+                message: "The body is not valid JSON (it is not UTF-8).".into(),
+            };
         }
         shape_error(&path, &parent, &inner.to_string())
     })?;

@@ -103,8 +103,8 @@ async fn an_unknown_route_is_a_json_404_with_security_headers(backend: Backend) 
     assert_eq!(body["error"], "not_found");
 }
 
-/// HEAD is answered as GET without a body: a load balancer that probes with HEAD sees the
-/// service up.
+/// HEAD is answered as GET without a body on the open routes: a load balancer that probes with
+/// HEAD sees the service up.
 async fn head_is_answered_wherever_get_is(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -125,6 +125,15 @@ async fn head_is_answered_wherever_get_is(backend: Backend) {
         assert_eq!(response.status(), 200, "{path}");
         assert!(response.headers().contains_key("x-request-id"), "{path}");
     }
+    // Not behind a session: a HEAD there must not run the handler (a case read is decrypted
+    // and audited).
+    let response = app
+        .client
+        .head(format!("{}/api/v1/cases", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
     // On the wire (a client library would not read a body after HEAD anyway): the head ends the
     // answer, with the length GET's body would have.
     let answer = app
