@@ -25,6 +25,9 @@ pub enum ApiError {
     /// 404
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
+    /// 405: the address is a route, but not for this method; `Allow` lists the methods it takes.
+    #[error("This address does not take that method. It takes: {allow}.")]
+    MethodNotAllowed { allow: &'static str },
     /// 408: the client took too long to send its body.
     #[error("The request body arrived too slowly. Please try again.")]
     BodyTimeout,
@@ -109,6 +112,7 @@ impl ApiError {
             | Self::NotFound { code, .. }
             | Self::Unprocessable { code, .. }
             | Self::Unavailable { code, .. } => code,
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::BodyTimeout => "body_timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
@@ -134,6 +138,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -156,6 +161,9 @@ impl ResponseError for ApiError {
             Self::Unavailable { .. } | Self::DatabaseUnavailable(_)
         ) {
             response.insert_header((header::RETRY_AFTER, "5"));
+        }
+        if let Self::MethodNotAllowed { allow } = self {
+            response.insert_header((header::ALLOW, *allow));
         }
         response.json(ErrorBody {
             error: self.code(),

@@ -333,15 +333,7 @@ async fn purge_expired_rows(store: Arc<dyn Store>) {
     }
 }
 
-/// The GET routes that anyone may probe and that change nothing: HEAD is answered on them.
-const HEAD_ROUTES: [&str; 4] = [
-    "/healthz",
-    "/readyz",
-    "/api/v1/intake",
-    "/api/v1/openapi.json",
-];
-
-/// HEAD is answered as GET, without the body (RFC 9110), on [`HEAD_ROUTES`]: a load balancer may
+/// HEAD is answered as GET, without the body (RFC 9110), on [`routes::HEAD_ROUTES`]: a load balancer may
 /// probe `/healthz` that way. The routes know GET only; actix's codec, which saw the HEAD, leaves
 /// the body out of the answer. Not on a route behind a session: `GET /cases/{ref}` decrypts and
 /// audits a read, which a HEAD must not cause. The request span, outside this, records HEAD.
@@ -349,7 +341,9 @@ async fn head_as_get(
     mut request: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    if request.method() == actix_web::http::Method::HEAD && HEAD_ROUTES.contains(&request.path()) {
+    if request.method() == actix_web::http::Method::HEAD
+        && routes::HEAD_ROUTES.contains(&request.path())
+    {
         request.head_mut().method = actix_web::http::Method::GET;
     }
     next.call(request).await

@@ -21,6 +21,15 @@ pub struct RequestLimits {
     pub idempotency_ttl_hours: u32,
 }
 
+/// The GET routes that anyone may probe and that change nothing: HEAD is answered on them (see
+/// `startup::head_as_get`), and their `Allow` lists it.
+pub(crate) const HEAD_ROUTES: [&str; 4] = [
+    "/healthz",
+    "/readyz",
+    "/api/v1/intake",
+    "/api/v1/openapi.json",
+];
+
 /// Mounts every route. Each one must also be listed in `openapi::ApiDoc`: `tests/api/openapi.rs`
 /// fails on a route that is served but not documented.
 pub fn configure(config: &mut web::ServiceConfig) {
@@ -55,7 +64,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .default_service(web::to(not_found));
 }
 
-async fn not_found(_request: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+/// What no route answered: a 405 naming the methods where the address is a route, else a 404.
+async fn not_found(request: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    if let Some(allow) = openapi::allowed_methods(request.path()) {
+        return Err(ApiError::MethodNotAllowed { allow });
+    }
     Err(ApiError::NotFound {
         code: "not_found",
         message: "There is nothing at this address.".into(),

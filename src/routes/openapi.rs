@@ -34,7 +34,9 @@ const SESSION_COOKIE_SCHEME: &str = "session_cookie";
                        wrong shape is a 422 `missing_field`, `unknown_field`, `invalid_type`, \
                        `unknown_value` or `duplicate_field` whose `fields` names the dotted \
                        path; objects are objects (an array of their values is refused). A case the caller \
-                       may not see is a 404, never a 403.",
+                       may not see is a 404, never a 403. A route asked \
+                       with a method it does not take is a 405 `method_not_allowed` whose \
+                       `Allow` header lists the methods it takes.",
     ),
     paths(super::health::healthz, super::health::readyz),
     nest((path = "/api/v1", api = ApiV1)),
@@ -81,6 +83,70 @@ struct ApiV1;
 
 /// Built once: the document depends on nothing but the code.
 static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::openapi);
+
+/// A route of the document as a matcher: its path segments (`None` for a `{parameter}`, which
+/// matches any one non-empty segment, as actix's does) and the methods it answers.
+struct RouteMethods {
+    segments: Vec<Option<String>>,
+    allow: String,
+}
+
+/// Every documented route with its methods, HEAD included where it is answered as GET.
+static ROUTE_METHODS: LazyLock<Vec<RouteMethods>> = LazyLock::new(|| {
+    DOCUMENT
+        .paths
+        .paths
+        .iter()
+        .map(|(template, item)| {
+            let mut methods = Vec::new();
+            for (name, operation) in [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("PUT", &item.put),
+                ("PATCH", &item.patch),
+                ("DELETE", &item.delete),
+            ] {
+                if operation.is_some() {
+                    methods.push(name);
+                    if name == "GET" && super::HEAD_ROUTES.contains(&template.as_str()) {
+                        methods.push("HEAD");
+                    }
+                }
+            }
+            RouteMethods {
+                segments: template
+                    .split('/')
+                    .map(|segment| {
+                        (!(segment.starts_with('{') && segment.ends_with('}')))
+                            .then(|| segment.to_owned())
+                    })
+                    .collect(),
+                allow: methods.join(", "),
+            }
+        })
+        .collect()
+});
+
+/// The `Allow` list of the route at `path` (e.g. `GET, HEAD`), or `None` where no route is: a
+/// request that reaches the default service with a method the route does not take is told
+/// which ones it does (RFC 9110 §15.5.6) instead of that nothing is there.
+pub(crate) fn allowed_methods(path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path.split('/').collect();
+    ROUTE_METHODS
+        .iter()
+        .find(|route| {
+            route.segments.len() == segments.len()
+                && route
+                    .segments
+                    .iter()
+                    .zip(&segments)
+                    .all(|(expected, actual)| match expected {
+                        Some(literal) => literal == actual,
+                        None => !actual.is_empty(),
+                    })
+        })
+        .map(|route| route.allow.as_str())
+}
 
 /// This document.
 #[utoipa::path(

@@ -1,5 +1,6 @@
 //! Liveness, readiness, unknown routes and the headers on every response.
 
+use reqwest::Method;
 use serde_json::Value;
 
 use crate::helpers::{Backend, LOGS, request_id, spawn_app};
@@ -103,6 +104,52 @@ async fn an_unknown_route_is_a_json_404_with_security_headers(backend: Backend) 
     assert_eq!(body["error"], "not_found");
 }
 
+/// A route asked with a method it does not take says which it takes (RFC 9110): a client
+/// developer who sent GET instead of POST learns that, not that nothing is there.
+async fn a_known_route_with_another_method_is_a_405_naming_the_methods(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    for (method, path, allow) in [
+        (Method::GET, "/api/v1/reports", "POST"),
+        (Method::PUT, "/api/v1/intake", "GET, HEAD"),
+        (Method::POST, "/healthz", "GET, HEAD"),
+        (Method::DELETE, "/api/v1/cases/K7QM-3XTA-9PWD", "GET"),
+        (Method::PATCH, "/api/v1/admin/desks", "GET, POST"),
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "method_not_allowed", "{method} {path}");
+        assert!(body["message"].as_str().unwrap().contains(allow), "{body}");
+    }
+    // Where no route is, whatever the method, nothing is there; a parameter matches one
+    // non-empty segment, as the router's does.
+    for (method, path) in [
+        (Method::GET, "/api/v1/report"),
+        (Method::POST, "/healthz/"),
+        (Method::DELETE, "/api/v1/cases/"),
+        (Method::GET, "/api/v1/cases/K7QM-3XTA-9PWD/extra"),
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{method} {path}");
+        assert!(response.headers().get("allow").is_none(), "{method} {path}");
+    }
+}
+
 /// HEAD is answered as GET without a body on the open routes: a load balancer that probes with
 /// HEAD sees the service up.
 async fn head_is_answered_wherever_get_is(backend: Backend) {
@@ -133,7 +180,8 @@ async fn head_is_answered_wherever_get_is(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 404);
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "GET");
     // On the wire (a client library would not read a body after HEAD anyway): the head ends the
     // answer, with the length GET's body would have.
     let answer = app
@@ -145,6 +193,7 @@ async fn head_is_answered_wherever_get_is(backend: Backend) {
 }
 
 crate::on_both_backends!(
+    a_known_route_with_another_method_is_a_405_naming_the_methods,
     head_is_answered_wherever_get_is,
     healthz_answers_ok,
     readyz_reports_the_database_that_answers,

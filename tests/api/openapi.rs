@@ -7,7 +7,7 @@
 //! `#[utoipa::path]` and its line in `ApiDoc` fails here, and so does a documented operation that
 //! nothing answers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use reqwest::Method;
@@ -151,10 +151,9 @@ fn references(value: &Value, found: &mut Vec<String>) {
     }
 }
 
-/// Sends the operation with a placeholder for each path parameter, no body and no session.
-async fn call(app: &TestApp, (method, path): &Operation) -> (u16, Value) {
-    let concrete = path
-        .split('/')
+/// The path with a placeholder for each parameter.
+fn concrete_path(path: &str) -> String {
+    path.split('/')
         .map(|segment| {
             if segment.starts_with('{') {
                 "AAAA-AAAA-AAAA"
@@ -163,7 +162,12 @@ async fn call(app: &TestApp, (method, path): &Operation) -> (u16, Value) {
             }
         })
         .collect::<Vec<_>>()
-        .join("/");
+        .join("/")
+}
+
+/// Sends the operation with a placeholder for each path parameter, no body and no session.
+async fn call(app: &TestApp, (method, path): &Operation) -> (u16, Value) {
+    let concrete = concrete_path(path);
     let response = app
         .client
         .request(
@@ -226,6 +230,61 @@ async fn every_documented_operation_is_answered_by_a_route(backend: Backend) {
         unanswered.is_empty(),
         "documented, but only the default 404 answers: {unanswered:?}"
     );
+}
+
+/// Every documented address asked with a method it does not take answers 405, and its `Allow`
+/// is exactly the documented methods, plus HEAD where (and only where) HEAD is answered.
+async fn every_other_method_on_a_documented_address_is_a_405_with_its_allow(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let documented = documented_operations(&fetch_document(&app).await);
+    let mut by_path: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (method, path) in documented {
+        by_path.entry(path).or_default().insert(method);
+    }
+
+    let mut checked = 0;
+    for (path, methods) in &by_path {
+        let concrete = concrete_path(path);
+        let head = app
+            .client
+            .head(format!("{}{concrete}", app.address))
+            .send()
+            .await
+            .unwrap();
+        let head_answered = head.status() != 405;
+        for other in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            if methods.contains(other) {
+                continue;
+            }
+            let response = app
+                .client
+                .request(
+                    Method::from_bytes(other.as_bytes()).unwrap(),
+                    format!("{}{concrete}", app.address),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 405, "{other} {path}");
+            let allow: BTreeSet<String> = response.headers()["allow"]
+                .to_str()
+                .unwrap()
+                .split(", ")
+                .map(str::to_owned)
+                .collect();
+            let mut expected = methods.clone();
+            if head_answered {
+                expected.insert("HEAD".to_owned());
+            }
+            assert_eq!(allow, expected, "{other} {path}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"], "method_not_allowed", "{other} {path}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 50, "only {checked} wrong methods were tried");
 }
 
 async fn the_session_schemes_are_declared_exactly_where_a_session_is_asked_for(backend: Backend) {
@@ -361,6 +420,7 @@ crate::on_both_backends!(
     the_document_is_openapi_3_json,
     every_route_the_service_serves_is_documented_and_nothing_else,
     every_documented_operation_is_answered_by_a_route,
+    every_other_method_on_a_documented_address_is_a_405_with_its_allow,
     the_session_schemes_are_declared_exactly_where_a_session_is_asked_for,
     every_reference_resolves_and_every_error_has_the_api_error_body,
 );
