@@ -117,12 +117,7 @@ async fn a_known_route_with_another_method_is_a_405_naming_the_methods(backend: 
         (Method::DELETE, "/api/v1/cases/K7QM-3XTA-9PWD", "GET"),
         (Method::PATCH, "/api/v1/admin/desks", "GET, POST"),
     ] {
-        let response = app
-            .client
-            .request(method.clone(), format!("{}{path}", app.address))
-            .send()
-            .await
-            .unwrap();
+        let response = app.request(method.clone(), path).await;
 
         assert_eq!(response.status(), 405, "{method} {path}");
         assert_eq!(response.headers()["allow"], allow, "{method} {path}");
@@ -139,12 +134,7 @@ async fn a_known_route_with_another_method_is_a_405_naming_the_methods(backend: 
         (Method::DELETE, "/api/v1/cases/"),
         (Method::GET, "/api/v1/cases/K7QM-3XTA-9PWD/extra"),
     ] {
-        let response = app
-            .client
-            .request(method.clone(), format!("{}{path}", app.address))
-            .send()
-            .await
-            .unwrap();
+        let response = app.request(method.clone(), path).await;
         assert_eq!(response.status(), 404, "{method} {path}");
         assert!(response.headers().get("allow").is_none(), "{method} {path}");
     }

@@ -495,8 +495,13 @@ impl TestApp {
 
     /// GETs a path.
     pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::GET, path).await
+    }
+
+    /// Sends `method` to `path` with no body, no session and no extra header.
+    pub async fn request(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
         self.client
-            .get(format!("{}{path}", self.address))
+            .request(method, format!("{}{path}", self.address))
             .send()
             .await
             .expect("the request is sent")

@@ -167,16 +167,8 @@ fn concrete_path(path: &str) -> String {
 
 /// Sends the operation with a placeholder for each path parameter, no body and no session.
 async fn call(app: &TestApp, (method, path): &Operation) -> (u16, Value) {
-    let concrete = concrete_path(path);
-    let response = app
-        .client
-        .request(
-            Method::from_bytes(method.as_bytes()).unwrap(),
-            format!("{}{concrete}", app.address),
-        )
-        .send()
-        .await
-        .expect("the request is sent");
+    let method = Method::from_bytes(method.as_bytes()).unwrap();
+    let response = app.request(method, &concrete_path(path)).await;
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -247,26 +239,14 @@ async fn every_other_method_on_a_documented_address_is_a_405_with_its_allow(back
     let mut checked = 0;
     for (path, methods) in &by_path {
         let concrete = concrete_path(path);
-        let head = app
-            .client
-            .head(format!("{}{concrete}", app.address))
-            .send()
-            .await
-            .unwrap();
+        let head = app.request(Method::HEAD, &concrete).await;
         let head_answered = head.status() != 405;
         for other in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
             if methods.contains(other) {
                 continue;
             }
-            let response = app
-                .client
-                .request(
-                    Method::from_bytes(other.as_bytes()).unwrap(),
-                    format!("{}{concrete}", app.address),
-                )
-                .send()
-                .await
-                .unwrap();
+            let method = Method::from_bytes(other.as_bytes()).unwrap();
+            let response = app.request(method, &concrete).await;
             assert_eq!(response.status(), 405, "{other} {path}");
             let allow: BTreeSet<String> = response.headers()["allow"]
                 .to_str()
