@@ -105,6 +105,77 @@ async fn serve_without_a_terminal_or_an_escrow_recipient_refuses_to_start(backen
     assert!(!String::from_utf8_lossy(&output.stdout).contains("AGE-SECRET-KEY"));
 }
 
+/// `serve` as a supervisor runs it: no terminal, stdout read to the end on a thread.
+struct Served {
+    child: std::process::Child,
+    port: u16,
+    stdout: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl Served {
+    /// Starts `serve` with a configured escrow recipient and waits for its ready line.
+    fn start(database: &TestDatabase, dir: &std::path::Path) -> Self {
+        let escrow = age::x25519::Identity::generate();
+        let mut child = binary(database, dir)
+            .arg("serve")
+            .env("APP_ESCROW__RECIPIENT", escrow.to_public().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (ready_sender, ready) = std::sync::mpsc::channel();
+        let stdout = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in stdout.lines().map_while(Result::ok) {
+                if line.contains("incident-vault is ready") {
+                    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    let port = event["fields"]["port"]
+                        .as_u64()
+                        .expect("the port is logged");
+                    let _ = ready_sender.send(u16::try_from(port).unwrap());
+                }
+                lines.push(line);
+            }
+            lines
+        });
+        let port = ready
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the service never said it was ready");
+        Self {
+            child,
+            port,
+            stdout,
+        }
+    }
+
+    /// Sends SIGTERM.
+    fn terminate(&self) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+    }
+
+    /// Waits for the process to end after [`Self::terminate`]; its status and stdout lines.
+    fn wait(mut self, within: Duration) -> (std::process::ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!("the service did not stop within {within:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status, self.stdout.join().unwrap())
+    }
+}
+
 async fn serve_without_a_terminal_logs_no_setup_code_and_stops_cleanly_on_sigterm(
     backend: Backend,
 ) {
@@ -112,53 +183,14 @@ async fn serve_without_a_terminal_logs_no_setup_code_and_stops_cleanly_on_sigter
     let Some(database) = TestDatabase::create_for_test(backend, dir.path()).await else {
         return;
     };
-    let escrow = age::x25519::Identity::generate();
-    let mut child = binary(&database, dir.path())
-        .arg("serve")
-        .env("APP_ESCROW__RECIPIENT", escrow.to_public().to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Keep reading stdout to the end, as a terminal would, and signal the ready line.
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (ready_sender, ready) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in stdout.lines().map_while(Result::ok) {
-            if line.contains("incident-vault is ready") {
-                let _ = ready_sender.send(());
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    assert!(
-        ready.recv_timeout(Duration::from_secs(60)).is_ok(),
-        "the service never said it was ready"
-    );
+    let served = Served::start(&database, dir.path());
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    served.terminate();
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the service did not stop within 20 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (status, lines) = served.wait(Duration::from_secs(20));
     assert!(status.success(), "{status:?}");
     // Without a terminal, stdout is the log: the first start's setup code is not in it, only
     // how to ask for one.
-    let lines = reader.join().unwrap();
     assert!(
         lines.iter().all(|line| !line.contains("setup code:")),
         "{lines:?}"
@@ -169,6 +201,112 @@ async fn serve_without_a_terminal_logs_no_setup_code_and_stops_cleanly_on_sigter
             .any(|line| line.contains("run `incident-vault setup-code`")),
         "{lines:?}"
     );
+}
+
+/// SIGTERM in the middle of a stream of reports (PEERS.md: the peer failed to stop two times in
+/// five after load). The service stops taking connections, answers the reports it had taken in,
+/// exits with 0, and every report it acknowledged is stored whole: the case, its report entry
+/// and its escrow grant.
+async fn sigterm_under_load_answers_what_is_in_flight_and_loses_no_acknowledged_report(
+    backend: Backend,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(database) = TestDatabase::create_for_test(backend, dir.path()).await else {
+        return;
+    };
+    let served = Served::start(&database, dir.path());
+    let url = format!("http://127.0.0.1:{}/api/v1/reports", served.port);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let signalled: std::sync::Arc<std::sync::OnceLock<Instant>> = Default::default();
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+
+    // Eight phones filing one report after another: (sent, answered, case_ref) per 201.
+    let phones: Vec<_> = (0..8)
+        .map(|phone| {
+            let (client, url) = (client.clone(), url.clone());
+            let (signalled, acknowledged) = (signalled.clone(), acknowledged.clone());
+            tokio::spawn(async move {
+                let mut filed = Vec::new();
+                loop {
+                    let sent = Instant::now();
+                    let answer = client
+                        .post(&url)
+                        .header("Idempotency-Key", crate::helpers::random_idempotency_key())
+                        .json(&crate::helpers::minimal_report(
+                            "filed while the service stops",
+                        ))
+                        .send()
+                        .await;
+                    let Ok(response) = answer else {
+                        // Refused or closed: only once the service is stopping.
+                        assert!(signalled.get().is_some(), "phone {phone}: {answer:?}");
+                        break;
+                    };
+                    let status = response.status().as_u16();
+                    let body: serde_json::Value = response.json().await.unwrap_or_default();
+                    let answered = Instant::now();
+                    match status {
+                        201 => {
+                            let case_ref = body["case_ref"].as_str().unwrap().to_owned();
+                            filed.push((sent, answered, case_ref));
+                            acknowledged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        503 if body["error"] == "intake_saturated" => {}
+                        _ => panic!("phone {phone}: {status} {body}"),
+                    }
+                    if signalled
+                        .get()
+                        .is_some_and(|at| at.elapsed() > Duration::from_secs(30))
+                    {
+                        break;
+                    }
+                }
+                filed
+            })
+        })
+        .collect();
+    while acknowledged.load(std::sync::atomic::Ordering::Relaxed) < 24 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    served.terminate();
+    let signal = Instant::now();
+    signalled.set(signal).unwrap();
+    let mut filed = Vec::new();
+    for phone in phones {
+        filed.extend(phone.await.unwrap());
+    }
+    let (status, lines) = served.wait(Duration::from_secs(60));
+
+    assert!(status.success(), "{status:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("incident-vault stopped")),
+        "{lines:?}"
+    );
+    let drained = filed
+        .iter()
+        .filter(|(sent, answered, _)| *sent < signal && *answered > signal)
+        .count();
+    assert!(
+        drained > 0,
+        "no report in flight at SIGTERM was answered: {} filed",
+        filed.len()
+    );
+    let stored = database.whole_case_ids().await;
+    let lost: Vec<_> = filed
+        .iter()
+        .filter(|(_, _, case_ref)| !stored.contains(case_ref))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged but not stored whole: {lost:?}"
+    );
+    assert!(stored.len() >= filed.len());
 }
 
 /// An operator's shell without the service's environment points the commands at a database
@@ -408,5 +546,6 @@ crate::on_both_backends!(
     production_migrates_only_with_its_config_layer_and_an_initialised_database,
     serve_without_a_terminal_or_an_escrow_recipient_refuses_to_start,
     serve_without_a_terminal_logs_no_setup_code_and_stops_cleanly_on_sigterm,
+    sigterm_under_load_answers_what_is_in_flight_and_loses_no_acknowledged_report,
     a_refused_init_creates_nothing_and_commands_name_an_empty_database,
 );

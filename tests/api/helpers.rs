@@ -232,6 +232,19 @@ impl TestDatabase {
         }
     }
 
+    /// The ids of the cases stored whole: with their report entry and their escrow grant.
+    pub async fn whole_case_ids(&self) -> std::collections::BTreeSet<String> {
+        let sql = "SELECT c.id FROM cases c \
+                   WHERE EXISTS (SELECT 1 FROM entries e WHERE e.case_id = c.id AND e.kind = 'report') \
+                   AND EXISTS (SELECT 1 FROM grants g WHERE g.case_id = c.id AND g.grantee_kind = 'escrow')";
+        with_connection!(self, |connection| sqlx::query_scalar(sql)
+            .fetch_all(&mut connection)
+            .await
+            .unwrap())
+        .into_iter()
+        .collect()
+    }
+
     /// Every `reporter_access` row, read outside the service.
     pub async fn reporter_access_rows(&self) -> Vec<incident_vault::storage::ReporterAccessRecord> {
         let sql = "SELECT lookup_id, case_id, kdf_params, reporter_recipient, sealed_identity, \
