@@ -19,9 +19,10 @@ use crate::storage::NewAuditEvent;
 #[derive(Debug, Parser)]
 #[command(name = "incident-vault", version, about)]
 pub struct Cli {
-    /// Folder with base.toml and {APP_ENVIRONMENT}.toml.
-    #[arg(long, env = "APP_CONFIG_DIR", default_value = "config", global = true)]
-    pub config_dir: PathBuf,
+    /// Folder with base.toml and {APP_ENVIRONMENT}.toml [default: config]. One that is named
+    /// must exist: a mistyped folder would otherwise leave a local run on built-in defaults.
+    #[arg(long, env = "APP_CONFIG_DIR", global = true)]
+    pub config_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -153,7 +154,15 @@ pub enum CaseCommand {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::load(&cli.config_dir)?;
+    let config_dir = match cli.config_dir {
+        Some(named) if !named.is_dir() => anyhow::bail!(
+            "APP_CONFIG_DIR (or --config-dir) names {}, which is not a folder",
+            named.display()
+        ),
+        Some(named) => named,
+        None => PathBuf::from("config"),
+    };
+    let settings = Settings::load(&config_dir)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate => {
@@ -166,28 +175,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("refused to migrate {target}"))?;
             }
-            let store = storage::connect(&settings.database.url, 1)
+            let (store, applied) = storage::connect_migrating(&settings.database.url, 1)
                 .await
                 .with_context(|| format!("could not migrate {target}"))?;
             store.close().await;
-            writeln!(
-                std::io::stdout().lock(),
-                "{target}: migrations are up to date"
-            )?;
+            // A mistyped path or database name makes a new, empty one: say so.
+            let outcome = match applied {
+                0 => "migrations are up to date".to_owned(),
+                1 => "applied 1 migration; migrations are up to date".to_owned(),
+                many => format!("applied {many} migrations; migrations are up to date"),
+            };
+            writeln!(std::io::stdout().lock(), "{target}: {outcome}")?;
             Ok(())
         }
         Command::Init => {
             init_telemetry(&settings, std::io::stderr)?;
             let generation = secrets_may_be_shown(&settings);
-            // A refusal for want of a recipient comes before anything is created or migrated:
-            // the target may be an empty database meant for `pg_restore`, or the path of a file
-            // about to be restored.
-            if settings.escrow_recipient()?.is_none()
-                && generation == EscrowGeneration::Refused
-                && !holds_an_instance(&settings.database.url).await
-            {
-                return Err(crate::services::instance::no_escrow_recipient());
-            }
+            refuse_early_without_escrow_recipient(&settings, generation).await?;
             let store = storage::connect(&settings.database.url, 1).await?;
             let outcome = open_instance(
                 store.as_ref(),
@@ -307,11 +311,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn open_existing(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn storage::Store>> {
     crate::startup::open_initialised(&settings.database.url)
         .await
-        .context(
-            "operator commands use the service's existing database and neither create nor \
-             migrate one (run them with the service's environment; after an upgrade, \
-             `incident-vault migrate` first)",
-        )
+        .map_err(|error| {
+            if error.is::<crate::startup::NoInstance>() {
+                error.context(
+                    "operator commands use the service's existing database and neither create \
+                     nor migrate one (run them with the service's environment; after an \
+                     upgrade, `incident-vault migrate` first)",
+                )
+            } else {
+                error
+            }
+        })
+}
+
+/// A start or `init` that will refuse for want of an escrow recipient (none configured, and none
+/// may be generated and shown here) refuses before anything is created or migrated: the target
+/// may be an empty database meant for `pg_restore`, or the path of a file about to be restored.
+/// A database that holds an instance already records its recipient, and goes on.
+async fn refuse_early_without_escrow_recipient(
+    settings: &Settings,
+    generation: EscrowGeneration,
+) -> anyhow::Result<()> {
+    if settings.escrow_recipient()?.is_none()
+        && generation == EscrowGeneration::Refused
+        && !holds_an_instance(&settings.database.url).await
+    {
+        return Err(crate::services::instance::no_escrow_recipient());
+    }
+    Ok(())
 }
 
 /// Whether the database at `url` exists and holds an instance, found without creating or
@@ -364,6 +391,7 @@ fn secrets_may_be_shown(settings: &Settings) -> EscrowGeneration {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     init_telemetry(&settings, std::io::stdout)?;
     let generation = secrets_may_be_shown(&settings);
+    refuse_early_without_escrow_recipient(&settings, generation).await?;
     let mut application =
         Application::build_showing(settings, generation, &mut show_escrow_identity_once).await?;
     // Shown already: the secret is dropped now rather than kept for the life of the process.

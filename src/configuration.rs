@@ -200,22 +200,27 @@ fn refuse_malformed_whole_numbers(variables: &[(String, String)]) -> anyhow::Res
     Ok(())
 }
 
+/// Whether `given` is a slip of `meant`: at most two letters added, dropped, changed or swapped.
+fn is_slip_of(given: &str, meant: &str) -> bool {
+    strsim::damerau_levenshtein(&given.to_uppercase(), &meant.to_uppercase()) <= 2
+}
+
 /// Refuses an environment variable that is meant as a setting but is not one: a key of one of
-/// our sections that does not exist (`APP_DATABASE__URI`), or a setting with its underscores
-/// changed (`APP_DATABASE_URL`). Either would be ignored without a word, and the service would
-/// start on a default: a fresh SQLite file instead of the PostgreSQL the operator named. Other
-/// `APP_` variables belong to other programs and are left alone. Only names are ever shown,
-/// never values (a database URL may hold a password).
+/// our sections that does not exist (`APP_DATABASE__URI`), a setting with its underscores
+/// changed (`APP_DATABASE_URL`), a misspelt section (`APP_DATABSE__URL`) or a misspelt
+/// `APP_ENVIRONMENT`. Either would be ignored without a word, and the service would start on a
+/// default: a fresh SQLite file instead of the PostgreSQL the operator named, or local mode,
+/// which creates databases, instead of production. Other `APP_` variables belong to other
+/// programs and are left alone (`APP_REDIS__URL`, `APP_NAME`). Only names are ever shown, never
+/// values (a database URL may hold a password).
 fn refuse_misspelled_settings(names: &[String]) -> anyhow::Result<()> {
     let known = known_setting_names()?;
     let squash = |name: &str| name.replace('_', "").to_uppercase();
-    let sections: Vec<String> = known
+    let mut sections: Vec<&str> = known
         .iter()
-        .filter_map(|name| {
-            name.split_once("__")
-                .map(|(section, _)| format!("{section}__"))
-        })
+        .filter_map(|name| name.split_once("__").map(|(section, _)| section))
         .collect();
+    sections.dedup();
     for name in names.iter().filter(|name| name.starts_with("APP_")) {
         if known.iter().any(|known| known == name) {
             continue;
@@ -225,28 +230,31 @@ fn refuse_misspelled_settings(names: &[String]) -> anyhow::Result<()> {
                 "{name} is not a setting: did you mean {meant}? (sections and keys are joined by two underscores)"
             );
         }
-        if sections
-            .iter()
-            .any(|section| name.starts_with(section.as_str()))
-        {
+        let Some((section, key)) = name.split_once("__") else {
+            // A top-level one: `APP_ENVIRONMENT` or `APP_CONFIG_DIR`, misspelt.
+            if let Some(meant) = known
+                .iter()
+                .filter(|known| !known.contains("__"))
+                .find(|known| is_slip_of(name, known))
+            {
+                bail!("{name} is not a setting: did you mean {meant}?");
+            }
+            continue;
+        };
+        if sections.contains(&section) {
             bail!(
                 "{name} is not a setting; the settings are listed in the README's configuration table"
             );
         }
-        // A section that does not exist, with a key that only one of ours has, is a misspelt
-        // section (`APP_DATABSE__URL`), which would otherwise be ignored as well. Other
-        // `APP_X__Y` variables (`APP_REDIS__URL` in a shared environment) are left alone.
-        if let Some((_, key)) = name
-            .strip_prefix("APP_")
-            .and_then(|rest| rest.split_once("__"))
-        {
-            let same_key: Vec<&String> = known
-                .iter()
-                .filter(|known| known.ends_with(&format!("__{key}")))
-                .collect();
-            if let [meant] = same_key.as_slice() {
-                bail!("{name} is not a setting (no such section): did you mean {meant}?");
+        if let Some(meant) = sections.iter().find(|ours| is_slip_of(section, ours)) {
+            let suggestion = format!("{meant}__{key}");
+            if known.contains(&suggestion) {
+                bail!("{name} is not a setting (no such section): did you mean {suggestion}?");
             }
+            bail!(
+                "{name} is not a setting (no such section; did you mean {meant}?): the settings \
+                 are listed in the README's configuration table"
+            );
         }
     }
     Ok(())
@@ -567,8 +575,26 @@ mod tests {
         assert!(refused(&["APP_DATABASE__URI"]).contains("APP_DATABASE__URI is not a setting"));
         assert!(refused(&["APP_DATABSE__URL"]).contains("did you mean APP_DATABASE__URL"));
         assert!(refused(&["APP_SERVR__WORKERS"]).contains("did you mean APP_SERVER__WORKERS"));
-        // Another program's variable whose key is none of ours.
-        assert!(refuse_misspelled_settings(&names(&["APP_REDIS__HOSTNAME"])).is_ok());
+        assert!(refused(&["APP_STORGE__DATA_DIR"]).contains("did you mean APP_STORAGE__DATA_DIR"));
+        assert!(refused(&["APP_TELEMTRY__LEVLE"]).contains("did you mean APP_TELEMETRY?"));
+        assert!(refused(&["APP_ENVIRONMNET"]).contains("did you mean APP_ENVIRONMENT"));
+        assert!(refused(&["APP_ENVIROMENT"]).contains("did you mean APP_ENVIRONMENT"));
+        assert!(refused(&["APP_CONFIG_DIRS"]).contains("did you mean APP_CONFIG_DIR"));
+        // Other programs' variables, even with a key one of ours also has.
+        for other in [
+            "APP_REDIS__URL",
+            "APP_REDIS__HOSTNAME",
+            "APP_SENTRY__LEVEL",
+            "APP_WEB__BIND",
+            "APP_CACHE__FORMAT",
+            "APP_ENV",
+            "APP_SECRET_KEY",
+        ] {
+            assert!(
+                refuse_misspelled_settings(&names(&[other])).is_ok(),
+                "{other}"
+            );
+        }
         // Every real setting, and other programs' APP_ variables, pass.
         let mut fine = known_setting_names().unwrap();
         fine.extend(names(&["APP_NAME", "APP_VERSION", "HOME", "APPLE"]));

@@ -240,24 +240,51 @@ fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
 /// instance of it: restarted onto an empty or wrong one (a restore under way, a mistyped URL), it
 /// would make a new instance there and take reports into it, and a `pg_restore` would then clash
 /// with its tables. `incident-vault init` does that once, on purpose. Checked before anything is
-/// written; a database that holds an instance is migrated as usual afterwards.
+/// written; a database that holds an instance is migrated as usual afterwards. A database that
+/// cannot be reached is named with its cause, without that advice.
 pub(crate) async fn require_initialised(url: &str) -> anyhow::Result<()> {
     open_initialised(url)
         .await
-        .context(
-            "a production service neither creates nor initialises a database: for a new \
-             installation, run `incident-vault init` once",
-        )?
+        .map_err(|error| {
+            if error.is::<NoInstance>() {
+                error.context("a production service neither creates nor initialises a database")
+            } else {
+                error
+            }
+        })?
         .close()
         .await;
     Ok(())
 }
 
+/// The database opened, or its file was looked for, and it holds no instance of this service:
+/// an empty database, another program's, or a SQLite file that is not there.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{place} (database.url, APP_DATABASE__URL) {what}. For a new installation, run \
+     `incident-vault init` once with the service's environment; when restoring, restore first"
+)]
+pub(crate) struct NoInstance {
+    place: String,
+    what: &'static str,
+}
+
 /// Opens the database at `url` as it is, never creating or migrating it, and checks that it
-/// holds an instance of this service. An empty file or database (a restore target not restored
-/// yet, a mistyped path) is named as such, not answered with a raw "no such table".
+/// holds an instance of this service. An empty database or a missing file (a restore target not
+/// restored yet, a mistyped path) is a [`NoInstance`], not a raw "no such table"; a database
+/// that cannot be reached is named with its cause.
 pub(crate) async fn open_initialised(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     let place = storage::describe_url(url);
+    if let Some(file) = url.strip_prefix("sqlite://") {
+        let file = file.split(['?', '#']).next().unwrap_or_default();
+        if !std::path::Path::new(file).exists() {
+            return Err(NoInstance {
+                place,
+                what: "does not exist",
+            }
+            .into());
+        }
+    }
     let store = storage::open(url, 1)
         .await
         .with_context(|| format!("could not open {place} (database.url, APP_DATABASE__URL)"))?;
@@ -270,11 +297,11 @@ pub(crate) async fn open_initialised(url: &str) -> anyhow::Result<Arc<dyn Store>
                 // sends the operator to `init`; any other failure is shown as it is.
                 Err(error) if !error.is_missing_table() => Err(anyhow::Error::new(error)
                     .context(format!("could not read the instance of {place}"))),
-                _ => Err(anyhow::anyhow!(
-                    "{place} (database.url, APP_DATABASE__URL) holds no instance of this \
-                     service. For a new installation, run `incident-vault init` once with the \
-                     service's environment; when restoring, restore first"
-                )),
+                _ => Err(NoInstance {
+                    place,
+                    what: "holds no instance of this service",
+                }
+                .into()),
             }
         }
     }

@@ -54,20 +54,30 @@ pub async fn readyz(vault: web::Data<Vault>) -> Result<HttpResponse, ApiError> {
             status: "ready",
             database: vault.database_backend(),
         })),
+        // It answers, but without this service's instance: a swapped, emptied or half-restored
+        // database, which calls for another look than a network fault does.
+        Ok(Err(error)) if error.holds_no_instance() => {
+            tracing::warn!(
+                "readiness check failed: the database answers but holds no instance of this service"
+            );
+            Err(database_unavailable(
+                "The database answers, but holds no instance of this service.",
+            ))
+        }
         Ok(Err(error)) => {
             tracing::warn!(error = %error, "readiness check failed");
-            Err(database_unavailable())
+            Err(database_unavailable("The database does not answer."))
         }
         Err(_) => {
             tracing::warn!("readiness check timed out");
-            Err(database_unavailable())
+            Err(database_unavailable("The database does not answer."))
         }
     }
 }
 
-fn database_unavailable() -> ApiError {
+fn database_unavailable(message: &str) -> ApiError {
     ApiError::Unavailable {
         code: "database_unavailable",
-        message: "The database does not answer.".into(),
+        message: message.into(),
     }
 }

@@ -51,6 +51,11 @@ impl StoreError {
             || database.message().starts_with("no such table")
     }
 
+    /// Whether the database answered that it holds no instance row, or no instance table.
+    pub fn holds_no_instance(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::RowNotFound)) || self.is_missing_table()
+    }
+
     /// Whether the database is only unavailable for now (unreachable, restarting, busy past the
     /// timeout, out of connections), so that the request can be answered with 503 and retried,
     /// rather than being a fault of ours (500).
@@ -98,8 +103,8 @@ pub trait Store: Send + Sync + 'static {
     /// Which backend this is, for logs and the readiness answer.
     fn backend(&self) -> &'static str;
 
-    /// Applies pending migrations.
-    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Applies pending migrations; how many it applied.
+    async fn migrate(&self) -> Result<usize, StoreError>;
 
     /// Reads the instance row, so that readiness means "this service's database answers": an
     /// unreachable, empty or unmigrated database is an error.
@@ -403,9 +408,17 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store named by `url` and migrates it. Refuses schemes this binary was built without
 /// before touching anything.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(connect_migrating(url, max_connections).await?.0)
+}
+
+/// [`connect`], and how many migrations it applied (0 when the schema was up to date).
+pub async fn connect_migrating(
+    url: &str,
+    max_connections: u32,
+) -> anyhow::Result<(Arc<dyn Store>, usize)> {
     let store = open_with(url, max_connections, true).await?;
-    store.migrate().await?;
-    Ok(store)
+    let applied = store.migrate().await?;
+    Ok((store, applied))
 }
 
 /// Opens an existing store named by `url`, without migrating it or creating a SQLite file

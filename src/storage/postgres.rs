@@ -9,6 +9,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgPool};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+/// How long the first connection of a start or a command may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// A pooled connection idle for longer than this is pinged before it is used.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(5);
 
@@ -20,9 +22,24 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to the database named by a `postgres://` URL.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        // The pool retries a failed connection until its acquire timeout and then says only
+        // "pool timed out": one plain connection first names the cause (refused, no such
+        // database, authentication) and the place.
+        let place = super::describe_url(url);
+        tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect(url))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "could not connect to {place}: no answer within {CONNECT_TIMEOUT:?}"
+                )
+            })?
+            .with_context(|| format!("could not connect to {place}"))?
+            .close()
+            .await
+            .ok();
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(15))
+            .acquire_timeout(CONNECT_TIMEOUT)
             // sqlx pings every connection it hands out: one more round trip per request. Ping
             // only one that sat idle long enough for the server to have gone away since (a
             // restart, an idle-session timeout); a busy pool's connections are never stale.

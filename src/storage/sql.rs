@@ -336,9 +336,22 @@ macro_rules! impl_store {
                 $backend
             }
 
-            async fn migrate(&self) -> Result<(), $crate::storage::StoreError> {
+            async fn migrate(&self) -> Result<usize, $crate::storage::StoreError> {
+                let applied = || async {
+                    let count: Result<i64, $crate::storage::StoreError> =
+                        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+                            .fetch_one(&self.pool)
+                            .await
+                            .map_err(Into::into);
+                    match count {
+                        Err(error) if error.is_missing_table() => Ok(0),
+                        other => other,
+                    }
+                };
+                let before = applied().await?;
                 $migrator.run(&self.pool).await?;
-                Ok(())
+                let after = applied().await?;
+                Ok(usize::try_from(after - before).unwrap_or_default())
             }
 
             async fn health_check(&self) -> Result<(), $crate::storage::StoreError> {

@@ -103,6 +103,16 @@ async fn serve_without_a_terminal_or_an_escrow_recipient_refuses_to_start(backen
         "{stderr}"
     );
     assert!(!String::from_utf8_lossy(&output.stdout).contains("AGE-SECRET-KEY"));
+    // Refused before anything was made: the target may be waiting for a restore.
+    match &database {
+        TestDatabase::Sqlite { file, .. } => {
+            assert!(!file.exists(), "{}", file.display());
+            assert!(!file.parent().unwrap().exists());
+        }
+        TestDatabase::Postgres { .. } => {
+            assert_eq!(database.table_names().await, Vec::<String>::new());
+        }
+    }
 }
 
 /// `serve` as a supervisor runs it: no terminal, stdout read to the end on a thread.
@@ -352,7 +362,11 @@ fn operator_commands_create_no_database_where_there_is_none() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{arguments:?}");
         assert!(
-            stderr.contains("APP_DATABASE__URL"),
+            stderr.contains("APP_DATABASE__URL") && stderr.contains("does not exist"),
+            "{arguments:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("operator commands use the service's existing database"),
             "{arguments:?}: {stderr}"
         );
         assert!(!missing.exists(), "{arguments:?} created the database");
@@ -361,6 +375,66 @@ fn operator_commands_create_no_database_where_there_is_none() {
             "{arguments:?} created its folder"
         );
     }
+}
+
+/// A PostgreSQL that cannot be reached is named with the cause (here: nothing listens on port
+/// 1), rather than after the pool's timeout as "pool timed out"; and it is not
+/// answered with advice to run `init`, which is for a database that answers but is empty.
+#[test]
+fn an_unreachable_postgresql_is_named_with_its_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "postgres://postgres@127.0.0.1:1/iv_nowhere";
+    let escrow = age::x25519::Identity::generate().to_public().to_string();
+    for arguments in [&["audit", "verify"][..], &["init"], &["migrate"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_incident-vault"))
+            .args(arguments)
+            .env("APP_DATABASE__URL", url)
+            .env("APP_ESCROW__RECIPIENT", &escrow)
+            .env("APP_STORAGE__DATA_DIR", dir.path().join("data"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{arguments:?}");
+        assert!(
+            stderr.contains(
+                "could not connect to the PostgreSQL database `iv_nowhere` on 127.0.0.1:1"
+            ),
+            "{arguments:?}: {stderr}"
+        );
+        assert!(
+            stderr.to_lowercase().contains("connection refused"),
+            "{arguments:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("pool timed out") && !stderr.contains("incident-vault init"),
+            "{arguments:?}: {stderr}"
+        );
+    }
+}
+
+/// A configuration folder that is named but not there is refused by its variable: a local run
+/// would otherwise go on with the built-in defaults, ignoring the operator's files.
+#[test]
+fn a_named_configuration_folder_that_is_missing_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("confg");
+    let output = Command::new(env!("CARGO_BIN_EXE_incident-vault"))
+        .args(["audit", "verify"])
+        .env("APP_CONFIG_DIR", &missing)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("APP_CONFIG_DIR") && stderr.contains("which is not a folder"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
 }
 
 /// `init` refused for want of an escrow recipient (no terminal to show a generated one) leaves

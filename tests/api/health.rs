@@ -79,6 +79,11 @@ async fn readyz_is_503_when_the_database_is_not_this_services(backend: Backend) 
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "database_unavailable");
+    // Said as it is: this is a swapped or emptied database, not a network fault.
+    assert_eq!(
+        body["message"],
+        "The database answers, but holds no instance of this service."
+    );
 }
 
 async fn an_unknown_route_is_a_json_404_with_security_headers(backend: Backend) {
