@@ -172,11 +172,37 @@ pub async fn verify_against(
         }
         .into());
     }
+    // Events past the head read above: appended since (the service runs), or left behind by a
+    // head that was moved back. They must go on linking, and the head read again must have
+    // reached them; the last one checked is the head printed.
+    loop {
+        let page = store
+            .audit_events(expected_sequence - 1, VERIFY_PAGE)
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        for event in &page {
+            check_link(event, expected_sequence, &previous_hash)?;
+            previous_hash.clone_from(&event.hash);
+            expected_sequence += 1;
+            verified += 1;
+        }
+    }
+    let last = expected_sequence - 1;
+    let (head_now, head_hash_now) = store.audit_head().await?;
+    if last > head_now || (last == head_now && previous_hash != head_hash_now) {
+        return Err(BrokenLink {
+            sequence: head_now + 1,
+            reason: "it lies past the head of the chain: the head was moved back",
+        }
+        .into());
+    }
     Ok(Verified {
         events: verified,
-        head: (head_sequence > 0).then_some(Anchor {
-            sequence: head_sequence,
-            hash: head_hash,
+        head: (last > 0).then_some(Anchor {
+            sequence: last,
+            hash: previous_hash,
         }),
     })
 }

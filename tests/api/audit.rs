@@ -212,6 +212,32 @@ async fn chain_of(app: &crate::helpers::TestApp, sequence: i64) -> bool {
     audit::verify(app.store.as_ref()).await.is_ok()
 }
 
+/// A head moved back over events that are still there: the events past it are checked too, so
+/// an edit among them is found, and so is the moved head itself.
+async fn events_past_a_head_moved_back_are_checked(backend: Backend) {
+    let Some(app) = with_five_events(backend).await else {
+        return;
+    };
+    let move_head_back = "UPDATE audit_head SET sequence = 2, \
+                          hash = (SELECT hash FROM audit_events WHERE sequence = 2) WHERE id = 1";
+    app.execute(move_head_back).await;
+
+    let moved = app.cli(&["audit", "verify"]);
+    assert_eq!(moved.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&moved.stderr);
+    assert!(
+        stderr.contains("broken at event #3") && stderr.contains("the head was moved back"),
+        "{stderr}"
+    );
+
+    app.execute("UPDATE audit_events SET outcome = 'edited' WHERE sequence = 5")
+        .await;
+    match audit::verify(app.store.as_ref()).await {
+        Err(audit::VerifyError::Broken(link)) => assert_eq!(link.sequence, 5),
+        other => panic!("expected the edit of #5 to be named, got {other:?}"),
+    }
+}
+
 /// Setting a desk's members logs who is on the desk afterwards, by account id and desk role, so
 /// that the log shows who joined and who left.
 async fn a_desk_membership_change_names_the_members_it_leaves(backend: Backend) {
@@ -370,4 +396,5 @@ crate::on_both_backends!(
     concurrent_appends_form_one_unbroken_chain,
     tampering_with_one_audit_row_makes_verify_fail_and_name_it,
     deleting_an_audit_row_makes_verify_name_the_gap,
+    events_past_a_head_moved_back_are_checked,
 );
