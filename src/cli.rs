@@ -527,9 +527,7 @@ async fn grant_desk_cases(
         .any(|membership| membership.desk_id == desk.id);
     anyhow::ensure!(member, "{to} is not a member of the desk `{}`", desk.slug);
     let password = read_password(&format!("password of {coordinator}: "))?;
-    let (reviewer, identity) = accounts::unlock_with_password(store, coordinator, password)
-        .await
-        .map_err(|_| anyhow::anyhow!("the username or password is wrong"))?;
+    let (reviewer, identity) = accounts::unlock_with_password(store, coordinator, password).await?;
     let coordinates = reviewer.role == Role::Coordinator.as_str()
         || store
             .memberships_of(&reviewer.id)
@@ -639,9 +637,7 @@ async fn export_identity(
     out: &Path,
 ) -> anyhow::Result<()> {
     let password = read_password(&format!("password of {username}: "))?;
-    let (reviewer, identity) = accounts::unlock_with_password(store, username, password)
-        .await
-        .map_err(|_| anyhow::anyhow!("the username or password is wrong"))?;
+    let (reviewer, identity) = accounts::unlock_with_password(store, username, password).await?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -701,16 +697,26 @@ async fn export_identity(
 
 /// Reads a password: without echo from a terminal, or one line from standard input otherwise
 /// (scripts, tests).
+/// An empty one is refused before any account is tried: a script or `systemd-run` without
+/// input would otherwise count as failed logins and lock the account.
 fn read_password(prompt: &str) -> anyhow::Result<age::secrecy::SecretString> {
-    if std::io::stdin().is_terminal() {
-        let password = rpassword::prompt_password(prompt).context("could not read the password")?;
-        return Ok(password.into());
+    let password: age::secrecy::SecretString = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(prompt)
+            .context("could not read the password")?
+            .into()
+    } else {
+        let mut line = zeroize::Zeroizing::new(String::new());
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("could not read the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_owned().into()
+    };
+    if password.expose_secret().is_empty() {
+        anyhow::bail!(
+            "no password was given (standard input was empty or a blank line); nothing was tried"
+        );
     }
-    let mut line = zeroize::Zeroizing::new(String::new());
-    std::io::stdin()
-        .read_line(&mut line)
-        .context("could not read the password from standard input")?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_owned().into())
+    Ok(password)
 }
 
 /// The largest identity file read: thousands of keys, far beyond any real one.

@@ -520,17 +520,41 @@ pub struct Recovered {
     pub recovery_code: SecretString,
 }
 
+/// Why the offline tools could not open a reviewer's identity. Only someone who gave the right
+/// password learns that the account is disabled or locked; a wrong password or an unknown
+/// username is the same answer, as at the login.
+#[derive(Debug, thiserror::Error)]
+pub enum UnlockError {
+    #[error("the username or password is wrong")]
+    WrongCredentials,
+    #[error("the password is right, but the account is disabled")]
+    Disabled,
+    #[error(
+        "the password is right, but the account is locked after failed logins for {0} more \
+         seconds; try again then"
+    )]
+    Locked(i64),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for UnlockError {
+    fn from(error: StoreError) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
 /// Opens a reviewer's identity with their password, for the offline tools (`reviewer
 /// export-identity`, batch grants from the command line). Runs one argon2id on the crypto pool
-/// (`crypto::pool`). Every failure is [`AccountError::LoginFailed`], and is audited.
+/// (`crypto::pool`). Every attempt is audited.
 pub async fn unlock_with_password(
     store: &dyn Store,
     username: &str,
     password: SecretString,
-) -> Result<(ReviewerRecord, age::x25519::Identity), AccountError> {
+) -> Result<(ReviewerRecord, age::x25519::Identity), UnlockError> {
     let found = store.reviewer_by_username(username).await?;
     let Some((reviewer, secrets)) = found else {
-        return Err(AccountError::LoginFailed);
+        return Err(UnlockError::WrongCredentials);
     };
     let params =
         Argon2Params::decode(&secrets.kdf_params).context("stored KDF parameters are malformed")?;
@@ -556,7 +580,7 @@ pub async fn unlock_with_password(
         store
             .record_login_failure(&reviewer.id, now, lock_deadline, &event, &audit::chain_hash)
             .await?;
-        return Err(AccountError::LoginFailed);
+        return Err(UnlockError::WrongCredentials);
     }
     let opened = usable
         .then(|| open_identity(&secrets.sealed_identity, &keys.wrap_key, &reviewer.id).ok())
@@ -576,9 +600,15 @@ pub async fn unlock_with_password(
         ),
     )
     .await?;
-    opened
-        .map(|identity| (reviewer, identity))
-        .ok_or(AccountError::LoginFailed)
+    match opened {
+        Some(identity) => Ok((reviewer, identity)),
+        None if reviewer.status != "active" => Err(UnlockError::Disabled),
+        None if secrets.locked_until > now => Err(UnlockError::Locked(secrets.locked_until - now)),
+        None => Err(UnlockError::Internal(anyhow::anyhow!(
+            "the stored identity of {} does not open with the right password",
+            reviewer.username
+        ))),
+    }
 }
 
 impl Vault {

@@ -127,6 +127,71 @@ async fn an_exported_identity_opens_the_grant_and_then_the_report_with_the_age_t
     );
 }
 
+/// A script or `systemd-run` without input gives no password: that is refused before the
+/// account is tried, so it cannot lock the account. Someone who gives the right password is
+/// told why it still opens nothing (locked, disabled); a wrong one learns nothing more.
+async fn the_offline_tools_try_no_empty_password_and_say_why_a_right_one_opens_nothing(
+    backend: Backend,
+) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.enrol_first_admin("ada").await;
+    let out = app.dir.path().join("ada.txt");
+    let export = |input: &str| {
+        let output = cli_with_input(
+            &app,
+            &[
+                "reviewer",
+                "export-identity",
+                "ada",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            input,
+        );
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+
+    for _ in 0..5 {
+        let stderr = export("");
+        assert!(stderr.contains("no password was given"), "{stderr}");
+    }
+    let (_, secrets) = app.stored_account("ada").await;
+    assert_eq!(secrets.failed_logins, 0, "an empty input is no attempt");
+    assert_eq!(secrets.locked_until, 0);
+
+    for _ in 0..4 {
+        let stderr = export("not the password");
+        assert!(
+            stderr.contains("the username or password is wrong"),
+            "{stderr}"
+        );
+    }
+    let stderr = export(PASSWORD);
+    assert!(
+        stderr.contains("the password is right, but the account is locked"),
+        "{stderr}"
+    );
+
+    app.execute("UPDATE reviewer_secrets SET locked_until = 0")
+        .await;
+    app.execute("UPDATE reviewers SET status = 'disabled'")
+        .await;
+    let stderr = export(PASSWORD);
+    assert!(
+        stderr.contains("the password is right, but the account is disabled"),
+        "{stderr}"
+    );
+    let stderr = export("still not the password");
+    assert!(
+        stderr.contains("the username or password is wrong") && !stderr.contains("disabled"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+}
+
 async fn the_escrow_key_grants_one_case_or_all_of_them_to_a_reviewer(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -339,6 +404,7 @@ async fn a_coordinator_grants_a_desk_to_a_new_member_from_the_command_line(backe
 
 crate::on_both_backends!(
     an_exported_identity_opens_the_grant_and_then_the_report_with_the_age_tool,
+    the_offline_tools_try_no_empty_password_and_say_why_a_right_one_opens_nothing,
     the_escrow_key_grants_one_case_or_all_of_them_to_a_reviewer,
     a_tampered_case_is_named_and_the_escrow_batch_grants_the_rest,
     a_coordinator_grants_a_desk_to_a_new_member_from_the_command_line,
