@@ -200,6 +200,67 @@ fn refuse_malformed_whole_numbers(variables: &[(String, String)]) -> anyhow::Res
     Ok(())
 }
 
+/// Refuses a key of a configuration file that is not a setting (`[databse]`, `uri = …`): it
+/// would be ignored without a word, as a misspelt variable would. A missing file is fine (the
+/// caller decides which files are required).
+fn refuse_unknown_file_keys(file: &Path) -> anyhow::Result<()> {
+    if !file.is_file() {
+        return Ok(());
+    }
+    let shown = file.display();
+    let table = config::Config::builder()
+        .add_source(config::File::from(file))
+        .build()
+        .and_then(|read| read.try_deserialize::<config::Map<String, config::Value>>())
+        .with_context(|| format!("could not read {shown}"))?;
+    let known: Vec<(String, String)> = base_settings()?
+        .into_iter()
+        .filter_map(|(variable, _)| {
+            let (section, key) = variable.strip_prefix("APP_")?.split_once("__")?;
+            Some((section.to_lowercase(), key.to_lowercase()))
+        })
+        .collect();
+    for (section, value) in table {
+        if !known.iter().any(|(ours, _)| *ours == section) {
+            match known.iter().find(|(ours, _)| is_slip_of(&section, ours)) {
+                Some((meant, _)) => {
+                    bail!("{shown}: [{section}] is not a section: did you mean [{meant}]?")
+                }
+                None => bail!(
+                    "{shown}: `{section}` is not a setting or a section; the settings are listed in \
+                     the README's configuration table"
+                ),
+            }
+        }
+        let Ok(keys) = value.into_table() else {
+            bail!("{shown}: `{section}` must be a section ([{section}]), not a value");
+        };
+        for key in keys.keys() {
+            if known
+                .iter()
+                .any(|(ours, its)| *ours == section && its == key)
+            {
+                continue;
+            }
+            match known
+                .iter()
+                .find(|(ours, its)| *ours == section && is_slip_of(key, its))
+            {
+                Some((_, meant)) => {
+                    bail!(
+                        "{shown}: {section}.{key} is not a setting: did you mean {section}.{meant}?"
+                    )
+                }
+                None => bail!(
+                    "{shown}: {section}.{key} is not a setting; the settings are listed in the \
+                     README's configuration table"
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether `given` is a slip of `meant`: at most two letters added, dropped, changed or swapped.
 fn is_slip_of(given: &str, meant: &str) -> bool {
     strsim::damerau_levenshtein(&given.to_uppercase(), &meant.to_uppercase()) <= 2
@@ -291,6 +352,8 @@ impl Settings {
                 environment_file.display()
             );
         }
+        refuse_unknown_file_keys(&config_dir.join("base.toml"))?;
+        refuse_unknown_file_keys(&environment_file)?;
         let settings = config::Config::builder()
             .add_source(config::File::from_str(BASE, config::FileFormat::Toml))
             .add_source(config::File::from(config_dir.join("base.toml")).required(false))
@@ -600,6 +663,38 @@ mod tests {
         fine.extend(names(&["APP_NAME", "APP_VERSION", "HOME", "APPLE"]));
         assert!(refuse_misspelled_settings(&fine).is_ok());
         assert!(fine.contains(&"APP_LIMITS__JSON_BODY_BYTES".to_owned()));
+    }
+
+    #[test]
+    fn a_key_of_a_configuration_file_that_is_not_a_setting_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let refused = |text: &str| {
+            let file = dir.path().join("local.toml");
+            std::fs::write(&file, text).unwrap();
+            refuse_unknown_file_keys(&file).unwrap_err().to_string()
+        };
+        assert!(
+            refused("[databse]\nurl = \"sqlite://x.db\"\n").contains("did you mean [database]")
+        );
+        assert!(
+            refused("[database]\nuri = \"sqlite://x.db\"\n").contains("did you mean database.url")
+        );
+        assert!(
+            refused("[database]\npassword = \"x\"\n")
+                .contains("database.password is not a setting")
+        );
+        assert!(
+            refused("[redis]\nurl = \"x\"\n").contains("`redis` is not a setting or a section")
+        );
+        assert!(refused("workers = 4\n").contains("`workers` is not a setting or a section"));
+        assert!(refused("server = 4\n").contains("`server` must be a section"));
+        // The value is never shown, only names.
+        assert!(!refused("[database]\nuri = \"postgres://u:s3cret@h/d\"\n").contains("s3cret"));
+        // The shipped files, and a missing one, pass.
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        for name in ["base.toml", "local.toml", "production.toml", "absent.toml"] {
+            refuse_unknown_file_keys(&shipped.join(name)).unwrap();
+        }
     }
 
     #[test]
