@@ -162,13 +162,25 @@ async fn the_offline_tools_try_no_empty_password_and_say_why_a_right_one_opens_n
     assert_eq!(secrets.failed_logins, 0, "an empty input is no attempt");
     assert_eq!(secrets.locked_until, 0);
 
-    for _ in 0..4 {
+    for _ in 0..2 {
         let stderr = export("not the password");
         assert!(
             stderr.contains("the username or password is wrong"),
             "{stderr}"
         );
     }
+    let (_, secrets) = app.stored_account("ada").await;
+    assert_eq!(secrets.failed_logins, 2, "the wrong ones counted");
+    // Locked for an hour: failures lock for seconds at first, which a slow run could outlast.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    app.execute(&format!(
+        "UPDATE reviewer_secrets SET locked_until = {}",
+        now + 3600
+    ))
+    .await;
     let stderr = export(PASSWORD);
     assert!(
         stderr.contains("the password is right, but the account is locked"),
