@@ -654,8 +654,11 @@ async fn export_identity(
         let secret = identity.to_string();
         writeln!(
             file,
-            "# incident-vault reviewer identity of {}\n# public key: {}\n{}",
+            "# incident-vault reviewer identity of {}\n# reviewer id: {} (your grant files in a \
+             `case dump` are grant-epoch<N>-reviewer-{}.age)\n# public key: {}\n{}",
             reviewer.username,
+            reviewer.id,
+            reviewer.id,
             identity.to_public(),
             secret.expose_secret()
         )?;

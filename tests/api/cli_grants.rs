@@ -108,6 +108,14 @@ async fn an_exported_identity_opens_the_grant_and_then_the_report_with_the_age_t
     }
     let (ada, _) = app.stored_account("ada").await;
     let grant = format!("grant-epoch1-reviewer-{}.age", ada.id);
+    // The exported file tells its holder which grant files are theirs.
+    let file = std::fs::read_to_string(&exported).unwrap();
+    assert!(
+        file.contains(&format!("# reviewer id: {}", ada.id)),
+        "{}",
+        file.lines().next().unwrap()
+    );
+    assert!(file.contains(&grant.replace("epoch1", "epoch<N>")));
     let entry = std::fs::read_dir(&out)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
