@@ -71,15 +71,16 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum EscrowCommand {
     /// Grant cases to a reviewer with the escrow identity, with a progress bar.
+    #[command(group = clap::ArgGroup::new("cases").required(true).multiple(false))]
     Grant {
         /// The escrow identity file (kept offline).
         #[arg(long)]
         identity: PathBuf,
         /// One case reference.
-        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        #[arg(long, group = "cases")]
         case: Option<String>,
         /// Every case in the database.
-        #[arg(long)]
+        #[arg(long, group = "cases")]
         all: bool,
         /// The username that receives the grants.
         #[arg(long)]

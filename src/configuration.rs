@@ -384,9 +384,9 @@ impl Settings {
                 });
             let context = match variable {
                 Some(variable) => {
-                    format!("the configuration has a missing or mistyped key ({variable})")
+                    format!("the setting {variable} is missing or has a value of the wrong kind")
                 }
-                None => "the configuration has a missing or mistyped key".to_owned(),
+                None => "a setting is missing or has a value of the wrong kind".to_owned(),
             };
             anyhow::Error::new(error).context(context)
         })?;

@@ -106,7 +106,8 @@ pub(super) fn account_error(error: AccountError) -> ApiError {
         AccountError::InvalidToken => ApiError::invalid_field(
             "invalid_token",
             "token",
-            "unknown, spent or expired; ask an admin for a new invitation",
+            "unknown, spent or expired; ask an admin for a new invitation (for the first \
+             account, the operator runs `incident-vault setup-code`)",
         ),
         AccountError::UsernameTaken => {
             ApiError::invalid_field("username_taken", "username", "is taken; choose another")

@@ -130,7 +130,8 @@ pub async fn verify_against(
     if anchors.iter().any(|anchor| anchor.sequence > head_sequence) {
         return Err(BrokenLink {
             sequence: head_sequence + 1,
-            reason: "the chain ends before an anchored event: it was trimmed",
+            reason: "the chain ends before an anchored event: it was trimmed, or this is not the \
+                     database the anchor was taken from",
         }
         .into());
     }
@@ -156,7 +157,8 @@ pub async fn verify_against(
             {
                 return Err(BrokenLink {
                     sequence: event.sequence,
-                    reason: "it differs from its anchor: the chain was rewritten up to here",
+                    reason: "it differs from its anchor: the chain was rewritten up to here, or \
+                             this is not the database the anchor was taken from",
                 }
                 .into());
             }

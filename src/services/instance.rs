@@ -176,8 +176,9 @@ pub async fn open_instance(
     {
         bail!(
             "escrow.recipient (APP_ESCROW__RECIPIENT) is {configured}, but this instance seals \
-             its cases to {}. Changing the escrow key needs a re-grant of every case; refusing \
-             to start",
+             its cases to {}. The escrow key is fixed per instance in this release (the README's \
+             key rotation note): set the recorded recipient, or check that this is the database \
+             you meant",
             record.escrow_recipient
         );
     }

@@ -491,7 +491,16 @@ fn a_mistyped_setting_is_refused_by_its_variable() {
             "many",
             "APP_SERVER__WORKERS must be a whole number",
         ),
-        ("APP_TELEMETRY__FORMAT", "5", "(APP_TELEMETRY__FORMAT)"),
+        (
+            "APP_TELEMETRY__FORMAT",
+            "5",
+            "the setting APP_TELEMETRY__FORMAT is missing or has a value of the wrong kind",
+        ),
+        (
+            "APP_TELEMETRY__FORMAT",
+            "JSON",
+            "the setting APP_TELEMETRY__FORMAT is missing or has a value of the wrong kind",
+        ),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_incident-vault"))
             .arg("migrate")
