@@ -328,29 +328,24 @@ async fn open_existing(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn
 /// A start or `init` that will refuse for want of an escrow recipient (none configured, and none
 /// may be generated and shown here) refuses before anything is created or migrated: the target
 /// may be an empty database meant for `pg_restore`, or the path of a file about to be restored.
-/// A database that holds an instance already records its recipient, and goes on.
+/// A database that holds an instance already records its recipient, and goes on; one that
+/// cannot be reached is named with its cause (the recipient is not what is wrong there).
 async fn refuse_early_without_escrow_recipient(
     settings: &Settings,
     generation: EscrowGeneration,
 ) -> anyhow::Result<()> {
-    if settings.escrow_recipient()?.is_none()
-        && generation == EscrowGeneration::Refused
-        && !holds_an_instance(&settings.database.url).await
-    {
-        return Err(crate::services::instance::no_escrow_recipient());
+    if settings.escrow_recipient()?.is_some() || generation == EscrowGeneration::Allowed {
+        return Ok(());
     }
-    Ok(())
-}
-
-/// Whether the database at `url` exists and holds an instance, found without creating or
-/// migrating anything.
-async fn holds_an_instance(url: &str) -> bool {
-    match crate::startup::open_initialised(url).await {
+    match crate::startup::open_initialised(&settings.database.url).await {
         Ok(store) => {
             store.close().await;
-            true
+            Ok(())
         }
-        Err(_) => false,
+        Err(error) if error.is::<crate::startup::NoInstance>() => {
+            Err(crate::services::instance::no_escrow_recipient())
+        }
+        Err(error) => Err(error),
     }
 }
 

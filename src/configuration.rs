@@ -212,7 +212,13 @@ fn refuse_unknown_file_keys(file: &Path) -> anyhow::Result<()> {
         .add_source(config::File::from(file))
         .build()
         .and_then(|read| read.try_deserialize::<config::Map<String, config::Value>>())
-        .with_context(|| format!("could not read {shown}"))?;
+        .map_err(|error| {
+            // The parser quotes the line at fault, which may hold a password (an unquoted
+            // database URL): only its first line, which says where, is shown.
+            let said = error.to_string();
+            let at = said.lines().next().unwrap_or_default();
+            anyhow::anyhow!("could not read {shown}: {at}")
+        })?;
     let known: Vec<(String, String)> = base_settings()?
         .into_iter()
         .filter_map(|(variable, _)| {
@@ -307,15 +313,18 @@ fn refuse_misspelled_settings(names: &[String]) -> anyhow::Result<()> {
                 "{name} is not a setting; the settings are listed in the README's configuration table"
             );
         }
-        if let Some(meant) = sections.iter().find(|ours| is_slip_of(section, ours)) {
-            let suggestion = format!("{meant}__{key}");
-            if known.contains(&suggestion) {
-                bail!("{name} is not a setting (no such section): did you mean {suggestion}?");
-            }
-            bail!(
-                "{name} is not a setting (no such section; did you mean {meant}?): the settings \
-                 are listed in the README's configuration table"
-            );
+        // A section within two letters of ours, with a key that section has: ours, misspelt.
+        // Another program's section near one of ours (`APP_SENDER__ADDRESS`, `APP_STORE__BUCKET`)
+        // has keys of its own.
+        if let Some(meant) = sections
+            .iter()
+            .map(|ours| format!("{ours}__{key}"))
+            .find(|meant| {
+                known.contains(meant)
+                    && is_slip_of(section, meant.split("__").next().unwrap_or_default())
+            })
+        {
+            bail!("{name} is not a setting (no such section): did you mean {meant}?");
         }
     }
     Ok(())
@@ -639,7 +648,8 @@ mod tests {
         assert!(refused(&["APP_DATABSE__URL"]).contains("did you mean APP_DATABASE__URL"));
         assert!(refused(&["APP_SERVR__WORKERS"]).contains("did you mean APP_SERVER__WORKERS"));
         assert!(refused(&["APP_STORGE__DATA_DIR"]).contains("did you mean APP_STORAGE__DATA_DIR"));
-        assert!(refused(&["APP_TELEMTRY__LEVLE"]).contains("did you mean APP_TELEMETRY?"));
+        assert!(refused(&["APP_TELEMTRY__LEVEL"]).contains("did you mean APP_TELEMETRY__LEVEL"));
+        assert!(refused(&["APP_STORE__DATA_DIR"]).contains("did you mean APP_STORAGE__DATA_DIR"));
         assert!(refused(&["APP_ENVIRONMNET"]).contains("did you mean APP_ENVIRONMENT"));
         assert!(refused(&["APP_ENVIROMENT"]).contains("did you mean APP_ENVIRONMENT"));
         assert!(refused(&["APP_CONFIG_DIRS"]).contains("did you mean APP_CONFIG_DIR"));
@@ -652,6 +662,12 @@ mod tests {
             "APP_CACHE__FORMAT",
             "APP_ENV",
             "APP_SECRET_KEY",
+            "APP_SENDER__ADDRESS",
+            "APP_STORE__BUCKET",
+            "APP_SERVE__STATIC_DIR",
+            "APP_LIMITER__RATE",
+            "APP_TELEMTRY__LEVLE",
+            "APP_CONFIGS",
         ] {
             assert!(
                 refuse_misspelled_settings(&names(&[other])).is_ok(),
@@ -688,8 +704,13 @@ mod tests {
         );
         assert!(refused("workers = 4\n").contains("`workers` is not a setting or a section"));
         assert!(refused("server = 4\n").contains("`server` must be a section"));
-        // The value is never shown, only names.
+        // The value is never shown, only names; nor the line of a file that does not parse.
         assert!(!refused("[database]\nuri = \"postgres://u:s3cret@h/d\"\n").contains("s3cret"));
+        let unparsed = refused("[database]\nurl = postgres://u:s3cret@h/d\n");
+        assert!(
+            unparsed.contains("line 2") && !unparsed.contains("s3cret"),
+            "{unparsed}"
+        );
         // The shipped files, and a missing one, pass.
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
         for name in ["base.toml", "local.toml", "production.toml", "absent.toml"] {

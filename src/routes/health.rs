@@ -55,29 +55,28 @@ pub async fn readyz(vault: web::Data<Vault>) -> Result<HttpResponse, ApiError> {
             database: vault.database_backend(),
         })),
         // It answers, but without this service's instance: a swapped, emptied or half-restored
-        // database, which calls for another look than a network fault does.
+        // database, which calls for another look than a network fault does. The log says so;
+        // the anonymous answer does not (a restore under way is nobody else's business).
         Ok(Err(error)) if error.holds_no_instance() => {
             tracing::warn!(
                 "readiness check failed: the database answers but holds no instance of this service"
             );
-            Err(database_unavailable(
-                "The database answers, but holds no instance of this service.",
-            ))
+            Err(database_unavailable())
         }
         Ok(Err(error)) => {
             tracing::warn!(error = %error, "readiness check failed");
-            Err(database_unavailable("The database does not answer."))
+            Err(database_unavailable())
         }
         Err(_) => {
             tracing::warn!("readiness check timed out");
-            Err(database_unavailable("The database does not answer."))
+            Err(database_unavailable())
         }
     }
 }
 
-fn database_unavailable(message: &str) -> ApiError {
+fn database_unavailable() -> ApiError {
     ApiError::Unavailable {
         code: "database_unavailable",
-        message: message.into(),
+        message: "The database is not ready; the service's log says why.".into(),
     }
 }

@@ -520,18 +520,20 @@ pub struct Recovered {
     pub recovery_code: SecretString,
 }
 
-/// Why the offline tools could not open a reviewer's identity. Only someone who gave the right
-/// password learns that the account is disabled or locked; a wrong password or an unknown
-/// username is the same answer, as at the login.
+/// Why the offline tools could not open a reviewer's identity. A locked account is said to be
+/// locked before any password is checked, so that the lock still slows guessing here; only
+/// someone who gave the right password learns that the account is not active. A wrong password
+/// and an unknown username give the same words (though not the same time: this runs with
+/// access to the database, which holds the verifiers anyway).
 #[derive(Debug, thiserror::Error)]
 pub enum UnlockError {
     #[error("the username or password is wrong")]
     WrongCredentials,
-    #[error("the password is right, but the account is disabled")]
-    Disabled,
+    #[error("the password is right, but the account is {0}, not active")]
+    NotActive(String),
     #[error(
-        "the password is right, but the account is locked after failed logins for {0} more \
-         seconds; try again then"
+        "the account is locked after failed logins for {0} more seconds; no password was \
+         tried: try again then"
     )]
     Locked(i64),
     #[error(transparent)]
@@ -556,6 +558,10 @@ pub async fn unlock_with_password(
     let Some((reviewer, secrets)) = found else {
         return Err(UnlockError::WrongCredentials);
     };
+    let now = unix_now();
+    if secrets.locked_until > now {
+        return Err(UnlockError::Locked(secrets.locked_until - now));
+    }
     let params =
         Argon2Params::decode(&secrets.kdf_params).context("stored KDF parameters are malformed")?;
     let salt = secrets.password_salt.clone();
@@ -567,8 +573,7 @@ pub async fn unlock_with_password(
     .context("the password KDF failed")?;
     // The offline tools obey the same rules as a login: a disabled or locked account opens
     // nothing, and a wrong password counts towards the lock-out.
-    let now = unix_now();
-    let usable = reviewer.status == "active" && secrets.locked_until <= now;
+    let usable = reviewer.status == "active";
     let password_right = verifier_matches(&secrets.login_verifier, &keys.login_verifier);
     if !password_right {
         let event = audit_event(
@@ -602,8 +607,7 @@ pub async fn unlock_with_password(
     .await?;
     match opened {
         Some(identity) => Ok((reviewer, identity)),
-        None if reviewer.status != "active" => Err(UnlockError::Disabled),
-        None if secrets.locked_until > now => Err(UnlockError::Locked(secrets.locked_until - now)),
+        None if reviewer.status != "active" => Err(UnlockError::NotActive(reviewer.status)),
         None => Err(UnlockError::Internal(anyhow::anyhow!(
             "the stored identity of {} does not open with the right password",
             reviewer.username

@@ -114,8 +114,8 @@ pub struct Verified {
 }
 
 /// Recomputes the whole chain and checks that it ends at the head; returns how many events
-/// hold, or the first broken link. The head is read first: events appended meanwhile lie beyond
-/// it and are left for the next run.
+/// hold, or the first broken link. Events appended while it runs are checked too, and the head
+/// read again at the end must have reached the last of them.
 pub async fn verify(store: &dyn Store) -> Result<u64, VerifyError> {
     Ok(verify_against(store, &[]).await?.events)
 }
@@ -193,10 +193,17 @@ pub async fn verify_against(
     }
     let last = expected_sequence - 1;
     let (head_now, head_hash_now) = store.audit_head().await?;
-    if last > head_now || (last == head_now && previous_hash != head_hash_now) {
+    if last > head_now {
         return Err(BrokenLink {
             sequence: head_now + 1,
             reason: "it lies past the head of the chain: the head was moved back",
+        }
+        .into());
+    }
+    if last == head_now && previous_hash != head_hash_now {
+        return Err(BrokenLink {
+            sequence: head_now,
+            reason: "the head of the chain records another hash for it",
         }
         .into());
     }

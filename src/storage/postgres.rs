@@ -22,21 +22,7 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to the database named by a `postgres://` URL.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
-        // The pool retries a failed connection until its acquire timeout and then says only
-        // "pool timed out": one plain connection first names the cause (refused, no such
-        // database, authentication) and the place.
-        let place = super::describe_url(url);
-        tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect(url))
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "could not connect to {place}: no answer within {CONNECT_TIMEOUT:?}"
-                )
-            })?
-            .with_context(|| format!("could not connect to {place}"))?
-            .close()
-            .await
-            .ok();
+        first_connection(url).await?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(CONNECT_TIMEOUT)
@@ -57,6 +43,41 @@ impl PostgresStore {
             .await
             .context("could not connect to PostgreSQL")?;
         Ok(Self { pool })
+    }
+}
+
+/// One plain connection before the pool is built. The pool retries a failed connection until
+/// its acquire timeout and then says only "pool timed out"; this retries the same way (a server
+/// still starting after a reboot, a restart: refused, or "starting up") and then names the
+/// place and the last cause. What retrying cannot mend (authentication, no such database) fails
+/// at once.
+async fn first_connection(url: &str) -> anyhow::Result<()> {
+    let place = super::describe_url(url);
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let attempt = tokio::time::timeout_at(deadline, sqlx::PgConnection::connect(url)).await;
+        let error = match attempt {
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+                return Ok(());
+            }
+            Ok(Err(error)) => error,
+            Err(_) => {
+                anyhow::bail!("could not connect to {place}: no answer within {CONNECT_TIMEOUT:?}")
+            }
+        };
+        let worth_retrying = match &error {
+            sqlx::Error::Io(_) => true,
+            // 57P03: the database system is starting up (or shutting down).
+            sqlx::Error::Database(database) => database.code().as_deref() == Some("57P03"),
+            _ => false,
+        };
+        if !worth_retrying || tokio::time::Instant::now() + pause >= deadline {
+            return Err(anyhow::Error::new(error).context(format!("could not connect to {place}")));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
 

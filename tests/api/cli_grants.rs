@@ -136,8 +136,9 @@ async fn an_exported_identity_opens_the_grant_and_then_the_report_with_the_age_t
 }
 
 /// A script or `systemd-run` without input gives no password: that is refused before the
-/// account is tried, so it cannot lock the account. Someone who gives the right password is
-/// told why it still opens nothing (locked, disabled); a wrong one learns nothing more.
+/// account is tried, so it cannot lock the account. A locked account is said to be locked
+/// before any password is tried (the lock still slows guessing); someone who gives the right
+/// password to a disabled account is told so, and a wrong one learns nothing more.
 async fn the_offline_tools_try_no_empty_password_and_say_why_a_right_one_opens_nothing(
     backend: Backend,
 ) {
@@ -189,11 +190,15 @@ async fn the_offline_tools_try_no_empty_password_and_say_why_a_right_one_opens_n
         now + 3600
     ))
     .await;
-    let stderr = export(PASSWORD);
-    assert!(
-        stderr.contains("the password is right, but the account is locked"),
-        "{stderr}"
-    );
+    for password in [PASSWORD, "not the password"] {
+        let stderr = export(password);
+        assert!(
+            stderr.contains("the account is locked") && stderr.contains("no password was tried"),
+            "{stderr}"
+        );
+    }
+    let (_, secrets) = app.stored_account("ada").await;
+    assert_eq!(secrets.failed_logins, 2, "nothing was tried while locked");
 
     app.execute("UPDATE reviewer_secrets SET locked_until = 0")
         .await;
@@ -201,7 +206,7 @@ async fn the_offline_tools_try_no_empty_password_and_say_why_a_right_one_opens_n
         .await;
     let stderr = export(PASSWORD);
     assert!(
-        stderr.contains("the password is right, but the account is disabled"),
+        stderr.contains("the password is right, but the account is disabled, not active"),
         "{stderr}"
     );
     let stderr = export("still not the password");
