@@ -49,9 +49,97 @@ impl fmt::Display for DeskSlug {
     }
 }
 
+/// The longest desk name, in characters.
+pub const MAX_DESK_NAME: usize = 100;
+
+/// A desk's name, which the intake form shows to reporters: 1 to [`MAX_DESK_NAME`] characters
+/// once trimmed, with something visible, and none that a reader cannot see or that changes how
+/// the rest reads: control and format characters (zero-width, soft hyphen, byte-order mark,
+/// bidirectional overrides and isolates, tags), line and paragraph separators, private-use,
+/// surrogate and unassigned code points (noncharacters among them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeskName(String);
+
+/// The input is not a desk name.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "must be 1 to 100 characters with something visible, and no control, invisible, \
+     direction-changing or unassigned characters"
+)]
+pub struct InvalidDeskName;
+
+impl DeskName {
+    /// Parses a name, trimmed of surrounding whitespace.
+    pub fn parse(input: &str) -> Result<Self, InvalidDeskName> {
+        use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+        let name = input.trim();
+        let hidden = |character: char| {
+            matches!(
+                character.general_category(),
+                GeneralCategory::Control
+                    | GeneralCategory::Format
+                    | GeneralCategory::LineSeparator
+                    | GeneralCategory::ParagraphSeparator
+                    | GeneralCategory::PrivateUse
+                    | GeneralCategory::Surrogate
+                    | GeneralCategory::Unassigned
+            )
+        };
+        let well_formed = (1..=MAX_DESK_NAME).contains(&name.chars().count())
+            && !name.chars().any(hidden)
+            && name.chars().any(|character| !character.is_whitespace());
+        if well_formed {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(InvalidDeskName)
+        }
+    }
+
+    /// The name as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn desk_names_in_any_script_parse_trimmed() {
+        for (given, kept) in [
+            ("Geneva desk", "Geneva desk"),
+            ("  UPR 45 — Genève  ", "UPR 45 — Genève"),
+            ("مكتب جنيف", "مكتب جنيف"),
+            ("日内瓦", "日内瓦"),
+            ("Desk\u{a0}A", "Desk\u{a0}A"),
+        ] {
+            assert_eq!(DeskName::parse(given).unwrap().as_str(), kept, "{given:?}");
+        }
+        assert!(DeskName::parse(&"é".repeat(MAX_DESK_NAME)).is_ok());
+    }
+
+    #[test]
+    fn invisible_or_misleading_desk_names_are_refused() {
+        for bad in [
+            "",
+            "   ",
+            "\u{200b}",
+            "a\u{202e}b",
+            "\u{feff}",
+            "\u{ad}",
+            "\u{2066}x",
+            "x\u{2028}y",
+            "\u{e0041}tag",
+            "\u{ffff}",
+            "x\u{85}y",
+            "a\u{7}",
+            "\u{e000}private",
+            &"a".repeat(MAX_DESK_NAME + 1),
+        ] {
+            assert_eq!(DeskName::parse(bad), Err(InvalidDeskName), "{bad:?}");
+        }
+    }
 
     #[test]
     fn ordinary_slugs_parse() {

@@ -13,7 +13,7 @@ pub mod vocabulary;
 pub mod wire;
 
 pub use case_ref::{CaseRef, EntryId, InvalidCaseRef};
-pub use desk::{DeskSlug, InvalidDeskSlug};
+pub use desk::{DeskName, DeskSlug, InvalidDeskName, InvalidDeskSlug};
 pub use idempotency::{IdempotencyKey, InvalidIdempotencyKey};
 pub use password::{Password, PasswordRejected};
 pub use receipt::{InvalidReceipt, ReceiptCode};

@@ -120,7 +120,7 @@ pub(super) fn account_error(error: AccountError) -> ApiError {
         AccountError::WrongPassword => ApiError::invalid_field(
             "wrong_password",
             "password",
-            "is wrong; repeated failures lock the account for a while",
+            "is wrong, or the account is locked for a while after repeated failures",
         ),
         AccountError::InvalidTotp => ApiError::invalid_field(
             "invalid_totp",
@@ -363,7 +363,7 @@ pub async fn change_password(
             AccountError::WrongPassword => ApiError::invalid_field(
                 "wrong_password",
                 "current_password",
-                "is wrong; repeated failures lock the account for a while",
+                "is wrong, or the account is locked for a while after repeated failures",
             ),
             other => account_error(other),
         })?;
@@ -453,7 +453,10 @@ pub fn session_credential(request: &HttpRequest) -> Result<Option<SessionCredent
         let token = value
             .to_str()
             .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
+            // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` is as good.
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+            .map(|(_, token)| token)
             .ok_or_else(|| ApiError::Unauthorized {
                 code: "no_session",
                 message: "Send `Authorization: Bearer <token>`.".into(),

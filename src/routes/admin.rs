@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::RequestLimits;
 use super::accounts::authenticated;
 use super::body::read_json;
-use crate::domain::{AccountStatus, DeskRole, DeskSlug, Role, Username};
+use crate::domain::{AccountStatus, DeskName, DeskRole, DeskSlug, Role, Username};
 use crate::error::ApiError;
 use crate::services::Vault;
 use crate::services::admin::{AccountView, AdminError, DeskView, MemberView, MembershipView};
@@ -18,7 +18,6 @@ use crate::services::admin::{AccountView, AdminError, DeskView, MemberView, Memb
 const MAX_DESKS: usize = 50;
 const MAX_MEMBERS: usize = 500;
 /// Longest desk display name, in characters.
-const MAX_DESK_NAME: usize = 100;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -46,7 +45,8 @@ struct AccountChangeRequest {
 #[serde(deny_unknown_fields)]
 struct NewDeskRequest {
     slug: String,
-    /// 1 to 100 printable characters.
+    /// 1 to 100 characters with something visible; no control, invisible (zero-width, soft
+    /// hyphen), direction-changing or unassigned characters. Reporters see it.
     name: String,
 }
 
@@ -442,15 +442,9 @@ pub async fn create_desk(
     let body: NewDeskRequest = read_json(&request, payload, &limits).await?;
     let slug = DeskSlug::parse(&body.slug)
         .map_err(|error| ApiError::invalid_field("invalid_desk", "slug", error.to_string()))?;
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_DESK_NAME || name.chars().any(char::is_control)
-    {
-        return Err(ApiError::invalid_field(
-            "invalid_name",
-            "name",
-            format!("must be 1 to {MAX_DESK_NAME} printable characters"),
-        ));
-    }
+    let name = DeskName::parse(&body.name)
+        .map_err(|error| ApiError::invalid_field("invalid_name", "name", error.to_string()))?;
+    let name = name.as_str();
     vault
         .create_desk(&caller, &slug, name)
         .await

@@ -79,7 +79,7 @@ fn require_json(request: &HttpRequest) -> Result<(), ApiError> {
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::UnsupportedMediaType {
-            message: "Send the report as Content-Type: application/json.".into(),
+            message: "Send the body as Content-Type: application/json.".into(),
         });
     }
     // Bodies are read as sent: a compressed one would otherwise be refused as malformed JSON,
@@ -173,9 +173,9 @@ fn shape_error(path: &str, parent: &str, reason: &str) -> ApiError {
         // The path ends with the client's key: name the object that holds it instead.
         let message = match expected {
             Some(expected) => {
-                format!("holds a field that is not part of the report; expected {expected}")
+                format!("holds a field that is not part of this request; expected {expected}")
             }
-            None => "holds a field that is not part of the report".to_owned(),
+            None => "holds a field that is not part of this request".to_owned(),
         };
         ("unknown_field", parent.to_owned(), message)
     } else if let Some((code, name, message)) = [

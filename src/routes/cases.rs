@@ -244,16 +244,21 @@ fn parse_case_ref(text: &str) -> Result<CaseRef, ApiError> {
     CaseRef::parse(text).map_err(|_| case_not_found())
 }
 
+/// A filter that must be one of `allowed`, which a refusal lists (case statuses are in no other
+/// published list).
 fn vocabulary_filter(
     field: &str,
     value: Option<String>,
-    known: impl Fn(&str) -> bool,
+    allowed: &[&str],
 ) -> Result<Option<String>, ApiError> {
     match value {
-        Some(value) if !known(&value) => Err(ApiError::invalid_field(
+        Some(value) if !allowed.contains(&value.as_str()) => Err(ApiError::invalid_field(
             "unknown_value",
             field,
-            "is not an allowed value; GET /api/v1/intake lists them",
+            format!(
+                "is not an allowed value; expected one of {}",
+                allowed.join(", ")
+            ),
         )),
         other => Ok(other),
     }
@@ -325,26 +330,32 @@ pub async fn list_cases(
         None => None,
     };
     let list_query = CaseListQuery {
-        status: vocabulary_filter("status", parameters.status, |value| {
-            CaseStatus::parse(value).is_some()
-        })?,
-        incident_type: vocabulary_filter("incident_type", parameters.incident_type, |value| {
-            IncidentType::parse(value).is_some()
-        })?,
-        mechanism_kind: vocabulary_filter("mechanism", parameters.mechanism, |value| {
-            MechanismKind::parse(value).is_some()
-        })?,
+        status: vocabulary_filter("status", parameters.status, &CaseStatus::names())?,
+        incident_type: vocabulary_filter(
+            "incident_type",
+            parameters.incident_type,
+            &IncidentType::names(),
+        )?,
+        mechanism_kind: vocabulary_filter(
+            "mechanism",
+            parameters.mechanism,
+            &MechanismKind::names(),
+        )?,
         desk_slug: parameters.desk,
         received_from: day_filter("received_from", parameters.received_from)?,
         received_until: day_filter("received_until", parameters.received_until)?,
         after,
-        limit,
+        // One more than the page: whether it exists says whether there is a next page, so that
+        // a page that ends exactly at the end of the list says so (`next` null).
+        limit: limit + 1,
     };
-    let page = vault
+    let mut page = vault
         .list_granted_cases(&caller.reviewer, list_query)
         .await
         .map_err(ApiError::internal)?;
-    let next = (page.len() as i64 == limit)
+    let more = page.len() as i64 > limit;
+    page.truncate(usize::try_from(limit).unwrap_or_default());
+    let next = more
         .then(|| {
             page.last()
                 .map(|case| format!("{}~{}", case.received_on, case.id))

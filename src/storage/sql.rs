@@ -898,10 +898,17 @@ macro_rules! impl_store {
                 if spent.rows_affected() != 1 {
                     return Err($crate::storage::StoreError::Conflict("enrolment"));
                 }
-                sqlx::query("UPDATE reviewers SET status = 'active' WHERE id = $1 AND status = 'pending'")
-                    .bind(reviewer_id)
-                    .execute(&mut *transaction)
-                    .await?;
+                // An account an admin disabled while it was pending stays so: nothing is spent,
+                // and the confirmation is refused rather than answered as done.
+                let activated = sqlx::query(
+                    "UPDATE reviewers SET status = 'active' WHERE id = $1 AND status = 'pending'",
+                )
+                .bind(reviewer_id)
+                .execute(&mut *transaction)
+                .await?;
+                if activated.rows_affected() != 1 {
+                    return Err($crate::storage::StoreError::Conflict("account_not_pending"));
+                }
                 sqlx::query("UPDATE reviewer_secrets SET totp_last_step = $1 WHERE reviewer_id = $2")
                     .bind(totp_step)
                     .bind(reviewer_id)

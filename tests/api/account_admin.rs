@@ -493,7 +493,51 @@ async fn members_replaced_at_once_end_as_one_list(backend: Backend) {
     }
 }
 
+/// An account disabled by an admin while its enrolment was pending is not made active by the
+/// confirmation, and the confirmation says so instead of answering 204.
+async fn a_pending_account_disabled_by_an_admin_cannot_be_confirmed(backend: Backend) {
+    let Some(cast) = spawn_with_ada_and_rita(backend).await else {
+        return;
+    };
+    let app = &cast.app;
+    let invitation = app
+        .invite(&cast.admin_token, "pendtwo", "reviewer", &["default"])
+        .await;
+    let enrolled = app
+        .post_json(
+            "/api/v1/enrol",
+            json!({"token": invitation, "username": "pendtwo", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(enrolled.status(), 200);
+    let body: Value = enrolled.json().await.unwrap();
+    let secret = crate::people::totp_secret(body["totp_uri"].as_str().unwrap());
+    let disabled = app
+        .send(
+            Method::PATCH,
+            "/api/v1/admin/reviewers/pendtwo",
+            Some(&cast.admin_token),
+            Some(json!({"status": "disabled"})),
+        )
+        .await;
+    assert_eq!(disabled.status(), 204);
+
+    let confirmed = app
+        .post_json(
+            "/api/v1/enrol/confirm",
+            json!({"token": invitation, "totp": crate::people::code(&secret, crate::people::now())}),
+        )
+        .await;
+
+    assert_eq!(confirmed.status(), 422);
+    let body: Value = confirmed.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_token");
+    let (account, _) = app.stored_account("pendtwo").await;
+    assert_eq!(account.status, "disabled");
+}
+
 crate::on_both_backends!(
+    a_pending_account_disabled_by_an_admin_cannot_be_confirmed,
     members_replaced_at_once_end_as_one_list,
     dead_sessions_are_swept_from_the_table,
     an_invitation_is_for_one_username_and_one_use,

@@ -701,6 +701,39 @@ async fn the_triage_list_refuses_unknown_filters_and_pages_with_a_cursor(backend
         .map(|case| case["case_ref"].as_str().unwrap())
         .collect();
     assert_eq!(all.len(), 3, "pages neither skip nor repeat");
+    // A page that ends exactly at the end of the list is the last one.
+    let exact: Value = get_as(&app, &token, "/api/v1/cases?limit=3")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(exact["cases"].as_array().unwrap().len(), 3);
+    assert!(exact["next"].is_null(), "{}", exact["next"]);
+    // The scheme's case does not matter (RFC 9110); another scheme is no session.
+    for (scheme, status) in [("bearer", 200), ("BEARER", 200), ("Basic", 401)] {
+        let response = app
+            .client
+            .get(format!("{}/api/v1/cases", app.address))
+            .header("Authorization", format!("{scheme} {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{scheme}");
+    }
+    // A value outside a vocabulary is answered with the vocabulary.
+    let bad_status: Value = get_as(&app, &token, "/api/v1/cases?status=bogus")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bad_status["error"], "unknown_value");
+    assert!(
+        bad_status["fields"]["status"]
+            .as_str()
+            .unwrap()
+            .contains("expected one of new, "),
+        "{bad_status}"
+    );
     let (_, id) = cursor.split_once('~').unwrap();
     for forged in [
         format!("%00%00%00%00%00%00%00%00%00%00~{id}"),
