@@ -287,6 +287,9 @@ pub async fn invite(
     limits: web::Data<RequestLimits>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticated(&request, &vault).await?;
+    // The role before the body: a caller who may not do this learns that first (403), not
+    // what is wrong with a body that could never be accepted.
+    crate::services::admin::require_admin(&caller).map_err(admin_error)?;
     let body: InviteRequest = read_json(&request, payload, &limits).await?;
     let name = username("username", &body.username)?;
     let role = role(&body.role)?;
@@ -364,6 +367,9 @@ pub async fn change_account(
     limits: web::Data<RequestLimits>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticated(&request, &vault).await?;
+    // The role before the body: a caller who may not do this learns that first (403), not
+    // what is wrong with a body that could never be accepted.
+    crate::services::admin::require_admin(&caller).map_err(admin_error)?;
     let body: AccountChangeRequest = read_json(&request, payload, &limits).await?;
     let role = body.role.as_deref().map(role).transpose()?;
     let status = body
@@ -439,6 +445,9 @@ pub async fn create_desk(
     limits: web::Data<RequestLimits>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticated(&request, &vault).await?;
+    // The role before the body: a caller who may not do this learns that first (403), not
+    // what is wrong with a body that could never be accepted.
+    crate::services::admin::require_admin(&caller).map_err(admin_error)?;
     let body: NewDeskRequest = read_json(&request, payload, &limits).await?;
     let slug = DeskSlug::parse(&body.slug)
         .map_err(|error| ApiError::invalid_field("invalid_desk", "slug", error.to_string()))?;
@@ -482,6 +491,9 @@ pub async fn set_desk_members(
     limits: web::Data<RequestLimits>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticated(&request, &vault).await?;
+    // The role before the body: a caller who may not do this learns that first (403), not
+    // what is wrong with a body that could never be accepted.
+    crate::services::admin::require_admin(&caller).map_err(admin_error)?;
     let body: MembersRequest = read_json(&request, payload, &limits).await?;
     if body.members.len() > MAX_MEMBERS {
         return Err(ApiError::invalid_field(
@@ -493,15 +505,20 @@ pub async fn set_desk_members(
     let members = body
         .members
         .iter()
-        .map(|member| {
+        .enumerate()
+        .map(|(index, member)| {
+            // Indexed, as the shape errors of the same list are (`members[0].role`).
             let role = DeskRole::parse(&member.role).ok_or_else(|| {
                 ApiError::invalid_field(
                     "unknown_value",
-                    "members.role",
+                    &format!("members[{index}].role"),
                     "must be coordinator or member",
                 )
             })?;
-            Ok((username("members.username", &member.username)?, role))
+            Ok((
+                username(&format!("members[{index}].username"), &member.username)?,
+                role,
+            ))
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     vault

@@ -114,6 +114,11 @@ fn event(actor: &str, action: &str, target: &str) -> NewAuditEvent {
     }
 }
 
+/// Refuses anyone but an admin (403), for routes to check before they read a body.
+pub fn require_admin(caller: &AuthenticatedReviewer) -> Result<(), AdminError> {
+    require(caller, &[Role::Admin])
+}
+
 fn require(caller: &AuthenticatedReviewer, allowed: &[Role]) -> Result<(), AdminError> {
     if allowed.contains(&caller.role()) {
         Ok(())
@@ -181,7 +186,9 @@ impl Vault {
         pairs.dedup();
         let token = RecoveryCode::generate().formatted();
         let expires_at = unix_now() + INVITATION_TTL_SECONDS;
-        self.store
+        // Replaces an open invitation of the same username (`Store::insert_enrolment`).
+        let inserted = self
+            .store
             .insert_enrolment(&EnrolmentRecord {
                 token_hash: enrolment_token_hash(age::secrecy::ExposeSecret::expose_secret(&token)),
                 kind: "invitation".into(),
@@ -193,7 +200,17 @@ impl Vault {
                 spent: false,
                 username: Some(username.as_str().to_owned()),
             })
-            .await?;
+            .await;
+        match inserted {
+            Err(StoreError::Conflict("invitation")) => {
+                return Err(AdminError::Invalid(
+                    "username",
+                    "was invited by another request at the same moment; invite again if that \
+                     invitation is lost",
+                ));
+            }
+            other => other?,
+        }
         audit::record(
             self.store.as_ref(),
             event(&caller.reviewer.id, "account.invited", username.as_str()),
@@ -297,6 +314,12 @@ impl Vault {
                     "an auditor reads no case: revoke the account's grants first",
                 ));
             }
+        }
+        // What the account has already is no change: the audit log records none.
+        let role = role.filter(|role| role.as_str() != target.role);
+        let status = status.filter(|status| status.as_str() != target.status);
+        if role.is_none() && status.is_none() {
+            return Ok(());
         }
         let change = AccountChange {
             role: role.map(|role| role.as_str().to_owned()),

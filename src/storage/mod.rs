@@ -190,7 +190,9 @@ pub trait Store: Send + Sync + 'static {
     /// account that can still be confirmed).
     async fn has_live_enrolment(&self, reviewer_id: &str, now: i64) -> Result<bool, StoreError>;
 
-    /// Stores a new enrolment token (by hash).
+    /// Stores a new enrolment token (by hash). An invitation (one with a username) replaces the
+    /// open, unredeemed invitation of the same username in the same transaction; one made at the
+    /// same moment by another request is [`StoreError::Conflict`]`("invitation")`.
     async fn insert_enrolment(&self, enrolment: &EnrolmentRecord) -> Result<(), StoreError>;
 
     /// An enrolment by token hash.

@@ -709,7 +709,21 @@ macro_rules! impl_store {
                 &self,
                 enrolment: &$crate::storage::EnrolmentRecord,
             ) -> Result<(), $crate::storage::StoreError> {
-                sqlx::query(
+                let mut transaction = self.pool.begin().await?;
+                // An invitation replaces the open (unredeemed) one of the same username, if
+                // any: one invitation per account is live. Two made at the same moment meet
+                // the unique index, and the second is refused as a conflict.
+                if let Some(username) = &enrolment.username {
+                    sqlx::query(
+                        "DELETE FROM enrolments WHERE username = $1 AND spent = $2 \
+                         AND reviewer_id IS NULL",
+                    )
+                    .bind(username)
+                    .bind(false)
+                    .execute(&mut *transaction)
+                    .await?;
+                }
+                let inserted = sqlx::query(
                     "INSERT INTO enrolments (token_hash, kind, role, desk_ids, reviewer_id, \
                      pending_totp, expires_at, spent, username) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -723,8 +737,22 @@ macro_rules! impl_store {
                 .bind(enrolment.expires_at)
                 .bind(enrolment.spent)
                 .bind(&enrolment.username)
-                .execute(&self.pool)
-                .await?;
+                .execute(&mut *transaction)
+                .await;
+                match inserted {
+                    Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                        return Err($crate::storage::StoreError::Conflict("invitation"));
+                    }
+                    other => {
+                        other?;
+                    }
+                }
+                transaction.commit().await.map_err(|error| match error {
+                    sqlx::Error::Database(database) if database.is_unique_violation() => {
+                        $crate::storage::StoreError::Conflict("invitation")
+                    }
+                    other => other.into(),
+                })?;
                 Ok(())
             }
 

@@ -160,6 +160,26 @@ async fn disabling_an_account_ends_its_sessions_at_once(backend: Backend) {
             .iter()
             .any(|event| event.action == "account.role_changed:coordinator")
     );
+
+    // The same again changes nothing, and the audit log records no change that did not happen.
+    let account_events = |events: &[incident_vault::storage::AuditEventRecord]| {
+        events
+            .iter()
+            .filter(|event| event.action.starts_with("account."))
+            .count()
+    };
+    let before = account_events(&app.store.audit_events(0, 1000).await.unwrap());
+    let again = app
+        .send(
+            Method::PATCH,
+            "/api/v1/admin/reviewers/rita",
+            Some(&admin_token),
+            Some(json!({"status": "active", "role": "coordinator"})),
+        )
+        .await;
+    assert_eq!(again.status(), 204);
+    let after = account_events(&app.store.audit_events(0, 1000).await.unwrap());
+    assert_eq!(after, before);
 }
 
 async fn a_password_change_re_seals_the_identity_and_ends_every_session(backend: Backend) {
@@ -493,6 +513,121 @@ async fn members_replaced_at_once_end_as_one_list(backend: Backend) {
     }
 }
 
+/// One invitation per account is live: inviting again replaces the one nobody redeemed (a lost
+/// invitation is withdrawn that way), and invitations made at the same moment leave one.
+async fn a_new_invitation_replaces_the_open_one_of_the_same_username(backend: Backend) {
+    let Some(cast) = spawn_with_ada_and_rita(backend).await else {
+        return;
+    };
+    let app = &cast.app;
+    let first = app
+        .invite(&cast.admin_token, "nora", "reviewer", &["default"])
+        .await;
+    let second = app
+        .invite(&cast.admin_token, "nora", "reviewer", &["default"])
+        .await;
+
+    let with_first = app
+        .post_json(
+            "/api/v1/enrol",
+            json!({"token": first, "username": "nora", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(with_first.status(), 422);
+    let body: Value = with_first.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_token");
+    app.enrol_with(&second, "nora").await;
+
+    // Eight at once: each is a 201 or a 422 naming the username, and one invitation is open.
+    let answers = futures_util::future::join_all((0..8).map(|_| {
+        app.send(
+            Method::POST,
+            "/api/v1/admin/reviewers",
+            Some(&cast.admin_token),
+            Some(json!({"username": "racer", "role": "reviewer", "desks": ["default"]})),
+        )
+    }))
+    .await;
+    let mut created = 0;
+    for answer in answers {
+        match answer.status().as_u16() {
+            201 => created += 1,
+            422 => {
+                let body: Value = answer.json().await.unwrap();
+                assert!(body["fields"]["username"].is_string(), "{body}");
+            }
+            other => panic!("{other}: {:?}", answer.text().await),
+        }
+    }
+    assert!(created >= 1);
+    assert_eq!(
+        app.count("enrolments WHERE username = 'racer'").await,
+        1,
+        "one open invitation"
+    );
+}
+
+/// A refused member is named by its place in the list, as a shape error of the list is.
+async fn a_refused_desk_member_is_named_by_its_index(backend: Backend) {
+    let Some(cast) = spawn_with_ada_and_rita(backend).await else {
+        return;
+    };
+    for (members, field) in [
+        (
+            json!([{"username": "rita", "role": "member"}, {"username": "ned", "role": "boss"}]),
+            "members[1].role",
+        ),
+        (
+            json!([{"username": "", "role": "member"}]),
+            "members[0].username",
+        ),
+        (json!([{"username": "rita"}]), "members[0].role"),
+    ] {
+        let response = cast
+            .app
+            .send(
+                Method::PUT,
+                "/api/v1/admin/desks/default/members",
+                Some(&cast.admin_token),
+                Some(json!({"members": members})),
+            )
+            .await;
+        assert_eq!(response.status(), 422, "{field}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["fields"][field].is_string(), "{field}: {body}");
+    }
+}
+
+/// A caller who may not use an admin route hears so first (403), whatever the body: not about a
+/// body that could never be accepted from them.
+async fn a_non_admin_is_refused_before_the_body_is_read(backend: Backend) {
+    let Some(cast) = spawn_with_ada_and_rita(backend).await else {
+        return;
+    };
+    let app = &cast.app;
+    for (method, path) in [
+        (Method::POST, "/api/v1/admin/reviewers"),
+        (Method::PATCH, "/api/v1/admin/reviewers/ada"),
+        (Method::POST, "/api/v1/admin/desks"),
+        (Method::PUT, "/api/v1/admin/desks/default/members"),
+    ] {
+        for body in ["{bad", r#"{"zzz": 1}"#] {
+            let response = app
+                .client
+                .request(method.clone(), format!("{}{path}", app.address))
+                .bearer_auth(&cast.rita_token)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 403, "{method} {path} {body}");
+            let answer: Value = response.json().await.unwrap();
+            assert_eq!(answer["error"], "forbidden", "{method} {path} {body}");
+        }
+    }
+}
+
 /// An account disabled by an admin while its enrolment was pending is not made active by the
 /// confirmation, and the confirmation says so instead of answering 204.
 async fn a_pending_account_disabled_by_an_admin_cannot_be_confirmed(backend: Backend) {
@@ -537,6 +672,9 @@ async fn a_pending_account_disabled_by_an_admin_cannot_be_confirmed(backend: Bac
 }
 
 crate::on_both_backends!(
+    a_new_invitation_replaces_the_open_one_of_the_same_username,
+    a_refused_desk_member_is_named_by_its_index,
+    a_non_admin_is_refused_before_the_body_is_read,
     a_pending_account_disabled_by_an_admin_cannot_be_confirmed,
     members_replaced_at_once_end_as_one_list,
     dead_sessions_are_swept_from_the_table,
