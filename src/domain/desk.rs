@@ -54,9 +54,12 @@ pub const MAX_DESK_NAME: usize = 100;
 
 /// A desk's name, which the intake form shows to reporters: 1 to [`MAX_DESK_NAME`] characters
 /// once trimmed, with something visible, and none that a reader cannot see or that changes how
-/// the rest reads: control and format characters (zero-width, soft hyphen, byte-order mark,
-/// bidirectional overrides and isolates, tags), line and paragraph separators, private-use,
-/// surrogate and unassigned code points (noncharacters among them).
+/// the rest reads: control and format characters (zero-width space, soft hyphen, byte-order
+/// mark, bidirectional overrides and isolates, tags), line and paragraph separators, private-use,
+/// surrogate and unassigned code points (noncharacters among them). The format characters that
+/// ordinary writing needs are kept: the zero-width non-joiner and joiner (Persian and Indic
+/// words, emoji sequences) and the implicit direction marks (U+200E, U+200F, U+061C), as report
+/// fields keep them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeskName(String);
 
@@ -73,21 +76,24 @@ impl DeskName {
     pub fn parse(input: &str) -> Result<Self, InvalidDeskName> {
         use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
         let name = input.trim();
+        let writing = |character: char| matches!(character, '\u{200C}'..='\u{200F}' | '\u{061C}');
         let hidden = |character: char| {
-            matches!(
-                character.general_category(),
-                GeneralCategory::Control
-                    | GeneralCategory::Format
-                    | GeneralCategory::LineSeparator
-                    | GeneralCategory::ParagraphSeparator
-                    | GeneralCategory::PrivateUse
-                    | GeneralCategory::Surrogate
-                    | GeneralCategory::Unassigned
-            )
+            !writing(character)
+                && matches!(
+                    character.general_category(),
+                    GeneralCategory::Control
+                        | GeneralCategory::Format
+                        | GeneralCategory::LineSeparator
+                        | GeneralCategory::ParagraphSeparator
+                        | GeneralCategory::PrivateUse
+                        | GeneralCategory::Surrogate
+                        | GeneralCategory::Unassigned
+                )
         };
+        let visible = |character: char| !character.is_whitespace() && !writing(character);
         let well_formed = (1..=MAX_DESK_NAME).contains(&name.chars().count())
             && !name.chars().any(hidden)
-            && name.chars().any(|character| !character.is_whitespace());
+            && name.chars().any(visible);
         if well_formed {
             Ok(Self(name.to_owned()))
         } else {
@@ -113,10 +119,44 @@ mod tests {
             ("مكتب جنيف", "مكتب جنيف"),
             ("日内瓦", "日内瓦"),
             ("Desk\u{a0}A", "Desk\u{a0}A"),
+            // Persian needs the zero-width non-joiner; emoji sequences the joiner.
+            ("میز\u{200c}ها", "میز\u{200c}ها"),
+            (
+                "Team \u{1f469}\u{200d}\u{1f4bb}",
+                "Team \u{1f469}\u{200d}\u{1f4bb}",
+            ),
+            ("\u{200f}مكتب", "\u{200f}مكتب"),
+            ("देवनागरी", "देवनागरी"),
         ] {
             assert_eq!(DeskName::parse(given).unwrap().as_str(), kept, "{given:?}");
         }
         assert!(DeskName::parse(&"é".repeat(MAX_DESK_NAME)).is_ok());
+    }
+
+    proptest::proptest! {
+        /// Whatever is sent, parsing answers; and what it keeps is trimmed, within the limit,
+        /// visible, and free of the characters that hide or reorder text.
+        #[test]
+        fn any_text_is_a_clean_name_or_refused(text in "(.|[\u{200b}-\u{200f}\u{202a}-\u{202e}\u{2066}-\u{2069}\u{feff}]){0,120}") {
+            if let Ok(name) = DeskName::parse(&text) {
+                let kept = name.as_str();
+                proptest::prop_assert_eq!(kept, kept.trim());
+                proptest::prop_assert!((1..=MAX_DESK_NAME).contains(&kept.chars().count()));
+                let hides = |character: char| {
+                    character.is_control()
+                        || matches!(
+                            character,
+                            '\u{200b}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
+                        )
+                };
+                let shows = |character: char| {
+                    !character.is_whitespace()
+                        && !matches!(character, '\u{200c}'..='\u{200f}' | '\u{061c}')
+                };
+                proptest::prop_assert!(!kept.chars().any(hides));
+                proptest::prop_assert!(kept.chars().any(shows));
+            }
+        }
     }
 
     #[test]
@@ -135,6 +175,9 @@ mod tests {
             "x\u{85}y",
             "a\u{7}",
             "\u{e000}private",
+            "\u{200d}",
+            "\u{200c}\u{200f}",
+            "\u{2060}word-joined",
             &"a".repeat(MAX_DESK_NAME + 1),
         ] {
             assert_eq!(DeskName::parse(bad), Err(InvalidDeskName), "{bad:?}");

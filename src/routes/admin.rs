@@ -45,7 +45,7 @@ struct AccountChangeRequest {
 #[serde(deny_unknown_fields)]
 struct NewDeskRequest {
     slug: String,
-    /// 1 to 100 characters with something visible; no control, invisible (zero-width, soft
+    /// 1 to 100 characters with something visible; no control, invisible (zero-width space, soft
     /// hyphen), direction-changing or unassigned characters. Reporters see it.
     name: String,
 }
