@@ -527,12 +527,7 @@ async fn a_new_invitation_replaces_the_open_one_of_the_same_username(backend: Ba
         .invite(&cast.admin_token, "nora", "reviewer", &["default"])
         .await;
 
-    let with_first = app
-        .post_json(
-            "/api/v1/enrol",
-            json!({"token": first, "username": "nora", "password": PASSWORD}),
-        )
-        .await;
+    let with_first = app.redeem(&first, "nora").await;
     assert_eq!(with_first.status(), 422);
     let body: Value = with_first.json().await.unwrap();
     assert_eq!(body["error"], "invalid_token");
@@ -638,12 +633,7 @@ async fn a_pending_account_disabled_by_an_admin_cannot_be_confirmed(backend: Bac
     let invitation = app
         .invite(&cast.admin_token, "pendtwo", "reviewer", &["default"])
         .await;
-    let enrolled = app
-        .post_json(
-            "/api/v1/enrol",
-            json!({"token": invitation, "username": "pendtwo", "password": PASSWORD}),
-        )
-        .await;
+    let enrolled = app.redeem(&invitation, "pendtwo").await;
     assert_eq!(enrolled.status(), 200);
     let body: Value = enrolled.json().await.unwrap();
     let secret = crate::people::totp_secret(body["totp_uri"].as_str().unwrap());

@@ -111,14 +111,18 @@ impl TestApp {
         self.send(Method::POST, path, None, Some(body)).await
     }
 
+    /// Redeems an enrolment token for `username` with [`PASSWORD`], without confirming it.
+    pub async fn redeem(&self, token: &str, username: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/enrol",
+            json!({"token": token, "username": username, "password": PASSWORD}),
+        )
+        .await
+    }
+
     /// Redeems an enrolment token (setup code or invitation) and confirms the TOTP secret.
     pub async fn enrol_with(&self, token: &str, username: &str) -> Reviewer {
-        let response = self
-            .post_json(
-                "/api/v1/enrol",
-                json!({"token": token, "username": username, "password": PASSWORD}),
-            )
-            .await;
+        let response = self.redeem(token, username).await;
         assert_eq!(response.status(), 200, "{:?}", response.text().await);
         let body: Value = response.json().await.unwrap();
         let reviewer = Reviewer {
