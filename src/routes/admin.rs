@@ -17,7 +17,6 @@ use crate::services::admin::{AccountView, AdminError, DeskView, MemberView, Memb
 /// Most desks one invitation may name, and most members one desk may have.
 const MAX_DESKS: usize = 50;
 const MAX_MEMBERS: usize = 500;
-/// Longest desk display name, in characters.
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -189,19 +189,24 @@ impl Vault {
         // Replaces an open invitation of the same username (`Store::insert_enrolment`).
         let inserted = self
             .store
-            .insert_enrolment(&EnrolmentRecord {
-                token_hash: enrolment_token_hash(age::secrecy::ExposeSecret::expose_secret(&token)),
-                kind: "invitation".into(),
-                role: role.as_str().into(),
-                desk_ids: pairs.join(" "),
-                reviewer_id: None,
-                pending_totp: None,
-                expires_at,
-                spent: false,
-                username: Some(username.as_str().to_owned()),
-            })
+            .insert_enrolment(
+                &EnrolmentRecord {
+                    token_hash: enrolment_token_hash(age::secrecy::ExposeSecret::expose_secret(
+                        &token,
+                    )),
+                    kind: "invitation".into(),
+                    role: role.as_str().into(),
+                    desk_ids: pairs.join(" "),
+                    reviewer_id: None,
+                    pending_totp: None,
+                    expires_at,
+                    spent: false,
+                    username: Some(username.as_str().to_owned()),
+                },
+                unix_now(),
+            )
             .await;
-        match inserted {
+        let replaced = match inserted {
             Err(StoreError::Conflict("invitation")) => {
                 return Err(AdminError::Invalid(
                     "username",
@@ -209,13 +214,17 @@ impl Vault {
                      invitation is lost",
                 ));
             }
+            Err(StoreError::Conflict("username")) => {
+                return Err(AdminError::Invalid("username", "is taken"));
+            }
             other => other?,
+        };
+        let mut invited = event(&caller.reviewer.id, "account.invited", username.as_str());
+        if replaced {
+            // The earlier invitation of this name stopped working.
+            invited.outcome = "success:replaced".into();
         }
-        audit::record(
-            self.store.as_ref(),
-            event(&caller.reviewer.id, "account.invited", username.as_str()),
-        )
-        .await?;
+        audit::record(self.store.as_ref(), invited).await?;
         Ok(Invitation { token, expires_at })
     }
 
@@ -315,8 +324,9 @@ impl Vault {
                 ));
             }
         }
-        // What the account has already is no change: the audit log records none.
-        let role = role.filter(|role| role.as_str() != target.role);
+        // What the account has already is no change: the audit log records none. Except the
+        // reviewer role, which also makes the account a plain member of desks it coordinates.
+        let role = role.filter(|role| role.as_str() != target.role || *role == Role::Reviewer);
         let status = status.filter(|status| status.as_str() != target.status);
         if role.is_none() && status.is_none() {
             return Ok(());

@@ -191,9 +191,15 @@ pub trait Store: Send + Sync + 'static {
     async fn has_live_enrolment(&self, reviewer_id: &str, now: i64) -> Result<bool, StoreError>;
 
     /// Stores a new enrolment token (by hash). An invitation (one with a username) replaces the
-    /// open, unredeemed invitation of the same username in the same transaction; one made at the
-    /// same moment by another request is [`StoreError::Conflict`]`("invitation")`.
-    async fn insert_enrolment(&self, enrolment: &EnrolmentRecord) -> Result<(), StoreError>;
+    /// open, unredeemed invitation of the same username in the same transaction, and says
+    /// whether it did; one made at the same moment by another request is
+    /// [`StoreError::Conflict`]`("invitation")`, and a username an account holds (checked in the
+    /// same transaction) is [`StoreError::Conflict`]`("username")`.
+    async fn insert_enrolment(
+        &self,
+        enrolment: &EnrolmentRecord,
+        now: i64,
+    ) -> Result<bool, StoreError>;
 
     /// An enrolment by token hash.
     async fn enrolment(&self, token_hash: &[u8]) -> Result<Option<EnrolmentRecord>, StoreError>;

@@ -708,20 +708,41 @@ macro_rules! impl_store {
             async fn insert_enrolment(
                 &self,
                 enrolment: &$crate::storage::EnrolmentRecord,
-            ) -> Result<(), $crate::storage::StoreError> {
+                now: i64,
+            ) -> Result<bool, $crate::storage::StoreError> {
                 let mut transaction = self.pool.begin().await?;
                 // An invitation replaces the open (unredeemed) one of the same username, if
                 // any: one invitation per account is live. Two made at the same moment meet
                 // the unique index, and the second is refused as a conflict.
+                let mut replaced = false;
                 if let Some(username) = &enrolment.username {
-                    sqlx::query(
+                    replaced = sqlx::query(
                         "DELETE FROM enrolments WHERE username = $1 AND spent = $2 \
                          AND reviewer_id IS NULL",
                     )
                     .bind(username)
                     .bind(false)
                     .execute(&mut *transaction)
+                    .await?
+                    .rows_affected()
+                        > 0;
+                    // Checked again after the DELETE, in this transaction: the old invitation
+                    // may have been redeemed meanwhile (PostgreSQL's DELETE then waited for
+                    // that and skipped the row), and its holder now has the name. The admin
+                    // must hear that it is taken, not that the leak was withdrawn.
+                    let taken: Option<i64> = sqlx::query_scalar(
+                        "SELECT 1 FROM reviewers r WHERE r.username = $1 \
+                         AND (r.status <> 'pending' OR EXISTS (SELECT 1 FROM enrolments e \
+                         WHERE e.reviewer_id = r.id AND e.spent = $2 AND e.expires_at > $3))",
+                    )
+                    .bind(username)
+                    .bind(false)
+                    .bind(now)
+                    .fetch_optional(&mut *transaction)
                     .await?;
+                    if taken.is_some() {
+                        return Err($crate::storage::StoreError::Conflict("username"));
+                    }
                 }
                 let inserted = sqlx::query(
                     "INSERT INTO enrolments (token_hash, kind, role, desk_ids, reviewer_id, \
@@ -747,13 +768,8 @@ macro_rules! impl_store {
                         other?;
                     }
                 }
-                transaction.commit().await.map_err(|error| match error {
-                    sqlx::Error::Database(database) if database.is_unique_violation() => {
-                        $crate::storage::StoreError::Conflict("invitation")
-                    }
-                    other => other.into(),
-                })?;
-                Ok(())
+                transaction.commit().await?;
+                Ok(replaced)
             }
 
             async fn enrolment(
@@ -800,7 +816,15 @@ macro_rules! impl_store {
                     .bind(false)
                     .bind(now)
                     .execute(&mut *transaction)
-                    .await?;
+                    .await;
+                    // Released, the row counts as an open invitation: a newer open one of the
+                    // same username (made before migration 0006, or racing) wins.
+                    let released = match released {
+                        Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                            return Err($crate::storage::StoreError::Conflict("enrolment"));
+                        }
+                        other => other?,
+                    };
                     if released.rows_affected() != 1 {
                         return Err($crate::storage::StoreError::Conflict("enrolment"));
                     }

@@ -543,10 +543,13 @@ async fn a_new_invitation_replaces_the_open_one_of_the_same_username(backend: Ba
         )
     }))
     .await;
-    let mut created = 0;
+    let mut tokens = Vec::new();
     for answer in answers {
         match answer.status().as_u16() {
-            201 => created += 1,
+            201 => {
+                let body: Value = answer.json().await.unwrap();
+                tokens.push(body["token"].as_str().unwrap().to_owned());
+            }
             422 => {
                 let body: Value = answer.json().await.unwrap();
                 assert!(body["fields"]["username"].is_string(), "{body}");
@@ -554,11 +557,35 @@ async fn a_new_invitation_replaces_the_open_one_of_the_same_username(backend: Ba
             other => panic!("{other}: {:?}", answer.text().await),
         }
     }
-    assert!(created >= 1);
+    assert!(!tokens.is_empty());
     assert_eq!(
         app.count("enrolments WHERE username = 'racer'").await,
         1,
         "one open invitation"
+    );
+    let mut redeemed = 0;
+    for token in &tokens {
+        if app.redeem(token, "racer").await.status() == 200 {
+            redeemed += 1;
+        }
+    }
+    assert_eq!(redeemed, 1, "exactly one of {} tokens works", tokens.len());
+    // The name is now held by a pending account: inviting again says so, and withdraws nothing.
+    let again = app
+        .send(
+            Method::POST,
+            "/api/v1/admin/reviewers",
+            Some(&cast.admin_token),
+            Some(json!({"username": "racer", "role": "reviewer", "desks": ["default"]})),
+        )
+        .await;
+    assert_eq!(again.status(), 422);
+    let events = app.store.audit_events(0, 1000).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|event| event.action == "account.invited" && event.outcome == "success:replaced"),
+        "the replaced invitation of nora is audited"
     );
 }
 
