@@ -452,14 +452,13 @@ pub async fn create_desk(
         .map_err(|error| ApiError::invalid_field("invalid_desk", "slug", error.to_string()))?;
     let name = DeskName::parse(&body.name)
         .map_err(|error| ApiError::invalid_field("invalid_name", "name", error.to_string()))?;
-    let name = name.as_str();
     vault
-        .create_desk(&caller, &slug, name)
+        .create_desk(&caller, &slug, &name)
         .await
         .map_err(admin_error)?;
     Ok(HttpResponse::Created().json(NewDesk {
         slug: slug.as_str(),
-        name,
+        name: name.as_str(),
     }))
 }
 

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::accounts::AuthenticatedReviewer;
 use super::{Vault, audit, today, unix_now};
 use crate::crypto::reviewer_key::RecoveryCode;
-use crate::domain::{AccountStatus, DeskRole, DeskSlug, EntryId, Role, Username};
+use crate::domain::{AccountStatus, DeskName, DeskRole, DeskSlug, EntryId, Role, Username};
 use crate::storage::{
     AccountChange, AuditEventRecord, CaseFilter, DeskMemberRecord, DeskRecord, EnrolmentRecord,
     NewAuditEvent, ReviewerRecord, StoreError,
@@ -393,13 +393,13 @@ impl Vault {
         &self,
         caller: &AuthenticatedReviewer,
         slug: &DeskSlug,
-        name: &str,
+        name: &DeskName,
     ) -> Result<(), AdminError> {
         require(caller, &[Role::Admin])?;
         let desk = DeskRecord {
             id: EntryId::generate().to_string(),
             slug: slug.as_str().to_owned(),
-            name: name.to_owned(),
+            name: name.as_str().to_owned(),
         };
         match self.store.insert_desk(&desk, &today()).await {
             Ok(()) => {}
