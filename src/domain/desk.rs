@@ -59,7 +59,9 @@ pub const MAX_DESK_NAME: usize = 100;
 /// surrogate and unassigned code points (noncharacters among them). The format characters that
 /// ordinary writing needs are kept: the zero-width non-joiner and joiner (Persian and Indic
 /// words, emoji sequences) and the implicit direction marks (U+200E, U+200F, U+061C), as report
-/// fields keep them.
+/// fields keep them. Something visible means a letter, digit, punctuation mark or symbol other
+/// than the blank-looking fillers (Hangul fillers, the blank braille pattern): marks, spaces and
+/// the kept format characters alone show nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeskName(String);
 
@@ -74,7 +76,7 @@ pub struct InvalidDeskName;
 impl DeskName {
     /// Parses a name, trimmed of surrounding whitespace.
     pub fn parse(input: &str) -> Result<Self, InvalidDeskName> {
-        use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+        use unicode_properties::{GeneralCategory, GeneralCategoryGroup, UnicodeGeneralCategory};
         let name = input.trim();
         let writing = |character: char| matches!(character, '\u{200C}'..='\u{200F}' | '\u{061C}');
         let hidden = |character: char| {
@@ -90,7 +92,21 @@ impl DeskName {
                         | GeneralCategory::Unassigned
                 )
         };
-        let visible = |character: char| !character.is_whitespace() && !writing(character);
+        let blank = |character: char| {
+            matches!(
+                character,
+                '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{2800}'
+            )
+        };
+        let visible = |character: char| {
+            matches!(
+                character.general_category_group(),
+                GeneralCategoryGroup::Letter
+                    | GeneralCategoryGroup::Number
+                    | GeneralCategoryGroup::Punctuation
+                    | GeneralCategoryGroup::Symbol
+            ) && !blank(character)
+        };
         let well_formed = (1..=MAX_DESK_NAME).contains(&name.chars().count())
             && !name.chars().any(hidden)
             && name.chars().any(visible);
@@ -151,7 +167,7 @@ mod tests {
                 };
                 let shows = |character: char| {
                     !character.is_whitespace()
-                        && !matches!(character, '\u{200c}'..='\u{200f}' | '\u{061c}')
+                        && !matches!(character, '\u{200c}'..='\u{200f}' | '\u{061c}' | '\u{3164}' | '\u{2800}')
                 };
                 proptest::prop_assert!(!kept.chars().any(hides));
                 proptest::prop_assert!(kept.chars().any(shows));
@@ -178,6 +194,10 @@ mod tests {
             "\u{200d}",
             "\u{200c}\u{200f}",
             "\u{2060}word-joined",
+            "\u{3164}",
+            "\u{2800}\u{2800}",
+            "\u{301}",
+            "\u{fe0f}",
             &"a".repeat(MAX_DESK_NAME + 1),
         ] {
             assert_eq!(DeskName::parse(bad), Err(InvalidDeskName), "{bad:?}");
