@@ -497,8 +497,9 @@ pub async fn revoke_grant(
     security(("session_token" = []), ("session_cookie" = [])),
     responses(
         (status = 200, description = "What the batch did.", body = DeskGrantTally),
-        (status = 403, description = "`forbidden` (not a coordinator of the desk), \
-            `step_up_required`, `cross_origin_request`."),
+        (status = 403, description = "`forbidden` (neither the coordinator role nor the \
+            desk's coordinator; one with the role is answered with what it could grant, which \
+            is only the desk's cases it can read), `step_up_required`, `cross_origin_request`."),
         (status = 404, description = "`desk_not_found`."),
         (status = 422, description = "`ineligible_grantee`, or a body of the wrong shape."),
         (status = 503, description = "`busy`: retry shortly."),

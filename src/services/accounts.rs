@@ -590,21 +590,28 @@ pub async fn unlock_with_password(
     let opened = usable
         .then(|| open_identity(&secrets.sealed_identity, &keys.wrap_key, &reviewer.id).ok())
         .flatten();
-    let outcome = if opened.is_some() {
-        "success"
-    } else {
-        "failure"
-    };
-    audit::record(
-        store,
-        audit_event(
+    if opened.is_some() {
+        let event = audit_event(
             "cli",
             "reviewer.identity_unlocked",
             Some(&reviewer.id),
-            outcome,
-        ),
-    )
-    .await?;
+            "success",
+        );
+        store
+            .record_password_unlock(&reviewer.id, now, &event, &audit::chain_hash)
+            .await?;
+    } else {
+        audit::record(
+            store,
+            audit_event(
+                "cli",
+                "reviewer.identity_unlocked",
+                Some(&reviewer.id),
+                "failure",
+            ),
+        )
+        .await?;
+    }
     match opened {
         Some(identity) => Ok((reviewer, identity)),
         None if reviewer.status != "active" => Err(UnlockError::NotActive(reviewer.status)),

@@ -260,6 +260,17 @@ pub trait Store: Send + Sync + 'static {
         chain: &AuditChain,
     ) -> Result<(), StoreError>;
 
+    /// Records that the offline tools opened an identity with the right password: clears the
+    /// failure count, as a login does (unless a parallel guess has locked the account at `now`
+    /// meanwhile), and appends `event`, in one transaction.
+    async fn record_password_unlock(
+        &self,
+        reviewer_id: &str,
+        now: i64,
+        event: &NewAuditEvent,
+        chain: &AuditChain,
+    ) -> Result<(), StoreError>;
+
     /// Completes a login in one transaction: spends the TOTP step, clears the failure count,
     /// stores the session and appends `event`. Refused, and nothing written, with
     /// [`StoreError::Conflict`]`("inactive")` when the account is no longer active (its row is

@@ -1096,6 +1096,27 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn record_password_unlock(
+                &self,
+                reviewer_id: &str,
+                now: i64,
+                event: &$crate::storage::NewAuditEvent,
+                chain: &$crate::storage::AuditChain,
+            ) -> Result<(), $crate::storage::StoreError> {
+                let mut transaction = self.pool.begin().await?;
+                sqlx::query(
+                    "UPDATE reviewer_secrets SET failed_logins = 0 \
+                     WHERE reviewer_id = $1 AND locked_until <= $2",
+                )
+                .bind(reviewer_id)
+                .bind(now)
+                .execute(&mut *transaction)
+                .await?;
+                $crate::storage::sql::append_audit!(transaction, event, chain);
+                transaction.commit().await?;
+                Ok(())
+            }
+
             async fn complete_login(
                 &self,
                 session: &$crate::storage::SessionRecord,

@@ -100,6 +100,11 @@ async fn an_exported_identity_opens_the_grant_and_then_the_report_with_the_age_t
 
     assert_success(&export);
     assert_success(&dump);
+    let (_, secrets) = app.stored_account("ada").await;
+    assert_eq!(
+        secrets.failed_logins, 0,
+        "the right password clears the wrong one's count"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
