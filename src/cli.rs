@@ -313,15 +313,12 @@ async fn open_existing(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn
     crate::startup::open_initialised(&settings.database.url)
         .await
         .map_err(|error| {
-            if error.is::<crate::startup::NoInstance>() {
-                error.context(
-                    "operator commands use the service's existing database and neither create \
-                     nor migrate one (run them with the service's environment; after an \
-                     upgrade, `incident-vault migrate` first)",
-                )
-            } else {
-                error
-            }
+            crate::startup::NoInstance::explain(
+                error,
+                "operator commands use the service's existing database and neither create nor \
+                 migrate one (run them with the service's environment; after an upgrade, \
+                 `incident-vault migrate` first)",
+            )
         })
 }
 

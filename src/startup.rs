@@ -246,11 +246,10 @@ pub(crate) async fn require_initialised(url: &str) -> anyhow::Result<()> {
     open_initialised(url)
         .await
         .map_err(|error| {
-            if error.is::<NoInstance>() {
-                error.context("a production service neither creates nor initialises a database")
-            } else {
-                error
-            }
+            NoInstance::explain(
+                error,
+                "a production service neither creates nor initialises a database",
+            )
         })?
         .close()
         .await;
@@ -267,6 +266,18 @@ pub(crate) async fn require_initialised(url: &str) -> anyhow::Result<()> {
 pub(crate) struct NoInstance {
     place: String,
     what: &'static str,
+}
+
+impl NoInstance {
+    /// Adds `context` to `error` when it is a [`NoInstance`]; any other error (an unreachable
+    /// database) is passed on as it is, since the advice would mislead there.
+    pub(crate) fn explain(error: anyhow::Error, context: &'static str) -> anyhow::Error {
+        if error.is::<Self>() {
+            error.context(context)
+        } else {
+            error
+        }
+    }
 }
 
 /// Opens the database at `url` as it is, never creating or migrating it, and checks that it
