@@ -380,6 +380,7 @@ macro_rules! populate {
         let dataset: &Dataset = $dataset;
         let recipient = age_like_recipient();
         let ciphertext = dummy_ciphertext();
+        #[allow(clippy::disallowed_methods)] // a bench's own loader, never cancelled
         let mut transaction = $pool.begin().await?;
         let mut desks =
             sqlx::QueryBuilder::<$database>::new("INSERT INTO desks (id, slug, name, created_on) ");
@@ -415,6 +416,7 @@ macro_rules! populate {
         transaction.commit().await?;
 
         for batch in dataset.cases.chunks(CASES_PER_TRANSACTION) {
+            #[allow(clippy::disallowed_methods)] // a bench's own loader, never cancelled
             let mut transaction = $pool.begin().await?;
             for rows in batch.chunks(CASE_ROWS_PER_INSERT) {
                 let mut insert = sqlx::QueryBuilder::<$database>::new(

@@ -406,6 +406,7 @@ macro_rules! insert_loop {
             let case_id = format!("BARE-{iteration:06}");
             let lookup_id = format!("{case_id:0>32}").into_bytes();
             let before = process_cpu();
+            #[allow(clippy::disallowed_methods)] // a bench's own loader, never cancelled
             let mut transaction = $pool.begin().await?;
             sqlx::query(
                 "INSERT INTO cases (id, desk_id, key_epoch, case_recipient, status, priority, \

@@ -96,6 +96,29 @@ fn transient_code(code: &str) -> bool {
         )
 }
 
+/// Begins a transaction on a task of its own, and hands it over when BEGIN has been answered.
+///
+/// sqlx 0.9.0's PostgreSQL driver forgets a BEGIN whose answer its caller did not wait for
+/// (launchbadge/sqlx#4393): if the future of `Pool::begin` is dropped in that moment (actix drops a
+/// handler whose client hung up, a phone on a shaky connection), the connection goes back to the
+/// pool inside an open transaction. Every later statement on it then runs inside that transaction:
+/// intake would answer 201 for reports that a later ROLLBACK, error or reconnection throws away.
+/// On a task of its own the BEGIN is always waited for; if nobody takes the transaction any more,
+/// it is dropped there and rolled back as every abandoned transaction is. Costs one task spawn.
+pub async fn begin<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+) -> Result<sqlx::Transaction<'static, DB>, sqlx::Error> {
+    let pool = pool.clone();
+    #[allow(clippy::disallowed_methods)] // the one place allowed to call it: see above
+    let task = tokio::spawn(async move { pool.begin().await });
+    match task.await {
+        Ok(transaction) => transaction,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // Only when the runtime itself shuts down.
+        Err(_) => Err(sqlx::Error::PoolClosed),
+    }
+}
+
 /// The database behind the vault. Every write that must be atomic is one method here, so a
 /// failure half-way leaves nothing behind.
 #[async_trait]

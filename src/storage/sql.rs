@@ -382,7 +382,7 @@ macro_rules! impl_store {
                 instance: &$crate::storage::InstanceRecord,
                 default_desk: &$crate::storage::DeskRecord,
             ) -> Result<$crate::storage::InstanceRecord, $crate::storage::StoreError> {
-                let mut transaction = self.pool.begin().await?;
+                let mut transaction = $crate::storage::begin(&self.pool).await?;
                 sqlx::query(
                     "INSERT INTO instance (id, receipt_salt, escrow_recipient, created_on) \
                      VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
@@ -493,7 +493,7 @@ macro_rules! impl_store {
                             .await?;
                             return Ok(());
                         }
-                        let mut transaction = self.pool.begin().await?;
+                        let mut transaction = $crate::storage::begin(&self.pool).await?;
                         $crate::storage::sql::bind_sealed_case(
                             sqlx::query(sqlx::AssertSqlSafe(statement.as_str())),
                             new,
@@ -650,7 +650,7 @@ macro_rules! impl_store {
                 event: &$crate::storage::NewAuditEvent,
                 chain: &$crate::storage::AuditChain,
             ) -> Result<i64, $crate::storage::StoreError> {
-                let mut transaction = self.pool.begin().await?;
+                let mut transaction = $crate::storage::begin(&self.pool).await?;
                 let sequence =
                     $crate::storage::sql::append_audit!(transaction, event, chain);
                 transaction.commit().await?;
@@ -710,7 +710,7 @@ macro_rules! impl_store {
                 enrolment: &$crate::storage::EnrolmentRecord,
                 now: i64,
             ) -> Result<bool, $crate::storage::StoreError> {
-                let mut transaction = self.pool.begin().await?;
+                let mut transaction = $crate::storage::begin(&self.pool).await?;
                 // An invitation replaces the open (unredeemed) one of the same username, if
                 // any: one invitation per account is live. Two made at the same moment meet
                 // the unique index, and the second is refused as a conflict.
@@ -800,7 +800,7 @@ macro_rules! impl_store {
                     pending_totp,
                     memberships,
                 } = *redemption;
-                let mut transaction = self.pool.begin().await?;
+                let mut transaction = $crate::storage::begin(&self.pool).await?;
                 if let Some(earlier) = replacing {
                     // The same token redeemed again before its first code confirmed it: the
                     // earlier answer was lost. Release the token (a write, so it takes the lock
@@ -936,7 +936,7 @@ macro_rules! impl_store {
                 event: &$crate::storage::NewAuditEvent,
                 chain: &$crate::storage::AuditChain,
             ) -> Result<(), $crate::storage::StoreError> {
-                let mut transaction = self.pool.begin().await?;
+                let mut transaction = $crate::storage::begin(&self.pool).await?;
                 let spent = sqlx::query(
                     "UPDATE enrolments SET spent = $1, pending_totp = NULL WHERE token_hash = $2 \
                      AND reviewer_id = $3 AND spent = $4",
@@ -976,7 +976,7 @@ macro_rules! impl_store {
                 enrolment: &$crate::storage::EnrolmentRecord,
                 now: i64,
             ) -> Result<bool, $crate::storage::StoreError> {
-                let mut transaction = self.pool.begin().await?;
+                let mut transaction = $crate::storage::begin(&self.pool).await?;
                 // Two nodes starting at once must not both leave a live code. Locking the
                 // instance row first serialises them on PostgreSQL, whose later statements then
                 // see the earlier code (READ COMMITTED takes a fresh snapshot per statement) and
@@ -1071,7 +1071,7 @@ macro_rules! impl_store {
                 event: &$crate::storage::NewAuditEvent,
                 chain: &$crate::storage::AuditChain,
             ) -> Result<(), $crate::storage::StoreError> {
-                let mut transaction = self.pool.begin().await?;
+                let mut transaction = $crate::storage::begin(&self.pool).await?;
                 // The count is read back from the write that raised it, so concurrent failures
                 // each see their own number, and the deadline only ever moves later.
                 let failures: Option<i64> = sqlx::query_scalar(
@@ -1103,7 +1103,7 @@ macro_rules! impl_store {
                 event: &$crate::storage::NewAuditEvent,
                 chain: &$crate::storage::AuditChain,
             ) -> Result<(), $crate::storage::StoreError> {
-                let mut transaction = self.pool.begin().await?;
+                let mut transaction = $crate::storage::begin(&self.pool).await?;
                 sqlx::query(
                     "UPDATE reviewer_secrets SET failed_logins = 0 \
                      WHERE reviewer_id = $1 AND locked_until <= $2",
@@ -1126,7 +1126,7 @@ macro_rules! impl_store {
                 event: &$crate::storage::NewAuditEvent,
                 chain: &$crate::storage::AuditChain,
             ) -> Result<(), $crate::storage::StoreError> {
-                let mut transaction = self.pool.begin().await?;
+                let mut transaction = $crate::storage::begin(&self.pool).await?;
                 $crate::storage::sql::lock_active_reviewer!(transaction, &session.reviewer_id);
                 // Everything else that could have changed since the KDF started is checked by
                 // this one write: the TOTP step unspent, no lock-out (a failure of a parallel guess
@@ -1393,7 +1393,7 @@ macro_rules! impl_store {
                 events: &[$crate::storage::NewAuditEvent],
                 chain: &$crate::storage::AuditChain,
             ) -> Result<bool, $crate::storage::StoreError> {
-                let mut transaction = self.pool.begin().await?;
+                let mut transaction = $crate::storage::begin(&self.pool).await?;
                 let updated = sqlx::query(
                     "UPDATE reviewers SET role = COALESCE($1, role), status = COALESCE($2, status) \
                      WHERE id = $3",
@@ -1459,7 +1459,7 @@ macro_rules! impl_store {
                 event: &$crate::storage::NewAuditEvent,
                 chain: &$crate::storage::AuditChain,
             ) -> Result<(), $crate::storage::StoreError> {
-                let mut transaction = self.pool.begin().await?;
+                let mut transaction = $crate::storage::begin(&self.pool).await?;
                 // The desk's row first: two admins replacing the members at once then take
                 // turns. Without it, on PostgreSQL the second DELETE skipped the rows the first
                 // inserted, which left both lists merged, or a duplicate key (a 500).
@@ -1518,7 +1518,7 @@ macro_rules! impl_store {
                 event: &$crate::storage::NewAuditEvent,
                 chain: &$crate::storage::AuditChain,
             ) -> Result<u64, $crate::storage::StoreError> {
-                let mut transaction = self.pool.begin().await?;
+                let mut transaction = $crate::storage::begin(&self.pool).await?;
                 // A write first: it locks the case row, so a concurrent re-key waits for us (or
                 // we for it, and then see its new epoch and refuse).
                 let current = sqlx::query(
@@ -1560,7 +1560,7 @@ macro_rules! impl_store {
                 event: &$crate::storage::NewAuditEvent,
                 chain: &$crate::storage::AuditChain,
             ) -> Result<(), $crate::storage::StoreError> {
-                let mut transaction = self.pool.begin().await?;
+                let mut transaction = $crate::storage::begin(&self.pool).await?;
                 let moved = sqlx::query(
                     "UPDATE cases SET key_epoch = $1, case_recipient = $2 \
                      WHERE id = $3 AND key_epoch = $4",
@@ -1632,7 +1632,7 @@ macro_rules! impl_store {
                 &self,
                 entry: &$crate::storage::EntryRecord,
             ) -> Result<(), $crate::storage::StoreError> {
-                let mut transaction = self.pool.begin().await?;
+                let mut transaction = $crate::storage::begin(&self.pool).await?;
                 let current = sqlx::query(
                     "UPDATE cases SET updated_on = $1 WHERE id = $2 AND key_epoch = $3",
                 )
@@ -1696,7 +1696,7 @@ macro_rules! impl_store {
                     now,
                     new_session,
                 } = *change;
-                let mut transaction = self.pool.begin().await?;
+                let mut transaction = $crate::storage::begin(&self.pool).await?;
                 $crate::storage::sql::lock_active_reviewer!(transaction, &secrets.reviewer_id);
                 let replaced = sqlx::query(
                     "UPDATE reviewer_secrets SET kdf_params = $1, password_salt = $2, \

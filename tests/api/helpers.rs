@@ -232,6 +232,16 @@ impl TestDatabase {
         }
     }
 
+    /// The one integer a query such as `SELECT count(*) …` answers, read outside the service.
+    pub async fn count(&self, sql: &str) -> i64 {
+        with_connection!(self, |connection| sqlx::query_scalar(sqlx::AssertSqlSafe(
+            sql.to_owned()
+        ))
+        .fetch_one(&mut connection)
+        .await
+        .unwrap())
+    }
+
     /// The ids of the cases stored whole: with their report entry and their escrow grant.
     pub async fn whole_case_ids(&self) -> std::collections::BTreeSet<String> {
         let sql = "SELECT c.id FROM cases c \

@@ -20,4 +20,5 @@ mod offline;
 mod openapi;
 mod privacy;
 mod reports;
+mod storage;
 mod telemetry;
