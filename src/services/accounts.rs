@@ -152,14 +152,13 @@ pub async fn issue_setup_code(store: &dyn Store) -> Result<Option<SecretString>,
         spent: false,
         username: None,
     };
-    if !store.replace_setup_code(&enrolment, unix_now()).await? {
+    let issued = audit_event("system", "setup.code_issued", None, "success");
+    if !store
+        .replace_setup_code(&enrolment, unix_now(), &issued, &audit::chain_hash)
+        .await?
+    {
         return Ok(None);
     }
-    audit::record(
-        store,
-        audit_event("system", "setup.code_issued", None, "success"),
-    )
-    .await?;
     Ok(Some(code))
 }
 
@@ -640,7 +639,12 @@ impl Vault {
         // The lock-out is checked again by the write: a parallel guess that failed while this
         // one ran its KDF has locked the account, and this one must not pass either.
         let recorded = if matches && secrets.locked_until <= now {
-            match self.store.record_step_up(&caller.session_hash, now).await {
+            let stepped_up = audit_event(&caller.reviewer.id, "session.step_up", None, "success");
+            match self
+                .store
+                .record_step_up(&caller.session_hash, now, &stepped_up, &audit::chain_hash)
+                .await
+            {
                 Ok(()) => true,
                 Err(StoreError::Conflict(_)) => false,
                 Err(error) => return Err(error.into()),
@@ -653,11 +657,6 @@ impl Vault {
             self.count_failure(&caller.reviewer.id, now, event).await?;
             return Err(AccountError::WrongPassword);
         }
-        audit::record(
-            self.store.as_ref(),
-            audit_event(&caller.reviewer.id, "session.step_up", None, "success"),
-        )
-        .await?;
         Ok(())
     }
 

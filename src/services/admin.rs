@@ -186,7 +186,9 @@ impl Vault {
         pairs.dedup();
         let token = RecoveryCode::generate().formatted();
         let expires_at = unix_now() + INVITATION_TTL_SECONDS;
-        // Replaces an open invitation of the same username (`Store::insert_enrolment`).
+        // Replaces an open invitation of the same username (`Store::insert_enrolment`), which
+        // the event then says.
+        let invited = event(&caller.reviewer.id, "account.invited", username.as_str());
         let inserted = self
             .store
             .insert_enrolment(
@@ -204,9 +206,11 @@ impl Vault {
                     username: Some(username.as_str().to_owned()),
                 },
                 unix_now(),
+                &invited,
+                &audit::chain_hash,
             )
             .await;
-        let replaced = match inserted {
+        match inserted {
             Err(StoreError::Conflict("invitation")) => {
                 return Err(AdminError::Invalid(
                     "username",
@@ -217,14 +221,10 @@ impl Vault {
             Err(StoreError::Conflict("username")) => {
                 return Err(AdminError::Invalid("username", "is taken"));
             }
-            other => other?,
-        };
-        let mut invited = event(&caller.reviewer.id, "account.invited", username.as_str());
-        if replaced {
-            // The earlier invitation of this name stopped working.
-            invited.outcome = "success:replaced".into();
+            other => {
+                other?;
+            }
         }
-        audit::record(self.store.as_ref(), invited).await?;
         Ok(Invitation { token, expires_at })
     }
 
@@ -401,17 +401,16 @@ impl Vault {
             slug: slug.as_str().to_owned(),
             name: name.as_str().to_owned(),
         };
-        match self.store.insert_desk(&desk, &today()).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict(_)) => return Err(AdminError::Invalid("slug", "is taken")),
-            Err(error) => return Err(error.into()),
+        let created = event(&caller.reviewer.id, "desk.created", slug.as_str());
+        match self
+            .store
+            .insert_desk(&desk, &today(), &created, &audit::chain_hash)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(StoreError::Conflict(_)) => Err(AdminError::Invalid("slug", "is taken")),
+            Err(error) => Err(error.into()),
         }
-        audit::record(
-            self.store.as_ref(),
-            event(&caller.reviewer.id, "desk.created", slug.as_str()),
-        )
-        .await?;
-        Ok(())
     }
 
     /// `PUT /admin/desks/{slug}/members`: sets the members of a desk. New members receive new

@@ -213,15 +213,18 @@ pub trait Store: Send + Sync + 'static {
     /// account that can still be confirmed).
     async fn has_live_enrolment(&self, reviewer_id: &str, now: i64) -> Result<bool, StoreError>;
 
-    /// Stores a new enrolment token (by hash). An invitation (one with a username) replaces the
-    /// open, unredeemed invitation of the same username in the same transaction, and says
-    /// whether it did; one made at the same moment by another request is
-    /// [`StoreError::Conflict`]`("invitation")`, and a username an account holds (checked in the
-    /// same transaction) is [`StoreError::Conflict`]`("username")`.
+    /// Stores a new enrolment token (by hash) and appends `event`, in one transaction. An
+    /// invitation (one with a username) replaces the open, unredeemed invitation of the same
+    /// username in the same transaction, and says whether it did (the event is then recorded with
+    /// the outcome `success:replaced`: the earlier invitation stopped working); one made at the
+    /// same moment by another request is [`StoreError::Conflict`]`("invitation")`, and a username
+    /// an account holds (checked in the same transaction) is [`StoreError::Conflict`]`("username")`.
     async fn insert_enrolment(
         &self,
         enrolment: &EnrolmentRecord,
         now: i64,
+        event: &NewAuditEvent,
+        chain: &AuditChain,
     ) -> Result<bool, StoreError>;
 
     /// An enrolment by token hash.
@@ -240,14 +243,17 @@ pub trait Store: Send + Sync + 'static {
         chain: &AuditChain,
     ) -> Result<(), StoreError>;
 
-    /// Replaces any unredeemed setup code with a new one, unless an account exists in the sense
-    /// of [`Store::reviewer_count`] (then `false`, and nothing is stored). Pending accounts whose
-    /// token expired unconfirmed are removed with their enrolments, so that an enrolment
-    /// abandoned half-way cannot lock the instance out of its first account.
+    /// Replaces any unredeemed setup code with a new one and appends `event`, in one
+    /// transaction, unless an account exists in the sense of [`Store::reviewer_count`] (then
+    /// `false`, and nothing is stored). Pending accounts whose token expired unconfirmed are
+    /// removed with their enrolments, so that an enrolment abandoned half-way cannot lock the
+    /// instance out of its first account.
     async fn replace_setup_code(
         &self,
         enrolment: &EnrolmentRecord,
         now: i64,
+        event: &NewAuditEvent,
+        chain: &AuditChain,
     ) -> Result<bool, StoreError>;
 
     /// Activates the account of a redeemed enrolment, spends the token, records the TOTP step
@@ -379,8 +385,15 @@ pub trait Store: Send + Sync + 'static {
         chain: &AuditChain,
     ) -> Result<bool, StoreError>;
 
-    /// Creates a desk. [`StoreError::Conflict`]`("slug")` when the slug is taken.
-    async fn insert_desk(&self, desk: &DeskRecord, created_on: &str) -> Result<(), StoreError>;
+    /// Creates a desk and appends `event`, in one transaction. [`StoreError::Conflict`]`("slug")`
+    /// when the slug is taken (nothing is stored).
+    async fn insert_desk(
+        &self,
+        desk: &DeskRecord,
+        created_on: &str,
+        event: &NewAuditEvent,
+        chain: &AuditChain,
+    ) -> Result<(), StoreError>;
 
     /// Replaces the members of a desk and appends `event`, in one transaction that locks the
     /// desk's row first (two replacements take turns). [`StoreError::Conflict`]`("desk")` when
@@ -393,13 +406,21 @@ pub trait Store: Send + Sync + 'static {
         chain: &AuditChain,
     ) -> Result<(), StoreError>;
 
-    /// Notes that the session's password was re-entered at `now` (step-up), unless the session is
-    /// gone or its account is locked at `now` (a parallel guess failed after this one read the
-    /// account): then [`StoreError::Conflict`]`("step_up")`.
-    async fn record_step_up(&self, token_hash: &[u8], now: i64) -> Result<(), StoreError>;
+    /// Notes that the session's password was re-entered at `now` (step-up) and appends `event`,
+    /// in one transaction, unless the session is gone or its account is locked at `now` (a
+    /// parallel guess failed after this one read the account): then
+    /// [`StoreError::Conflict`]`("step_up")`, and nothing is stored.
+    async fn record_step_up(
+        &self,
+        token_hash: &[u8],
+        now: i64,
+        event: &NewAuditEvent,
+        chain: &AuditChain,
+    ) -> Result<(), StoreError>;
 
     /// Adds grants to a case whose key epoch is still `epoch`; grants that exist are kept as
-    /// they are. When any was new, appends `event` in the same transaction. Returns how many
+    /// they are, and a reviewer who is not active when the row is written (disabled while the
+    /// grant was sealed) gets none. When any was new, appends `event` in the same transaction. Returns how many
     /// were new. [`StoreError::Conflict`]`("epoch")` when the case was re-keyed meanwhile, or
     /// does not exist.
     async fn add_grants(

@@ -709,6 +709,8 @@ macro_rules! impl_store {
                 &self,
                 enrolment: &$crate::storage::EnrolmentRecord,
                 now: i64,
+                event: &$crate::storage::NewAuditEvent,
+                chain: &$crate::storage::AuditChain,
             ) -> Result<bool, $crate::storage::StoreError> {
                 let mut transaction = $crate::storage::begin(&self.pool).await?;
                 // An invitation replaces the open (unredeemed) one of the same username, if
@@ -767,6 +769,15 @@ macro_rules! impl_store {
                     other => {
                         other?;
                     }
+                }
+                if replaced {
+                    let event = $crate::storage::NewAuditEvent {
+                        outcome: "success:replaced".into(),
+                        ..event.clone()
+                    };
+                    $crate::storage::sql::append_audit!(transaction, &event, chain);
+                } else {
+                    $crate::storage::sql::append_audit!(transaction, event, chain);
                 }
                 transaction.commit().await?;
                 Ok(replaced)
@@ -975,6 +986,8 @@ macro_rules! impl_store {
                 &self,
                 enrolment: &$crate::storage::EnrolmentRecord,
                 now: i64,
+                event: &$crate::storage::NewAuditEvent,
+                chain: &$crate::storage::AuditChain,
             ) -> Result<bool, $crate::storage::StoreError> {
                 let mut transaction = $crate::storage::begin(&self.pool).await?;
                 // Two nodes starting at once must not both leave a live code. Locking the
@@ -1017,6 +1030,7 @@ macro_rules! impl_store {
                 .bind(false)
                 .execute(&mut *transaction)
                 .await?;
+                $crate::storage::sql::append_audit!(transaction, event, chain);
                 transaction.commit().await?;
                 Ok(true)
             }
@@ -1434,7 +1448,10 @@ macro_rules! impl_store {
                 &self,
                 desk: &$crate::storage::DeskRecord,
                 created_on: &str,
+                event: &$crate::storage::NewAuditEvent,
+                chain: &$crate::storage::AuditChain,
             ) -> Result<(), $crate::storage::StoreError> {
+                let mut transaction = $crate::storage::begin(&self.pool).await?;
                 let inserted = sqlx::query(
                     "INSERT INTO desks (id, slug, name, created_on) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (slug) DO NOTHING",
@@ -1443,13 +1460,14 @@ macro_rules! impl_store {
                 .bind(&desk.slug)
                 .bind(&desk.name)
                 .bind(created_on)
-                .execute(&self.pool)
+                .execute(&mut *transaction)
                 .await?;
-                if inserted.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    Err($crate::storage::StoreError::Conflict("slug"))
+                if inserted.rows_affected() != 1 {
+                    return Err($crate::storage::StoreError::Conflict("slug"));
                 }
+                $crate::storage::sql::append_audit!(transaction, event, chain);
+                transaction.commit().await?;
+                Ok(())
             }
 
             async fn set_desk_members(
@@ -1493,7 +1511,10 @@ macro_rules! impl_store {
                 &self,
                 token_hash: &[u8],
                 now: i64,
+                event: &$crate::storage::NewAuditEvent,
+                chain: &$crate::storage::AuditChain,
             ) -> Result<(), $crate::storage::StoreError> {
+                let mut transaction = $crate::storage::begin(&self.pool).await?;
                 let recorded = sqlx::query(
                     "UPDATE sessions SET stepped_up_at = $1 WHERE token_hash = $2 \
                      AND EXISTS (SELECT 1 FROM reviewer_secrets s \
@@ -1501,13 +1522,14 @@ macro_rules! impl_store {
                 )
                 .bind(now)
                 .bind(token_hash)
-                .execute(&self.pool)
+                .execute(&mut *transaction)
                 .await?;
-                if recorded.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    Err($crate::storage::StoreError::Conflict("step_up"))
+                if recorded.rows_affected() != 1 {
+                    return Err($crate::storage::StoreError::Conflict("step_up"));
                 }
+                $crate::storage::sql::append_audit!(transaction, event, chain);
+                transaction.commit().await?;
+                Ok(())
             }
 
             async fn add_grants(
@@ -1533,6 +1555,20 @@ macro_rules! impl_store {
                 }
                 let mut added = 0;
                 for grant in grants {
+                    // A reviewer disabled while the grant was being sealed receives nothing, as
+                    // at intake and on a re-key: the row is locked, so that a disabling not yet
+                    // committed is waited for, and then seen.
+                    if grant.grantee_kind == "reviewer" {
+                        let active = sqlx::query(
+                            "UPDATE reviewers SET status = status WHERE id = $1 AND status = 'active'",
+                        )
+                        .bind(&grant.grantee_id)
+                        .execute(&mut *transaction)
+                        .await?;
+                        if active.rows_affected() != 1 {
+                            continue;
+                        }
+                    }
                     added += sqlx::query(
                         "INSERT INTO grants (case_id, grantee_kind, grantee_id, epoch, ciphertext) \
                          VALUES ($1, $2, $3, $4, $5) \

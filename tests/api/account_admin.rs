@@ -650,6 +650,53 @@ async fn a_non_admin_is_refused_before_the_body_is_read(backend: Backend) {
     }
 }
 
+/// An action and its audit event are one write: when the event cannot be appended (here the
+/// chain's head row is gone, so appending fails), creating a desk, inviting an account and a
+/// step-up answer 500 and change nothing. They used to commit the action first, and an action
+/// could stand unaudited.
+async fn an_action_whose_audit_event_cannot_be_written_changes_nothing(backend: Backend) {
+    let Some(cast) = spawn_with_ada_and_rita(backend).await else {
+        return;
+    };
+    let app = &cast.app;
+    let before = (
+        app.count("desks").await,
+        app.count("enrolments").await,
+        app.count("audit_events").await,
+    );
+    let stepped_up = "SELECT COUNT(*) FROM sessions WHERE stepped_up_at IS NOT NULL";
+    let stepped_up_before = app.database.count(stepped_up).await;
+    app.execute("DELETE FROM audit_head").await;
+    for (path, body) in [
+        (
+            "/api/v1/admin/desks",
+            json!({"slug": "geneva", "name": "Geneva"}),
+        ),
+        (
+            "/api/v1/admin/reviewers",
+            json!({"username": "nadia", "role": "reviewer", "desks": ["default"]}),
+        ),
+        (
+            "/api/v1/auth/step-up",
+            json!({"password": cast.admin.password}),
+        ),
+    ] {
+        let response = app
+            .send(Method::POST, path, Some(&cast.admin_token), Some(body))
+            .await;
+        assert_eq!(response.status(), 500, "{path}");
+    }
+    assert_eq!(
+        (
+            app.count("desks").await,
+            app.count("enrolments").await,
+            app.count("audit_events").await,
+        ),
+        before
+    );
+    assert_eq!(app.database.count(stepped_up).await, stepped_up_before);
+}
+
 /// An account disabled by an admin while its enrolment was pending is not made active by the
 /// confirmation, and the confirmation says so instead of answering 204.
 async fn a_pending_account_disabled_by_an_admin_cannot_be_confirmed(backend: Backend) {
@@ -693,6 +740,7 @@ crate::on_both_backends!(
     a_refused_desk_member_is_named_by_its_index,
     a_non_admin_is_refused_before_the_body_is_read,
     a_pending_account_disabled_by_an_admin_cannot_be_confirmed,
+    an_action_whose_audit_event_cannot_be_written_changes_nothing,
     members_replaced_at_once_end_as_one_list,
     dead_sessions_are_swept_from_the_table,
     an_invitation_is_for_one_username_and_one_use,

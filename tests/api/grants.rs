@@ -315,8 +315,8 @@ async fn a_read_missing_a_key_epoch_is_logged_without_the_case(backend: Backend)
 
 /// A revoke re-keys the case for those who keep access, but an account disabled meanwhile (a
 /// suspected infiltrator) receives no new key: not from the service's choice of grantees, and
-/// not from a re-key computed before the account was disabled.
-async fn a_revoke_seals_the_new_key_to_no_disabled_account(backend: Backend) {
+/// not from a re-key computed before the account was disabled, nor from a grant sealed before.
+async fn a_disabled_account_gets_no_new_key_from_a_revoke_or_a_grant(backend: Backend) {
     let Some(AdaAndRita {
         app, admin_token, ..
     }) = spawn_with_ada_and_rita(backend).await
@@ -398,6 +398,33 @@ async fn a_revoke_seals_the_new_key_to_no_disabled_account(backend: Backend) {
         .map(|grant| grant.grantee_id)
         .collect();
     assert_eq!(third_epoch, vec!["escrow".to_owned()]);
+
+    // A grant sealed to otto while he was active (a coordinator's, say), written after he was
+    // disabled: none is added, and no event says one was.
+    let events = app.count("audit_events").await;
+    let added = app
+        .store
+        .add_grants(
+            &case_ref,
+            3,
+            &[grant_to("reviewer", &otto.id)],
+            &event,
+            &incident_vault::services::audit::chain_hash,
+        )
+        .await
+        .unwrap();
+    assert_eq!(added, 0);
+    let otto_now: Vec<i64> = app
+        .store
+        .grants_of_case(&case_ref)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|grant| grant.grantee_id == otto.id)
+        .map(|grant| grant.epoch)
+        .collect();
+    assert_eq!(otto_now, vec![1], "otto holds only what he held before");
+    assert_eq!(app.count("audit_events").await, events);
 }
 
 /// The must-show of revocation: with a copy of the database taken while she still had access,
@@ -554,7 +581,7 @@ crate::on_both_backends!(
     a_coordinator_grants_a_case_after_a_step_up_and_the_grantee_reads_it,
     a_grantee_who_is_no_coordinator_cannot_grant_and_nobody_grants_to_an_auditor,
     revoking_re_keys_the_case_and_the_revoked_reviewer_reads_nothing,
-    a_revoke_seals_the_new_key_to_no_disabled_account,
+    a_disabled_account_gets_no_new_key_from_a_revoke_or_a_grant,
     a_case_read_opens_only_the_readers_own_grant,
     a_read_missing_a_key_epoch_is_logged_without_the_case,
     after_a_revoke_a_database_copy_and_the_password_open_no_later_content,

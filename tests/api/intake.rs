@@ -114,7 +114,22 @@ async fn the_intake_desk_lists_its_active_members_only(backend: Backend) {
             slug: slug.into(),
             name: slug.into(),
         };
-        app.store.insert_desk(&desk, "2026-11-29").await.unwrap();
+        let created = incident_vault::storage::NewAuditEvent {
+            occurred_at: 0,
+            actor: "test".into(),
+            action: "desk.created".into(),
+            target: Some(slug.into()),
+            outcome: "success".into(),
+        };
+        app.store
+            .insert_desk(
+                &desk,
+                "2026-11-29",
+                &created,
+                &incident_vault::services::audit::chain_hash,
+            )
+            .await
+            .unwrap();
     }
     app.execute("INSERT INTO desk_members (desk_id, reviewer_id, role) VALUES ('DESKIDLE', 'R00001', 'member')")
         .await;

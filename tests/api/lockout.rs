@@ -241,8 +241,17 @@ async fn recovery_step_up_and_password_change_writes_refuse_a_lock_set_meanwhile
     let unlock = "UPDATE reviewer_secrets SET locked_until = 0";
 
     app.execute(&lock).await;
+    let events_before = app.count("audit_events").await;
     let recovery_while_locked = app.store.record_login_success(&ada.id, step, now).await;
-    let step_up_while_locked = app.store.record_step_up(&session_hash, now).await;
+    let step_up_while_locked = app
+        .store
+        .record_step_up(
+            &session_hash,
+            now,
+            &login_event(&ada.id, now),
+            &audit::chain_hash,
+        )
+        .await;
     let change_while_locked = app
         .store
         .replace_login_secrets(
@@ -265,13 +274,26 @@ async fn recovery_step_up_and_password_change_writes_refuse_a_lock_set_meanwhile
     assert!(held.locked_until > now, "no refused write cleared the lock");
     assert_eq!(held.totp_last_step, secrets.totp_last_step, "no step spent");
     assert_eq!(app.count("sessions").await, 1, "no session ended");
+    assert_eq!(
+        app.count("audit_events").await,
+        events_before,
+        "a refused write appended no event"
+    );
 
     app.execute(unlock).await;
     app.store
         .record_login_success(&ada.id, step, now)
         .await
         .unwrap();
-    app.store.record_step_up(&session_hash, now).await.unwrap();
+    app.store
+        .record_step_up(
+            &session_hash,
+            now,
+            &login_event(&ada.id, now),
+            &audit::chain_hash,
+        )
+        .await
+        .unwrap();
     app.store
         .replace_login_secrets(
             &unchanged_secrets(&secrets, now),
