@@ -715,6 +715,7 @@ impl Vault {
             expected_verifier: &expected_verifier,
             now,
             new_session: None,
+            totp_step: None,
         };
         let event = audit_event(&reviewer_id, "account.password_change", None, "success");
         match self
@@ -793,7 +794,12 @@ impl Vault {
         let Some((identity, totp_secret)) = opened else {
             return Err(refuse("bad_recovery_code").await);
         };
-        self.spend_totp(&reviewer, &secrets, &totp_secret, &code, now)
+        // The step is spent by the write below, with the new secrets: spent here, a recovery
+        // shed for a busy crypto pool or cut off by a hang-up would have used up the code and
+        // cleared the failure count, unaudited, and the retry would have been refused as a
+        // replay.
+        let totp_step = self
+            .verify_totp(&reviewer, &secrets, &totp_secret, &code, now)
             .await?;
         let params = self.argon2;
         let id = reviewer.id.clone();
@@ -839,6 +845,7 @@ impl Vault {
             expected_verifier: &secrets.login_verifier,
             now,
             new_session: Some(&record),
+            totp_step: Some(totp_step),
         };
         let event = audit_event(&reviewer.id, "account.recovered", None, "success");
         match self
@@ -860,34 +867,6 @@ impl Vault {
             session,
             recovery_code: new_recovery,
         })
-    }
-
-    /// Checks a TOTP code and spends its time step, so that it (or an earlier one) never works
-    /// again; a wrong or replayed code is a failed login.
-    async fn spend_totp(
-        &self,
-        reviewer: &ReviewerRecord,
-        secrets: &ReviewerSecretsRecord,
-        totp_secret: &TotpSecret,
-        code: &SecretString,
-        now: i64,
-    ) -> Result<(), AccountError> {
-        let step = self
-            .verify_totp(reviewer, secrets, totp_secret, code, now)
-            .await?;
-        match self
-            .store
-            .record_login_success(&reviewer.id, step, now)
-            .await
-        {
-            Ok(()) => Ok(()),
-            // A replayed step, or a lock-out set by a parallel guess since this one read the
-            // account: the write checks both.
-            Err(StoreError::Conflict(_)) => Err(self
-                .refuse_login(reviewer, now, "totp_replay_or_locked")
-                .await),
-            Err(error) => Err(error.into()),
-        }
     }
 
     /// The time step of a TOTP code that is right now and later than the last one spent; a

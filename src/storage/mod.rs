@@ -317,17 +317,6 @@ pub trait Store: Send + Sync + 'static {
         chain: &AuditChain,
     ) -> Result<(), StoreError>;
 
-    /// Records a successful check of the TOTP step `totp_step` (recovery), clearing the failure
-    /// count, unless that step (or a later one) was used already, or the account is locked at
-    /// `now` (a parallel guess failed after this one read the account): then
-    /// [`StoreError::Conflict`]`("totp_replay")`.
-    async fn record_login_success(
-        &self,
-        reviewer_id: &str,
-        totp_step: i64,
-        now: i64,
-    ) -> Result<(), StoreError>;
-
     /// A live session (not expired at `now`, account active) by token hash, with its reviewer.
     async fn live_session(
         &self,
@@ -459,7 +448,8 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::Conflict`]: `("inactive")` when the account is not active (an admin may
     /// disable it while the KDF runs; its row is locked first, so a disabling waits or is
     /// seen), `("secrets")` when the stored verifier is no longer `change.expected_verifier` or
-    /// the account is locked at `change.now` (a parallel guess failed after this change read it).
+    /// the account is locked at `change.now` (a parallel guess failed after this change read it)
+    /// or `change.totp_step` (a recovery's) or a later one was spent meanwhile.
     async fn replace_login_secrets(
         &self,
         change: &SecretsChange<'_>,

@@ -238,6 +238,9 @@ pub struct SecretsChange<'a> {
     pub now: i64,
     /// The session a recovery opens; `None` for a password change.
     pub new_session: Option<&'a SessionRecord>,
+    /// The TOTP time step a recovery spends with the change, refused if it (or a later one) was
+    /// spent meanwhile; `None` for a password change.
+    pub totp_step: Option<i64>,
 }
 
 /// What redeeming an enrolment token writes (see [`crate::storage::Store::redeem_enrolment`]).

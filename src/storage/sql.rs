@@ -1174,30 +1174,6 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn record_login_success(
-                &self,
-                reviewer_id: &str,
-                totp_step: i64,
-                now: i64,
-            ) -> Result<(), $crate::storage::StoreError> {
-                let updated = sqlx::query(
-                    "UPDATE reviewer_secrets SET totp_last_step = $1, failed_logins = 0, \
-                     locked_until = 0 WHERE reviewer_id = $2 \
-                     AND (totp_last_step IS NULL OR totp_last_step < $1) \
-                     AND locked_until <= $3",
-                )
-                .bind(totp_step)
-                .bind(reviewer_id)
-                .bind(now)
-                .execute(&self.pool)
-                .await?;
-                if updated.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    Err($crate::storage::StoreError::Conflict("totp_replay"))
-                }
-            }
-
             async fn live_session(
                 &self,
                 token_hash: &[u8],
@@ -1731,16 +1707,25 @@ macro_rules! impl_store {
                     expected_verifier,
                     now,
                     new_session,
+                    totp_step,
                 } = *change;
                 let mut transaction = $crate::storage::begin(&self.pool).await?;
                 $crate::storage::sql::lock_active_reviewer!(transaction, &secrets.reviewer_id);
-                let replaced = sqlx::query(
+                // A recovery spends its TOTP step here, refused if it was spent meanwhile.
+                let statement = format!(
                     "UPDATE reviewer_secrets SET kdf_params = $1, password_salt = $2, \
                      login_verifier = $3, sealed_identity = $4, sealed_totp = $5, \
                      recovery_salt = $6, recovery_sealed_identity = $7, recovery_sealed_totp = $8, \
-                     must_change_password = $9, failed_logins = 0, locked_until = 0 \
-                     WHERE reviewer_id = $10 AND login_verifier = $11 AND locked_until <= $12",
-                )
+                     must_change_password = $9, failed_logins = 0, locked_until = 0{} \
+                     WHERE reviewer_id = $10 AND login_verifier = $11 AND locked_until <= $12{}",
+                    if totp_step.is_some() { ", totp_last_step = $13" } else { "" },
+                    if totp_step.is_some() {
+                        " AND (totp_last_step IS NULL OR totp_last_step < $13)"
+                    } else {
+                        ""
+                    },
+                );
+                let mut replace = sqlx::query(sqlx::AssertSqlSafe(statement))
                 .bind(&secrets.kdf_params)
                 .bind(&secrets.password_salt)
                 .bind(&secrets.login_verifier)
@@ -1752,9 +1737,11 @@ macro_rules! impl_store {
                 .bind(secrets.must_change_password)
                 .bind(&secrets.reviewer_id)
                 .bind(expected_verifier)
-                .bind(now)
-                .execute(&mut *transaction)
-                .await?;
+                .bind(now);
+                if let Some(step) = totp_step {
+                    replace = replace.bind(step);
+                }
+                let replaced = replace.execute(&mut *transaction).await?;
                 if replaced.rows_affected() != 1 {
                     return Err($crate::storage::StoreError::Conflict("secrets"));
                 }

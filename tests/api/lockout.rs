@@ -94,6 +94,7 @@ fn unchanged_secrets(
         expected_verifier: &secrets.login_verifier,
         now,
         new_session: None,
+        totp_step: None,
     }
 }
 
@@ -239,10 +240,21 @@ async fn recovery_step_up_and_password_change_writes_refuse_a_lock_set_meanwhile
         ada.id
     );
     let unlock = "UPDATE reviewer_secrets SET locked_until = 0";
+    // A recovery writes the same secrets here, with the session it opens and the TOTP step it
+    // spends.
+    let session = session_for(&ada.id, now);
+    let recovery = SecretsChange {
+        new_session: Some(&session),
+        totp_step: Some(step),
+        ..unchanged_secrets(&secrets, now)
+    };
 
     app.execute(&lock).await;
     let events_before = app.count("audit_events").await;
-    let recovery_while_locked = app.store.record_login_success(&ada.id, step, now).await;
+    let recovery_while_locked = app
+        .store
+        .replace_login_secrets(&recovery, &login_event(&ada.id, now), &audit::chain_hash)
+        .await;
     let step_up_while_locked = app
         .store
         .record_step_up(
@@ -282,10 +294,6 @@ async fn recovery_step_up_and_password_change_writes_refuse_a_lock_set_meanwhile
 
     app.execute(unlock).await;
     app.store
-        .record_login_success(&ada.id, step, now)
-        .await
-        .unwrap();
-    app.store
         .record_step_up(
             &session_hash,
             now,
@@ -294,6 +302,25 @@ async fn recovery_step_up_and_password_change_writes_refuse_a_lock_set_meanwhile
         )
         .await
         .unwrap();
+    app.store
+        .replace_login_secrets(&recovery, &login_event(&ada.id, now), &audit::chain_hash)
+        .await
+        .unwrap();
+    assert_eq!(secrets_of(&app, "ada").await.totp_last_step, Some(step));
+    assert_eq!(
+        app.count("sessions").await,
+        1,
+        "only the recovery's session"
+    );
+    // The same step again: a replayed recovery changes nothing.
+    let replayed = app
+        .store
+        .replace_login_secrets(&recovery, &login_event(&ada.id, now), &audit::chain_hash)
+        .await;
+    assert!(
+        matches!(replayed, Err(StoreError::Conflict(_))),
+        "{replayed:?}"
+    );
     app.store
         .replace_login_secrets(
             &unchanged_secrets(&secrets, now),
@@ -436,6 +463,7 @@ async fn no_session_is_written_for_an_account_disabled_meanwhile(backend: Backen
         expected_verifier: &secrets.login_verifier,
         now,
         new_session: Some(&session),
+        totp_step: None,
     };
     let events_before = app.count("audit_events").await;
 
