@@ -1,6 +1,9 @@
 //! SQLite: the embedded default. WAL, so readers never wait for the writer; `synchronous = FULL`,
 //! so an acknowledged report survives a power cut; a busy timeout, so concurrent writers queue
-//! instead of failing.
+//! instead of failing; `secure_delete`, so a deleted row is overwritten with zeros instead of
+//! staying readable in a free part of its page: a purged session holds a reviewer's identity sealed
+//! under its token, and a stolen file plus a cookie found later must not open it (DESIGN §3).
+//! Copies in older `-wal` frames last until SQLite reuses them.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -35,7 +38,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("secure_delete", "ON");
         let directory = options.get_filename().parent().map(Path::to_path_buf);
         if let Some(directory) =
             directory.filter(|path| create_if_missing && !path.as_os_str().is_empty())
@@ -65,7 +69,8 @@ mod tests {
     /// The durability promises of this module's header hold on every connection the pool hands
     /// out, not just the first: sqlx applies the options per connection, so two are checked.
     #[tokio::test]
-    async fn every_pooled_connection_uses_wal_full_sync_the_busy_timeout_and_foreign_keys() {
+    async fn every_pooled_connection_uses_wal_full_sync_the_busy_timeout_foreign_keys_and_secure_delete()
+     {
         let dir = tempfile::tempdir().unwrap();
         let url = format!(
             "sqlite://{}",
@@ -103,6 +108,11 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(foreign_keys, 1, "foreign keys are not enforced");
+            let secure_delete: i64 = sqlx::query_scalar("PRAGMA secure_delete")
+                .fetch_one(&mut **connection)
+                .await
+                .unwrap();
+            assert_eq!(secure_delete, 1, "deleted rows are not overwritten");
         }
     }
 }

@@ -113,4 +113,60 @@ async fn a_begin_dropped_in_flight_leaves_no_transaction_open_for_the_next_write
     assert_eq!(database.count("SELECT count(*) FROM probe").await, 2);
 }
 
+/// A session ended by logout leaves no copy of its row in the SQLite file: the row holds the
+/// reviewer's identity sealed under a key derived from the session token, and a stolen database
+/// file plus a cookie found later (a seized laptop) must open nothing. With `secure_delete` the
+/// deleted row is overwritten with zeros; without it, it stays readable in the page's free space.
+/// (PostgreSQL keeps dead rows until VACUUM reuses their space; the README says so.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_out_session_leaves_no_copy_of_its_sealed_identity_in_the_sqlite_file() {
+    let Some(app) = crate::helpers::spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let TestDatabase::Sqlite { file, url } = &app.database else {
+        unreachable!("a SQLite app has a SQLite database");
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let token = app.login(&admin).await;
+    let hash = incident_vault::crypto::session::SessionToken::parse(&token)
+        .unwrap()
+        .lookup_hash();
+    let session = app
+        .store
+        .live_session(&hash, crate::people::now() as i64)
+        .await
+        .unwrap()
+        .expect("the session is stored")
+        .0;
+    let sealed = session.sealed_identity;
+    let file_holds_it = || {
+        let bytes = std::fs::read(file).unwrap();
+        bytes.windows(sealed.len()).any(|window| window == sealed)
+    };
+    let checkpoint = || async {
+        let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+    };
+    checkpoint().await;
+    assert!(file_holds_it(), "the live session is in the file");
+
+    let logout = app
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/auth/logout",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(logout.status(), 204);
+    checkpoint().await;
+    assert!(
+        !file_holds_it(),
+        "the sealed identity of an ended session is still readable in the file"
+    );
+}
+
 crate::on_both_backends!(a_begin_dropped_in_flight_leaves_no_transaction_open_for_the_next_write);
