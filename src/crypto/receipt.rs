@@ -7,7 +7,7 @@ use age::x25519;
 use super::CryptoError;
 use super::kdf::Argon2Params;
 use super::symmetric::SymmetricKey;
-use crate::domain::ReceiptCode;
+use crate::domain::{CaseRef, ReceiptCode};
 
 const LOOKUP_PURPOSE: &str = "incident-vault/receipt/lookup/v1";
 const WRAP_PURPOSE: &str = "incident-vault/receipt/wrap/v1";
@@ -42,26 +42,37 @@ pub fn derive_receipt_keys(
 pub struct SealedReporterIdentity {
     /// `age1…`: messages to the reporter are also sealed to it.
     pub recipient: String,
-    /// The identity, sealed under the wrap key with the lookup id as associated data.
+    /// The identity, sealed under the wrap key with the lookup id and the case id as associated
+    /// data.
     pub sealed_identity: Vec<u8>,
 }
 
-/// Generates a reporter identity and seals it under `keys`.
-pub fn seal_new_reporter_identity(keys: &ReceiptKeys) -> SealedReporterIdentity {
+/// The associated data of a sealed reporter identity: the lookup id (32 bytes) and then the case
+/// id. A row whose `case_id` was rewritten no longer opens, so a receipt cannot be pointed at
+/// another case (its messages, its consent) by editing the database.
+fn associated_data(keys: &ReceiptKeys, case: &CaseRef) -> Vec<u8> {
+    [keys.lookup_id.as_slice(), case.as_str().as_bytes()].concat()
+}
+
+/// Generates a reporter identity for `case` and seals it under `keys`.
+pub fn seal_new_reporter_identity(keys: &ReceiptKeys, case: &CaseRef) -> SealedReporterIdentity {
     let identity = x25519::Identity::generate();
     SealedReporterIdentity {
         recipient: identity.to_public().to_string(),
-        sealed_identity: keys.wrap_key.seal_identity(&keys.lookup_id, &identity),
+        sealed_identity: keys
+            .wrap_key
+            .seal_identity(&associated_data(keys, case), &identity),
     }
 }
 
-/// Opens a sealed reporter identity.
+/// Opens a sealed reporter identity of `case`.
 pub fn open_reporter_identity(
     keys: &ReceiptKeys,
+    case: &CaseRef,
     sealed_identity: &[u8],
 ) -> Result<x25519::Identity, CryptoError> {
     keys.wrap_key
-        .open_identity(&keys.lookup_id, sealed_identity)
+        .open_identity(&associated_data(keys, case), sealed_identity)
 }
 
 #[cfg(test)]
@@ -80,13 +91,25 @@ mod tests {
         let salt = InstanceSalt([7; 32]);
         let receipt = ReceiptCode::generate();
         let keys = derive_receipt_keys(&receipt, &salt, &CHEAP).unwrap();
-        let sealed = seal_new_reporter_identity(&keys);
+        let case = CaseRef::generate();
+        let sealed = seal_new_reporter_identity(&keys, &case);
 
         let typed_again = ReceiptCode::parse(receipt.formatted().expose_secret()).unwrap();
         let again = derive_receipt_keys(&typed_again, &salt, &CHEAP).unwrap();
         assert_eq!(again.lookup_id, keys.lookup_id);
-        let identity = open_reporter_identity(&again, &sealed.sealed_identity).unwrap();
+        let identity = open_reporter_identity(&again, &case, &sealed.sealed_identity).unwrap();
         assert_eq!(identity.to_public().to_string(), sealed.recipient);
+    }
+
+    #[test]
+    fn a_sealed_identity_opens_only_for_its_own_case() {
+        let keys =
+            derive_receipt_keys(&ReceiptCode::generate(), &InstanceSalt([3; 32]), &CHEAP).unwrap();
+        let case = CaseRef::generate();
+        let sealed = seal_new_reporter_identity(&keys, &case);
+        let other = CaseRef::generate();
+        assert!(open_reporter_identity(&keys, &other, &sealed.sealed_identity).is_err());
+        assert!(open_reporter_identity(&keys, &case, &sealed.sealed_identity).is_ok());
     }
 
     #[test]
@@ -98,8 +121,9 @@ mod tests {
             derive_receipt_keys(&ReceiptCode::generate(), &InstanceSalt([7; 32]), &CHEAP).unwrap();
         assert_ne!(keys.lookup_id, other_salt.lookup_id);
         assert_ne!(keys.lookup_id, other_receipt.lookup_id);
-        let sealed = seal_new_reporter_identity(&keys);
-        assert!(open_reporter_identity(&other_receipt, &sealed.sealed_identity).is_err());
+        let case = CaseRef::generate();
+        let sealed = seal_new_reporter_identity(&keys, &case);
+        assert!(open_reporter_identity(&other_receipt, &case, &sealed.sealed_identity).is_err());
     }
 
     #[test]

@@ -251,9 +251,9 @@ fn seal_intake(job: IntakeJob) -> Result<SealedIntake, IntakeError> {
     let receipt = ReceiptCode::generate();
     let receipt_keys =
         derive_receipt_keys(&receipt, &job.salt, &job.argon2).context("the receipt KDF failed")?;
-    let reporter = seal_new_reporter_identity(&receipt_keys);
-
     let case_ref = CaseRef::generate();
+    let reporter = seal_new_reporter_identity(&receipt_keys, &case_ref);
+
     let entry_id = EntryId::generate();
     let case_identity = CaseIdentity::generate();
     let case_recipient = case_identity.recipient();

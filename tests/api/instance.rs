@@ -414,7 +414,8 @@ async fn a_restart_keeps_the_instance_and_its_cases(backend: Backend) {
     let keys = derive_receipt_keys(&receipt, &salt, &params).unwrap();
     assert_eq!(access.lookup_id, keys.lookup_id, "the receipt finds no row");
     assert_eq!(access.case_id, case_ref);
-    let reporter = open_reporter_identity(&keys, &access.sealed_identity).unwrap();
+    let case = CaseRef::parse(&access.case_id).unwrap();
+    let reporter = open_reporter_identity(&keys, &case, &access.sealed_identity).unwrap();
     assert_eq!(reporter.to_public().to_string(), access.reporter_recipient);
 }
 
