@@ -696,17 +696,20 @@ async fn export_identity(
 /// An empty one is refused before any account is tried: a script or `systemd-run` without
 /// input would otherwise count as failed logins and lock the account.
 fn read_password(prompt: &str) -> anyhow::Result<age::secrecy::SecretString> {
-    let password: age::secrecy::SecretString = if std::io::stdin().is_terminal() {
-        rpassword::prompt_password(prompt)
-            .context("could not read the password")?
-            .into()
+    // Read into a buffer wiped on drop, then copied once into the secret at its exact size:
+    // `SecretString::from(String)` would shrink the String and leave a copy behind.
+    let line = if std::io::stdin().is_terminal() {
+        zeroize::Zeroizing::new(
+            rpassword::prompt_password(prompt).context("could not read the password")?,
+        )
     } else {
         let mut line = zeroize::Zeroizing::new(String::new());
         std::io::stdin()
             .read_line(&mut line)
             .context("could not read the password from standard input")?;
-        line.trim_end_matches(['\r', '\n']).to_owned().into()
+        line
     };
+    let password = age::secrecy::SecretString::from(line.trim_end_matches(['\r', '\n']));
     if password.expose_secret().is_empty() {
         anyhow::bail!(
             "no password was given (standard input was empty or a blank line); nothing was tried"

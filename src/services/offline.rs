@@ -118,8 +118,11 @@ pub fn open_case(
         if keys.contains_key(&grant.epoch) {
             continue;
         }
-        let epoch = u32::try_from(grant.epoch).unwrap_or(u32::MAX);
-        match open_grant(&grant.ciphertext, identities, case_ref, epoch) {
+        // An epoch no grant can name (negative, or past u32) is a row someone wrote by hand.
+        let opened = u32::try_from(grant.epoch)
+            .map_err(|_| CryptoError::Malformed)
+            .and_then(|epoch| open_grant(&grant.ciphertext, identities, case_ref, epoch));
+        match opened {
             Ok(identity) => {
                 // The current epoch's key must be the one the case row seals new content to.
                 if grant.epoch == case.key_epoch
