@@ -288,6 +288,25 @@ macro_rules! append_audit {
     }};
 }
 
+/// Whether a grant's grantee may still receive it when its row is written, inside `$transaction`:
+/// the escrow always, a reviewer only while active. The reviewer's row is locked, not just read:
+/// on PostgreSQL a disabling not yet committed would pass a plain read; this waits for it and then
+/// sees it.
+macro_rules! grantee_still_active {
+    ($transaction:ident, $grant:expr) => {{
+        let grant: &$crate::storage::GrantRecord = $grant;
+        grant.grantee_kind != "reviewer"
+            || sqlx::query(
+                "UPDATE reviewers SET status = status WHERE id = $1 AND status = 'active'",
+            )
+            .bind(&grant.grantee_id)
+            .execute(&mut *$transaction)
+            .await?
+            .rows_affected()
+                == 1
+    }};
+}
+
 /// Accounts that exist: active or disabled, or pending with an enrolment token still live.
 /// Binds `$1` = false, `$2` = now.
 pub(crate) const COUNT_LIVE_ACCOUNTS: &str = "SELECT COUNT(*) FROM reviewers r \
@@ -1532,18 +1551,9 @@ macro_rules! impl_store {
                 let mut added = 0;
                 for grant in grants {
                     // A reviewer disabled while the grant was being sealed receives nothing, as
-                    // at intake and on a re-key: the row is locked, so that a disabling not yet
-                    // committed is waited for, and then seen.
-                    if grant.grantee_kind == "reviewer" {
-                        let active = sqlx::query(
-                            "UPDATE reviewers SET status = status WHERE id = $1 AND status = 'active'",
-                        )
-                        .bind(&grant.grantee_id)
-                        .execute(&mut *transaction)
-                        .await?;
-                        if active.rows_affected() != 1 {
-                            continue;
-                        }
+                    // at intake and on a re-key.
+                    if !$crate::storage::sql::grantee_still_active!(transaction, grant) {
+                        continue;
                     }
                     added += sqlx::query(
                         "INSERT INTO grants (case_id, grantee_kind, grantee_id, epoch, ciphertext) \
@@ -1610,18 +1620,8 @@ macro_rules! impl_store {
                 }
                 for grant in &rekey.grants {
                     // A reviewer disabled while the new key was being sealed receives nothing.
-                    // Their row is locked, not just read: on PostgreSQL a disabling not yet
-                    // committed would pass a plain read; this waits for it and then sees it.
-                    if grant.grantee_kind == "reviewer" {
-                        let active = sqlx::query(
-                            "UPDATE reviewers SET status = status WHERE id = $1 AND status = 'active'",
-                        )
-                        .bind(&grant.grantee_id)
-                        .execute(&mut *transaction)
-                        .await?;
-                        if active.rows_affected() != 1 {
-                            continue;
-                        }
+                    if !$crate::storage::sql::grantee_still_active!(transaction, grant) {
+                        continue;
                     }
                     sqlx::query(
                         "INSERT INTO grants (case_id, grantee_kind, grantee_id, epoch, ciphertext) \
@@ -1763,8 +1763,8 @@ macro_rules! impl_store {
 }
 
 pub(crate) use {
-    append_audit, case_columns, impl_store, lock_active_reviewer, remove_pending_account,
-    reviewer_columns,
+    append_audit, case_columns, grantee_still_active, impl_store, lock_active_reviewer,
+    remove_pending_account, reviewer_columns,
 };
 
 #[cfg(test)]
