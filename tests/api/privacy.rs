@@ -1,12 +1,22 @@
-//! What must never be at rest or in a log: report content, client addresses, User-Agents.
+//! What must never be at rest or in a log: report content, client addresses, User-Agents,
+//! account secrets and receipts.
 
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use incident_vault::crypto::totp::TotpSecret;
+use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, CLIENT_ADDRESS, FULL_REPORT_OCCURRED_AT, LOGS, TEST_USER_AGENT, canary,
+    Backend, CLIENT_ADDRESS, FULL_REPORT_OCCURRED_AT, LOGS, TEST_USER_AGENT, TestApp, canary,
     contains_in_any_encoding, full_report, full_report_language, random_idempotency_key, read_tree,
     request_id, spawn_app,
 };
+use crate::people::{PASSWORD, code, now, totp_secret};
 
 /// How the exact time of [`full_report`]'s incident could show if it leaked: the day (finer than
 /// the month that may be stored), the time of day, and the Unix second. `T…` and `…Z` keep the
@@ -440,10 +450,369 @@ async fn an_unparsable_request_is_refused_without_an_error_in_the_log(backend: B
     assert!(leaked.is_empty(), "{leaked:?}");
 }
 
+/// The address a proxy would claim for the client, in this test's requests only.
+const FORWARDED_V4: &str = "203.0.113.187";
+/// The same, as IPv6.
+const FORWARDED_V6: &str = "2001:db8:5e1d::c0de";
+
+/// [`crate::helpers::test_client`] (the test's source address and User-Agent) that also names
+/// [`FORWARDED_V4`] and [`FORWARDED_V6`] in every header a proxy uses for the client's address.
+fn forwarding_client() -> reqwest::Client {
+    let mut headers = HeaderMap::new();
+    let both = format!("{FORWARDED_V4}, {FORWARDED_V6}");
+    for (name, value) in [
+        ("x-forwarded-for", both.clone()),
+        (
+            "forwarded",
+            format!("for={FORWARDED_V4};proto=https, for=\"[{FORWARDED_V6}]\""),
+        ),
+        ("x-real-ip", FORWARDED_V4.to_owned()),
+        ("true-client-ip", FORWARDED_V6.to_owned()),
+        ("cf-connecting-ip", FORWARDED_V4.to_owned()),
+        ("x-client-ip", both),
+    ] {
+        headers.insert(name, HeaderValue::from_str(&value).unwrap());
+    }
+    reqwest::Client::builder()
+        .local_address(IpAddr::V4(CLIENT_ADDRESS))
+        .user_agent(TEST_USER_AGENT)
+        .default_headers(headers)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// An authenticator app: a code for each TOTP step not used yet, as
+/// [`crate::people::Reviewer::next_code`] gives.
+struct Authenticator {
+    secret: TotpSecret,
+    last_step: u64,
+}
+
+impl Authenticator {
+    async fn next_code(&mut self) -> String {
+        loop {
+            let current = now() / 30;
+            let step = (self.last_step + 1).max(current);
+            if step <= current + 1 {
+                self.last_step = step;
+                return code(&self.secret, step * 30);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// An account enrolled through the API, with everything enrolment showed its owner.
+struct Enrolled {
+    authenticator: Authenticator,
+    /// The base32 secret of the `totp_uri`, as an authenticator app reads it.
+    totp_base32: String,
+    recovery_code: String,
+}
+
+/// Redeems `token` for `username` with [`PASSWORD`] and confirms the account.
+async fn enrol(app: &TestApp, token: &str, username: &str) -> Enrolled {
+    let response = app.redeem(token, username).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let uri = body["totp_uri"].as_str().unwrap();
+    let totp_base32 = uri
+        .split(['?', '&'])
+        .find_map(|part| part.strip_prefix("secret="))
+        .unwrap()
+        .to_owned();
+    let mut authenticator = Authenticator {
+        secret: totp_secret(uri),
+        last_step: 0,
+    };
+    let confirmed = app
+        .post_json(
+            "/api/v1/enrol/confirm",
+            json!({"token": token, "totp": authenticator.next_code().await}),
+        )
+        .await;
+    assert_eq!(confirmed.status(), 204);
+    Enrolled {
+        authenticator,
+        totp_base32,
+        recovery_code: body["recovery_code"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// Logs in; returns the session token.
+async fn log_in(app: &TestApp, username: &str, account: &mut Enrolled) -> String {
+    let response = app
+        .post_json(
+            "/api/v1/auth/login",
+            json!({
+                "username": username,
+                "password": PASSWORD,
+                "totp": account.authenticator.next_code().await,
+            }),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["token"].as_str().unwrap().to_owned()
+}
+
+/// Whether `haystack` holds `secret` as raw bytes, as hex, or as base64 of either alphabet.
+fn holds_bytes(haystack: &[u8], secret: &[u8]) -> bool {
+    let hex: String = secret.iter().map(|byte| format!("{byte:02x}")).collect();
+    let mut forms = vec![
+        secret.to_vec(),
+        hex.clone().into_bytes(),
+        hex.to_uppercase().into_bytes(),
+    ];
+    for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
+        forms.push(engine.encode(secret).into_bytes());
+    }
+    forms.iter().any(|form| {
+        haystack
+            .windows(form.len())
+            .any(|window| window == form.as_slice())
+    })
+}
+
+/// No IP address, User-Agent or secret of a whole flow is at rest, in the database or on disk:
+/// neither the client's address, a forwarded address nor its User-Agent, sent with every
+/// request; nor the receipt, a session token, recovery code, TOTP secret, setup code,
+/// invitation or password. What only this test sends (receipt, tokens, codes) reaches no log.
+async fn no_client_address_user_agent_or_secret_of_a_whole_flow_is_at_rest(backend: Backend) {
+    let Some(mut app) = spawn_app(backend).await else {
+        return;
+    };
+    app.client = forwarding_client();
+    let secret = canary();
+    let setup_code = app.setup_code.clone().expect("a setup code on first start");
+
+    let mut ada = enrol(&app, &setup_code, "ada").await;
+    let ada_token = log_in(&app, "ada", &mut ada).await;
+    let refused = app
+        .post_json(
+            "/api/v1/auth/login",
+            json!({"username": "ada", "password": format!("{PASSWORD} no"), "totp": "123456"}),
+        )
+        .await;
+    assert_eq!(refused.status(), 401);
+    let invitation = app
+        .invite(&ada_token, "rita", "reviewer", &["default"])
+        .await;
+    // Recovery instead of a login: a third code in a row would wait for the next TOTP step.
+    let mut rita = enrol(&app, &invitation, "rita").await;
+    let new_password = format!("recovered violet lantern {}", secret.to_lowercase());
+    let recovered = app
+        .post_json(
+            "/api/v1/auth/recover",
+            json!({
+                "username": "rita",
+                "recovery_code": rita.recovery_code,
+                "totp": rita.authenticator.next_code().await,
+                "new_password": new_password,
+            }),
+        )
+        .await;
+    assert_eq!(recovered.status(), 200);
+    let recovered: Value = recovered.json().await.unwrap();
+    let recovered_token = recovered["token"].as_str().unwrap().to_owned();
+    let new_recovery_code = recovered["recovery_code"].as_str().unwrap().to_owned();
+    let (_, receipt) = app.file(&full_report(&secret)).await;
+    let stepped_up = app
+        .send(
+            Method::POST,
+            "/api/v1/auth/step-up",
+            Some(&ada_token),
+            Some(json!({"password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(stepped_up.status(), 204);
+    assert_eq!(app.get_as(&ada_token, "/api/v1/cases").await.status(), 200);
+    let logged_out = app
+        .send(
+            Method::POST,
+            "/api/v1/auth/logout",
+            Some(&recovered_token),
+            None,
+        )
+        .await;
+    assert_eq!(logged_out.status(), 204);
+    app.hang_up_and_stop().await;
+
+    let receipt_digits = receipt.replace('-', "");
+    assert_eq!(receipt_digits.len(), 16, "{receipt}");
+    let tokens = [&ada_token, &recovered_token];
+    let mut texts: Vec<(&str, String)> = vec![
+        ("the client's address", CLIENT_ADDRESS.to_string()),
+        ("the forwarded IPv4 address", FORWARDED_V4.to_owned()),
+        ("the forwarded IPv6 address", FORWARDED_V6.to_owned()),
+        ("the User-Agent", TEST_USER_AGENT.to_owned()),
+        ("the User-Agent's canary", "ua-canary-5e1d".to_owned()),
+        ("the receipt", receipt.clone()),
+        ("the receipt's digits", receipt_digits.clone()),
+        ("ada's TOTP secret", ada.totp_base32.clone()),
+        ("rita's TOTP secret", rita.totp_base32.clone()),
+        ("the password", PASSWORD.to_owned()),
+        ("the new password", new_password.clone()),
+    ];
+    for (what, code) in [
+        ("the setup code", &setup_code),
+        ("the invitation", &invitation),
+        ("ada's recovery code", &ada.recovery_code),
+        ("rita's first recovery code", &rita.recovery_code),
+        ("rita's new recovery code", &new_recovery_code),
+    ] {
+        texts.push((what, code.clone()));
+        texts.push((what, code.replace('-', "")));
+    }
+    for token in tokens {
+        texts.push(("a session token", token.clone()));
+    }
+    let mut bytes: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "the forwarded IPv6 address",
+            FORWARDED_V6.parse::<Ipv6Addr>().unwrap().octets().to_vec(),
+        ),
+        (
+            "ada's TOTP secret",
+            ada.authenticator.secret.expose_bytes().to_vec(),
+        ),
+        (
+            "rita's TOTP secret",
+            rita.authenticator.secret.expose_bytes().to_vec(),
+        ),
+    ];
+    for token in tokens {
+        bytes.push(("a session token", URL_SAFE_NO_PAD.decode(token).unwrap()));
+    }
+
+    let places = [
+        ("the database", app.database_at_rest().await),
+        ("the data directory", read_tree(app.dir.path())),
+    ];
+    // On PostgreSQL the data directory may well be empty.
+    assert!(!places[0].1.is_empty());
+    let mut leaks = Vec::new();
+    for (place, content) in &places {
+        for (what, text) in &texts {
+            if contains_in_any_encoding(content, text) {
+                leaks.push(format!("{what} ({text}) is in {place}"));
+            }
+        }
+        for (what, secret) in &bytes {
+            if holds_bytes(content, secret) {
+                leaks.push(format!("{what} is in {place} as bytes"));
+            }
+        }
+    }
+    // Only this test knows these: no line of the whole capture may hold them.
+    let everything = LOGS.contents();
+    for (what, text) in texts.iter().filter(|(what, _)| {
+        !matches!(
+            *what,
+            "the client's address" | "the User-Agent" | "the User-Agent's canary" | "the password"
+        )
+    }) {
+        if contains_in_any_encoding(everything.as_bytes(), text) {
+            leaks.push(format!("{what} ({text}) is in a log"));
+        }
+    }
+    assert!(leaks.is_empty(), "{leaks:#?}");
+}
+
+/// The name of the refusal that [`a_database_error_on_a_canary_leaves_it_out_of_log_and_answer`]
+/// adds to the database.
+const REFUSAL: &str = "privacy_test_refuses_invitations";
+
+/// What PostgreSQL adds to its error (the DETAIL) when an invitation for `username` meets
+/// [`REFUSAL`].
+async fn postgres_detail_of_the_refusal(app: &TestApp, username: &str) -> String {
+    use sqlx::Connection as _;
+    let mut connection = sqlx::PgConnection::connect(app.database.url())
+        .await
+        .unwrap();
+    let error = sqlx::query(
+        "INSERT INTO enrolments (token_hash, kind, role, desk_ids, expires_at, username) \
+         VALUES ($1, 'invitation', 'reviewer', '', 0, $2)",
+    )
+    .bind(vec![0u8; 32])
+    .bind(username)
+    .execute(&mut connection)
+    .await
+    .expect_err("the refusal refuses");
+    let error = error.as_database_error().expect("a database error");
+    assert!(error.message().contains(REFUSAL), "{error}");
+    error
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .and_then(|error| error.detail())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A database error on a statement that carries a client's value, an invited username, is
+/// logged by its cause without the value, and answered opaquely. On PostgreSQL the error
+/// itself holds the value (its DETAIL): a service that logged the whole error would leak it.
+async fn a_database_error_on_a_canary_leaves_it_out_of_log_and_answer(backend: Backend) {
+    let Some(mut app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let token = app.login(&admin).await;
+    let secret = canary().to_lowercase();
+    let username = format!("priv{secret}");
+    // Any invitation, which names its account, now fails in the database.
+    app.execute(&match backend {
+        Backend::Postgres => {
+            format!(
+                "ALTER TABLE enrolments ADD CONSTRAINT {REFUSAL} CHECK (username IS NULL) NOT VALID"
+            )
+        }
+        Backend::Sqlite => format!(
+            "CREATE TRIGGER {REFUSAL} BEFORE INSERT ON enrolments WHEN NEW.username IS NOT NULL \
+             BEGIN SELECT RAISE(ABORT, '{REFUSAL}'); END"
+        ),
+    })
+    .await;
+    let failed = app
+        .send(
+            Method::POST,
+            "/api/v1/admin/reviewers",
+            Some(&token),
+            Some(json!({"username": username, "role": "reviewer", "desks": ["default"]})),
+        )
+        .await;
+    assert_eq!(failed.status(), 500);
+    let failed_request = request_id(&failed);
+    let answer = failed.text().await.unwrap();
+    assert!(
+        !answer.to_lowercase().contains(&secret),
+        "the 500 echoes the username: {answer}"
+    );
+    if backend == Backend::Postgres {
+        let detail = postgres_detail_of_the_refusal(&app, &username).await;
+        assert!(detail.contains(&username), "{detail}");
+    }
+    app.hang_up_and_stop().await;
+
+    let own = LOGS.lines_of_requests(std::slice::from_ref(&failed_request));
+    assert!(
+        own.iter()
+            .any(|line| line.contains("request failed") && line.contains(REFUSAL)),
+        "the database's error for this request is in the log: {own:?}"
+    );
+    let everything = LOGS.contents().to_lowercase();
+    assert!(
+        !contains_in_any_encoding(everything.as_bytes(), &secret),
+        "the username of the failed statement is in a log"
+    );
+}
+
 crate::on_both_backends!(
     an_unparsable_request_is_refused_without_an_error_in_the_log,
     account_secrets_leave_no_trace_in_the_logs,
     a_canary_in_a_report_leaves_no_trace_at_rest_or_in_the_logs,
     a_full_request_cycle_logs_no_ip_address_and_no_user_agent,
     the_request_span_carries_method_route_template_status_latency_and_the_returned_id,
+    no_client_address_user_agent_or_secret_of_a_whole_flow_is_at_rest,
+    a_database_error_on_a_canary_leaves_it_out_of_log_and_answer,
 );
