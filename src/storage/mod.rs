@@ -119,6 +119,24 @@ pub async fn begin<DB: sqlx::Database>(
     }
 }
 
+/// Whether an idle connection is still inside a transaction, which the pool must then close
+/// (closing rolls it back) instead of handing it out. It happens when a COMMIT and the ROLLBACK
+/// after it both fail, as on SQLite with a full disk: sqlx still counts the transaction as open,
+/// SQLite still holds it and its write lock, and the next BEGIN on that connection would become a
+/// savepoint inside it: the report written there is answered 201 and never committed, and every
+/// other writer times out on the lock. A test fills a disk to check it. The check reads sqlx's own
+/// count; it costs nothing.
+pub(crate) fn in_a_lost_transaction<C: sqlx::Connection>(connection: &C) -> bool {
+    let lost = connection.is_in_transaction();
+    if lost {
+        tracing::error!(
+            "a database connection was still inside a failed transaction; it is closed, which \
+             rolls that transaction back"
+        );
+    }
+    lost
+}
+
 /// The database behind the vault. Every write that must be atomic is one method here, so a
 /// failure half-way leaves nothing behind.
 #[async_trait]

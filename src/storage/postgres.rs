@@ -32,6 +32,10 @@ impl PostgresStore {
             .test_before_acquire(false)
             .before_acquire(|connection, meta| {
                 Box::pin(async move {
+                    // See `storage::in_a_lost_transaction`.
+                    if crate::storage::in_a_lost_transaction(connection) {
+                        return Ok(false);
+                    }
                     if meta.idle_for > PING_AFTER_IDLE {
                         connection.ping().await?;
                     }

@@ -53,6 +53,10 @@ impl SqliteStore {
             // An open SQLite connection is a file handle in this process: there is no server to
             // lose, so sqlx's ping before every use is a wasted round trip to its worker thread.
             .test_before_acquire(false)
+            // See `storage::in_a_lost_transaction`.
+            .before_acquire(|connection, _| {
+                Box::pin(async move { Ok(!crate::storage::in_a_lost_transaction(connection)) })
+            })
             .connect_with(options)
             .await
             .context("could not open the SQLite database")?;

@@ -170,3 +170,117 @@ async fn a_logged_out_session_leaves_no_copy_of_its_sealed_identity_in_the_sqlit
 }
 
 crate::on_both_backends!(a_begin_dropped_in_flight_leaves_no_transaction_open_for_the_next_write);
+
+/// A full disk under SQLite: reports refused while it is full, and every report answered 201 is
+/// stored, during and after, once space is back. A failed COMMIT used to leave its connection
+/// inside a transaction that sqlx had lost track of; later reports on that connection were
+/// answered 201 inside it, never committed, and gone after a restart (while the lock it held made
+/// every other writer time out). The database sits on a small tmpfs, which needs root: without
+/// it the test skips loudly (and fails in CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_report_answered_201_around_a_full_disk_is_stored() {
+    let mount = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3M", "tmpfs"])
+        .arg(mount.path())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !mounted {
+        crate::helpers::skip_or_fail("a tmpfs mount (root)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(mount.path().to_owned());
+    let file = mount.path().join("vault.db");
+    let url = format!("sqlite://{}", file.display());
+    let Some(app) = crate::helpers::spawn_app_with(Backend::Sqlite, |settings| {
+        settings.database.url = url.clone();
+    })
+    .await
+    else {
+        return;
+    };
+    let filler = mount.path().join("filler");
+    let free = |path: &std::path::Path| {
+        let _ = std::fs::remove_file(path);
+    };
+    // Fill what is left but a little.
+    {
+        use std::io::Write as _;
+        let mut out = std::fs::File::create(&filler).unwrap();
+        let block = vec![0_u8; 4096];
+        while out.write_all(&block).is_ok() {}
+    }
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    for index in 0..40 {
+        let response = app
+            .post_report(
+                &crate::helpers::minimal_report(&format!("report {index} on a full disk")),
+                None,
+            )
+            .await;
+        if response.status() == 201 {
+            let body: serde_json::Value = response.json().await.unwrap();
+            acknowledged.push(body["case_ref"].as_str().unwrap().to_owned());
+        } else {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused > 0,
+        "the disk never filled: the test proves nothing"
+    );
+    free(&filler);
+    let before_freeing = acknowledged.len();
+    for index in 0..20 {
+        let response = app
+            .post_report(
+                &crate::helpers::minimal_report(&format!(
+                    "report {index} after the disk was freed"
+                )),
+                None,
+            )
+            .await;
+        if response.status() == 201 {
+            let body: serde_json::Value = response.json().await.unwrap();
+            acknowledged.push(body["case_ref"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        acknowledged.len() - before_freeing,
+        20,
+        "intake did not recover once space was back"
+    );
+    app.stop().await;
+    // Closing the store rolls back whatever a connection still held open.
+    app.store.close().await;
+    let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let stored: std::collections::BTreeSet<String> = sqlx::query_scalar(
+        "SELECT c.id FROM cases c WHERE EXISTS (SELECT 1 FROM entries e WHERE e.case_id = c.id) \
+         AND EXISTS (SELECT 1 FROM grants g WHERE g.case_id = c.id AND g.grantee_kind = 'escrow')",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|case| !stored.contains(*case))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged reports are not stored: {lost:?}",
+        lost.len(),
+        acknowledged.len()
+    );
+}
