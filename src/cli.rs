@@ -369,6 +369,14 @@ pub fn forbid_core_dumps() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Makes every file this process creates readable by its owner only (umask 077): the SQLite
+/// database with its `-wal` and `-shm` files, wherever `database.url` puts them (the data folder
+/// is created 0700, but a database named outside it was created 0644), and anything else written.
+pub fn private_files() {
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
 /// Whether a secret made at start-up (a generated escrow identity, the setup code) may be shown:
 /// only to a person at an interactive terminal on a local instance. In production (containers,
 /// service managers) the terminal may itself be a log.

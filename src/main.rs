@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use incident_vault::cli::{Cli, forbid_core_dumps, run};
+use incident_vault::cli::{Cli, forbid_core_dumps, private_files, run};
 use incident_vault::services::audit::VerifyError;
 
 /// The exit code of a check that ran and found the audit chain broken, so that a monitoring
@@ -18,6 +18,7 @@ async fn main() -> ExitCode {
         // have no service at all), and the operator's own limit still applies.
         eprintln!("incident-vault: warning: could not turn off core dumps: {error}");
     }
+    private_files();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

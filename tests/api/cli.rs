@@ -57,6 +57,16 @@ async fn migrate_prepares_an_empty_database_and_exits(backend: Backend) {
         .output()
         .unwrap();
     assert!(again.status.success(), "migrating twice is harmless");
+    if let TestDatabase::Sqlite { file, .. } = &database {
+        use std::os::unix::fs::PermissionsExt as _;
+        for suffix in ["", "-wal", "-shm"] {
+            let path = format!("{}{suffix}", file.display());
+            if let Ok(metadata) = std::fs::metadata(&path) {
+                let mode = metadata.permissions().mode() & 0o777;
+                assert_eq!(mode & 0o077, 0, "{path} is readable by others: {mode:o}");
+            }
+        }
+    }
     assert_eq!(
         database.applied_migrations().await,
         applied,
