@@ -427,8 +427,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Adds grants to a case whose key epoch is still `epoch`; grants that exist are kept as
     /// they are, and a reviewer who is not active when the row is written (disabled while the
-    /// grant was sealed) gets none. When any was new, appends `event` in the same transaction. Returns how many
-    /// were new. [`StoreError::Conflict`]`("epoch")` when the case was re-keyed meanwhile, or
+    /// grant was sealed) gets none. When any was new, appends `event` in the same transaction.
+    /// Returns how many were new. [`StoreError::Conflict`]`("epoch")` when the case was re-keyed meanwhile, or
     /// does not exist.
     async fn add_grants(
         &self,
