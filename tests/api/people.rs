@@ -44,6 +44,8 @@ pub struct Reviewer {
     pub username: String,
     pub password: String,
     pub totp: TotpSecret,
+    /// The `otpauth://` URI enrolment showed, as an authenticator app reads it.
+    pub totp_uri: String,
     pub recovery_code: String,
     /// The last TOTP step this account used: each code is accepted once, in increasing steps.
     last_step: Mutex<u64>,
@@ -129,6 +131,7 @@ impl TestApp {
             username: username.to_owned(),
             password: PASSWORD.to_owned(),
             totp: totp_secret(body["totp_uri"].as_str().unwrap()),
+            totp_uri: body["totp_uri"].as_str().unwrap().to_owned(),
             recovery_code: body["recovery_code"].as_str().unwrap().to_owned(),
             last_step: Mutex::new(0),
         };

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use incident_vault::crypto::totp::TotpSecret;
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
@@ -16,7 +15,7 @@ use crate::helpers::{
     contains_in_any_encoding, full_report, full_report_language, random_idempotency_key, read_tree,
     request_id, spawn_app,
 };
-use crate::people::{PASSWORD, code, now, totp_secret};
+use crate::people::PASSWORD;
 
 /// How the exact time of [`full_report`]'s incident could show if it leaked: the day (finer than
 /// the month that may be stored), the time of day, and the Unix second. `T…` and `…Z` keep the
@@ -482,79 +481,14 @@ fn forwarding_client() -> reqwest::Client {
         .unwrap()
 }
 
-/// An authenticator app: a code for each TOTP step not used yet, as
-/// [`crate::people::Reviewer::next_code`] gives.
-struct Authenticator {
-    secret: TotpSecret,
-    last_step: u64,
-}
-
-impl Authenticator {
-    async fn next_code(&mut self) -> String {
-        loop {
-            let current = now() / 30;
-            let step = (self.last_step + 1).max(current);
-            if step <= current + 1 {
-                self.last_step = step;
-                return code(&self.secret, step * 30);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-/// An account enrolled through the API, with everything enrolment showed its owner.
-struct Enrolled {
-    authenticator: Authenticator,
-    /// The base32 secret of the `totp_uri`, as an authenticator app reads it.
-    totp_base32: String,
-    recovery_code: String,
-}
-
-/// Redeems `token` for `username` with [`PASSWORD`] and confirms the account.
-async fn enrol(app: &TestApp, token: &str, username: &str) -> Enrolled {
-    let response = app.redeem(token, username).await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    let uri = body["totp_uri"].as_str().unwrap();
-    let totp_base32 = uri
+/// The base32 secret of an account's `totp_uri`, as an authenticator app reads it.
+fn totp_base32(account: &crate::people::Reviewer) -> String {
+    account
+        .totp_uri
         .split(['?', '&'])
         .find_map(|part| part.strip_prefix("secret="))
         .unwrap()
-        .to_owned();
-    let mut authenticator = Authenticator {
-        secret: totp_secret(uri),
-        last_step: 0,
-    };
-    let confirmed = app
-        .post_json(
-            "/api/v1/enrol/confirm",
-            json!({"token": token, "totp": authenticator.next_code().await}),
-        )
-        .await;
-    assert_eq!(confirmed.status(), 204);
-    Enrolled {
-        authenticator,
-        totp_base32,
-        recovery_code: body["recovery_code"].as_str().unwrap().to_owned(),
-    }
-}
-
-/// Logs in; returns the session token.
-async fn log_in(app: &TestApp, username: &str, account: &mut Enrolled) -> String {
-    let response = app
-        .post_json(
-            "/api/v1/auth/login",
-            json!({
-                "username": username,
-                "password": PASSWORD,
-                "totp": account.authenticator.next_code().await,
-            }),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    body["token"].as_str().unwrap().to_owned()
+        .to_owned()
 }
 
 /// Whether `haystack` holds `secret` as raw bytes, as hex, or as base64 of either alphabet.
@@ -587,8 +521,8 @@ async fn no_client_address_user_agent_or_secret_of_a_whole_flow_is_at_rest(backe
     let secret = canary();
     let setup_code = app.setup_code.clone().expect("a setup code on first start");
 
-    let mut ada = enrol(&app, &setup_code, "ada").await;
-    let ada_token = log_in(&app, "ada", &mut ada).await;
+    let ada = app.enrol_with(&setup_code, "ada").await;
+    let ada_token = app.login(&ada).await;
     let refused = app
         .post_json(
             "/api/v1/auth/login",
@@ -600,7 +534,7 @@ async fn no_client_address_user_agent_or_secret_of_a_whole_flow_is_at_rest(backe
         .invite(&ada_token, "rita", "reviewer", &["default"])
         .await;
     // Recovery instead of a login: a third code in a row would wait for the next TOTP step.
-    let mut rita = enrol(&app, &invitation, "rita").await;
+    let rita = app.enrol_with(&invitation, "rita").await;
     let new_password = format!("recovered violet lantern {}", secret.to_lowercase());
     let recovered = app
         .post_json(
@@ -608,7 +542,7 @@ async fn no_client_address_user_agent_or_secret_of_a_whole_flow_is_at_rest(backe
             json!({
                 "username": "rita",
                 "recovery_code": rita.recovery_code,
-                "totp": rita.authenticator.next_code().await,
+                "totp": rita.next_code().await,
                 "new_password": new_password,
             }),
         )
@@ -650,8 +584,8 @@ async fn no_client_address_user_agent_or_secret_of_a_whole_flow_is_at_rest(backe
         ("the User-Agent's canary", "ua-canary-5e1d".to_owned()),
         ("the receipt", receipt.clone()),
         ("the receipt's digits", receipt_digits.clone()),
-        ("ada's TOTP secret", ada.totp_base32.clone()),
-        ("rita's TOTP secret", rita.totp_base32.clone()),
+        ("ada's TOTP secret", totp_base32(&ada)),
+        ("rita's TOTP secret", totp_base32(&rita)),
         ("the password", PASSWORD.to_owned()),
         ("the new password", new_password.clone()),
     ];
@@ -673,14 +607,8 @@ async fn no_client_address_user_agent_or_secret_of_a_whole_flow_is_at_rest(backe
             "the forwarded IPv6 address",
             FORWARDED_V6.parse::<Ipv6Addr>().unwrap().octets().to_vec(),
         ),
-        (
-            "ada's TOTP secret",
-            ada.authenticator.secret.expose_bytes().to_vec(),
-        ),
-        (
-            "rita's TOTP secret",
-            rita.authenticator.secret.expose_bytes().to_vec(),
-        ),
+        ("ada's TOTP secret", ada.totp.expose_bytes().to_vec()),
+        ("rita's TOTP secret", rita.totp.expose_bytes().to_vec()),
     ];
     for token in tokens {
         bytes.push(("a session token", URL_SAFE_NO_PAD.decode(token).unwrap()));
