@@ -176,9 +176,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("refused to migrate {target}"))?;
             }
-            let (store, applied) = storage::connect_migrating(&settings.database.url, 1)
-                .await
-                .with_context(|| format!("could not migrate {target}"))?;
+            let (store, applied) =
+                storage::connect_migrating(&settings.database.url, 1, settings.database.timeouts())
+                    .await
+                    .with_context(|| format!("could not migrate {target}"))?;
             store.close().await;
             // A mistyped path or database name makes a new, empty one: say so.
             let outcome = match applied {
@@ -193,7 +194,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_telemetry(&settings, std::io::stderr)?;
             let generation = secrets_may_be_shown(&settings);
             refuse_early_without_escrow_recipient(&settings, generation).await?;
-            let store = storage::connect(&settings.database.url, 1).await?;
+            let (store, _) =
+                storage::connect_migrating(&settings.database.url, 1, settings.database.timeouts())
+                    .await?;
             let outcome = open_instance(
                 store.as_ref(),
                 settings.escrow_recipient()?,

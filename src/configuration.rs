@@ -38,6 +38,9 @@ pub struct ServerSettings {
     pub workers: usize,
     /// `APP_SERVER__SHUTDOWN_TIMEOUT_SECONDS`
     pub shutdown_timeout_seconds: u64,
+    /// `APP_SERVER__REQUEST_TIMEOUT_SECONDS`: the longest any request may take, its body
+    /// included, before it is answered 503.
+    pub request_timeout_seconds: u64,
 }
 
 /// `[database]`
@@ -47,6 +50,21 @@ pub struct DatabaseSettings {
     pub url: String,
     /// `APP_DATABASE__MAX_CONNECTIONS`
     pub max_connections: u32,
+    /// `APP_DATABASE__LOCK_TIMEOUT_SECONDS`: how long a statement waits for a lock held elsewhere.
+    pub lock_timeout_seconds: u64,
+    /// `APP_DATABASE__STATEMENT_TIMEOUT_SECONDS`: PostgreSQL cancels a statement that runs longer,
+    /// and ends a session left idle inside a transaction that long.
+    pub statement_timeout_seconds: u64,
+}
+
+impl DatabaseSettings {
+    /// The waits the store allows the database.
+    pub fn timeouts(&self) -> crate::storage::Timeouts {
+        crate::storage::Timeouts {
+            lock: std::time::Duration::from_secs(self.lock_timeout_seconds),
+            statement: std::time::Duration::from_secs(self.statement_timeout_seconds),
+        }
+    }
 }
 
 impl std::fmt::Debug for DatabaseSettings {
@@ -57,6 +75,8 @@ impl std::fmt::Debug for DatabaseSettings {
             .debug_struct("DatabaseSettings")
             .field("url", &format_args!("{scheme}://…"))
             .field("max_connections", &self.max_connections)
+            .field("lock_timeout_seconds", &self.lock_timeout_seconds)
+            .field("statement_timeout_seconds", &self.statement_timeout_seconds)
             .finish()
     }
 }
@@ -451,6 +471,17 @@ impl Settings {
         if self.database.max_connections == 0 || self.database.max_connections > 1000 {
             bail!("database.max_connections (APP_DATABASE__MAX_CONNECTIONS) must be 1 to 1000");
         }
+        if !(1..=600).contains(&self.database.lock_timeout_seconds) {
+            bail!(
+                "database.lock_timeout_seconds (APP_DATABASE__LOCK_TIMEOUT_SECONDS) must be 1 to 600"
+            );
+        }
+        if !(1..=3600).contains(&self.database.statement_timeout_seconds) {
+            bail!(
+                "database.statement_timeout_seconds (APP_DATABASE__STATEMENT_TIMEOUT_SECONDS) \
+                 must be 1 to 3600"
+            );
+        }
         if self.storage.data_dir.as_os_str().is_empty() {
             bail!("storage.data_dir (APP_STORAGE__DATA_DIR) must not be empty");
         }
@@ -484,6 +515,16 @@ impl Settings {
         if !(1..=3600).contains(&limits.body_timeout_seconds) {
             bail!(
                 "limits.body_timeout_seconds (APP_LIMITS__BODY_TIMEOUT_SECONDS) must be 1 to 3600"
+            );
+        }
+        // A request's body is read inside its deadline: a deadline no longer than the body's
+        // own time-out would cut off a slow phone that the body time-out still lets finish.
+        let deadline = self.server.request_timeout_seconds;
+        if deadline <= limits.body_timeout_seconds || deadline > 7200 {
+            bail!(
+                "server.request_timeout_seconds (APP_SERVER__REQUEST_TIMEOUT_SECONDS) must be more \
+                 than limits.body_timeout_seconds ({}) and at most 7200",
+                limits.body_timeout_seconds
             );
         }
         if limits.crypto_concurrency > 256 {
@@ -812,6 +853,39 @@ mod tests {
         );
         assert!(refusal(|s| s.limits.crypto_queue = 0).contains("APP_LIMITS__CRYPTO_QUEUE"));
         assert!(refusal(|s| s.limits.crypto_queue = 100_001).contains("APP_LIMITS__CRYPTO_QUEUE"));
+        for waits_forever in [0, 601] {
+            assert!(
+                refusal(|s| s.database.lock_timeout_seconds = waits_forever)
+                    .contains("APP_DATABASE__LOCK_TIMEOUT_SECONDS")
+            );
+        }
+        for waits_forever in [0, 3601] {
+            assert!(
+                refusal(|s| s.database.statement_timeout_seconds = waits_forever)
+                    .contains("APP_DATABASE__STATEMENT_TIMEOUT_SECONDS")
+            );
+        }
+    }
+
+    /// The request deadline counts the body's upload: one no longer than the body's own time-out
+    /// would answer 503 to a slow phone that the body time-out still lets finish.
+    #[test]
+    fn the_request_deadline_must_leave_room_for_the_body() {
+        let deadline_refused = |request: u64, body: u64| {
+            let mut settings = defaults();
+            settings.server.request_timeout_seconds = request;
+            settings.limits.body_timeout_seconds = body;
+            settings.validate().err().map(|error| error.to_string())
+        };
+        let refused = deadline_refused(60, 60).expect("a deadline equal to the body's time-out");
+        assert!(
+            refused.contains("APP_SERVER__REQUEST_TIMEOUT_SECONDS"),
+            "{refused}"
+        );
+        assert!(refused.contains("(60)"), "{refused}");
+        assert!(deadline_refused(7201, 60).is_some());
+        assert_eq!(deadline_refused(61, 60), None);
+        assert_eq!(deadline_refused(7200, 3600), None);
     }
 
     #[test]

@@ -61,6 +61,25 @@ impl std::fmt::Debug for ApiError {
     }
 }
 
+/// Headers on every response (`startup::security_headers`): nothing is cached, framed, sniffed
+/// or referred. Names in lower case, as `HeaderName::from_static` wants them.
+pub const SECURITY_HEADERS: [(&str, &str); 7] = [
+    ("cache-control", "no-store"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    ("referrer-policy", "no-referrer"),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    // Browsers heed it only over HTTPS (behind the TLS proxy), where it keeps them there.
+    ("strict-transport-security", "max-age=31536000"),
+    (
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=()",
+    ),
+];
+
 /// The JSON body of every error. It is also the `ApiError` schema of `/api/v1/openapi.json`.
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = ApiError)]

@@ -73,8 +73,12 @@ impl Application {
                 settings.storage.data_dir.display()
             )
         })?;
-        let store =
-            storage::connect(&settings.database.url, settings.database.max_connections).await?;
+        let (store, _) = storage::connect_migrating(
+            &settings.database.url,
+            settings.database.max_connections,
+            settings.database.timeouts(),
+        )
+        .await?;
         // Its threads start here, before the instance is recorded: a thread that cannot start
         // must not stop the start after a generated escrow key is recorded.
         let pool = || CryptoPool::new(settings.crypto_concurrency(), settings.limits.crypto_queue);
@@ -123,9 +127,13 @@ impl Application {
             configured => configured,
         };
         let served = vault.clone();
+        let deadline = Duration::from_secs(settings.server.request_timeout_seconds);
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(head_as_get))
+                .wrap(from_fn(move |request, next| {
+                    answer_within(deadline, request, next)
+                }))
                 .wrap(security_headers())
                 .wrap(from_fn(request_span))
                 .app_data(vault.clone())
@@ -387,21 +395,36 @@ async fn head_as_get(
     next.call(request).await
 }
 
+/// Answers 503 `timed_out` to a request not done within `deadline`, its body included: a stalled
+/// database (a server that stopped answering, a connection that died without a word, neither
+/// of which the database's own time-outs can end) must cost a phone a clear answer to retry,
+/// not a hang. The request's future is dropped, as when its client hangs up, which every write
+/// is built to survive: a transaction not yet committed is rolled back, and a report that was
+/// committed all the same is found again by the retry's `Idempotency-Key`.
+///
+/// The answer is an error rather than a response, since a response needs the request, which
+/// routing must hold alone; `telemetry::request_span` logs it and gives it its headers.
+async fn answer_within<B: actix_web::body::MessageBody>(
+    deadline: Duration,
+    request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<actix_web::dev::ServiceResponse<B>, actix_web::Error> {
+    match tokio::time::timeout(deadline, next.call(request)).await {
+        Ok(outcome) => outcome,
+        Err(_elapsed) => Err(crate::error::ApiError::Unavailable {
+            code: "timed_out",
+            message: "The service could not finish this request in time, and nothing that was \
+                      not finished was kept. Please try again; a report sent again with the same \
+                      Idempotency-Key is filed once."
+                .into(),
+        }
+        .into()),
+    }
+}
+
 /// Headers on every response: nothing is cached, framed, sniffed or referred.
 fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
-        .add(("Cache-Control", "no-store"))
-        .add((
-            "Content-Security-Policy",
-            "default-src 'none'; frame-ancestors 'none'",
-        ))
-        .add(("Referrer-Policy", "no-referrer"))
-        .add(("X-Content-Type-Options", "nosniff"))
-        .add(("X-Frame-Options", "DENY"))
-        // Browsers heed it only over HTTPS (behind the TLS proxy), where it keeps them there.
-        .add(("Strict-Transport-Security", "max-age=31536000"))
-        .add((
-            "Permissions-Policy",
-            "camera=(), microphone=(), geolocation=()",
-        ))
+    crate::error::SECURITY_HEADERS
+        .into_iter()
+        .fold(DefaultHeaders::new(), DefaultHeaders::add)
 }

@@ -170,41 +170,11 @@ pub async fn request_span(
     let _entered = span.enter();
     match outcome {
         Ok(mut response) => {
-            let status = response.status();
-            span.record("http.status_code", status.as_u16());
-            span.record("latency_ms", latency_ms);
             let api_error = response
                 .response()
                 .error()
                 .and_then(|error| error.as_error::<ApiError>());
-            let code = api_error.map(ApiError::code);
-            if status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
-                // Shedding load (a full crypto queue) or a database that does not answer: the
-                // service is working as designed, and a flood must not become an error flood.
-                // A database that does not answer says why (its cause chain holds no content).
-                let cause = api_error
-                    .filter(|error| matches!(error, ApiError::DatabaseUnavailable(_)))
-                    .map(ApiError::log_detail)
-                    .unwrap_or_default();
-                tracing::warn!(
-                    status = status.as_u16(),
-                    latency_ms,
-                    error = code,
-                    cause = %cause,
-                    "request refused for now"
-                );
-            } else if status.is_server_error() {
-                // The cause chain of an opaque 500 goes to the log, never to the client.
-                let cause = api_error.map(ApiError::log_detail).unwrap_or_default();
-                tracing::error!(status = status.as_u16(), latency_ms, cause = %cause, "request failed");
-            } else {
-                tracing::info!(
-                    status = status.as_u16(),
-                    latency_ms,
-                    error = code,
-                    "request finished"
-                );
-            }
+            log_outcome(&span, response.status(), api_error, latency_ms);
             if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
                 response
                     .headers_mut()
@@ -213,9 +183,87 @@ pub async fn request_span(
             Ok(response)
         }
         Err(error) => {
-            tracing::error!(latency_ms, "request failed before a response was built");
-            Err(error)
+            // Only the request deadline (`startup::answer_within`) ends a request with an
+            // error instead of a response; actix renders it without the middleware inside this
+            // one, so it carries the headers they would have added.
+            let status = error.as_response_error().status_code();
+            log_outcome(&span, status, error.as_error::<ApiError>(), latency_ms);
+            Err(AnsweredByActix { error, request_id }.into())
         }
+    }
+}
+
+/// Records a finished request's status and latency on its span, and writes its one log line.
+fn log_outcome(
+    span: &Span,
+    status: actix_web::http::StatusCode,
+    api_error: Option<&ApiError>,
+    latency_ms: f64,
+) {
+    span.record("http.status_code", status.as_u16());
+    span.record("latency_ms", latency_ms);
+    let code = api_error.map(ApiError::code);
+    if status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
+        // Shedding load (a full crypto queue) or a database that does not answer: the
+        // service is working as designed, and a flood must not become an error flood.
+        // A database that does not answer says why (its cause chain holds no content).
+        let cause = api_error
+            .filter(|error| matches!(error, ApiError::DatabaseUnavailable(_)))
+            .map(ApiError::log_detail)
+            .unwrap_or_default();
+        tracing::warn!(
+            status = status.as_u16(),
+            latency_ms,
+            error = code,
+            cause = %cause,
+            "request refused for now"
+        );
+    } else if status.is_server_error() {
+        // The cause chain of an opaque 500 goes to the log, never to the client.
+        let cause = api_error.map(ApiError::log_detail).unwrap_or_default();
+        tracing::error!(status = status.as_u16(), latency_ms, cause = %cause, "request failed");
+    } else {
+        tracing::info!(
+            status = status.as_u16(),
+            latency_ms,
+            error = code,
+            "request finished"
+        );
+    }
+}
+
+/// An error that ended a request without a response: actix answers it with its
+/// `error_response`, to which this adds the request id and the security headers.
+#[derive(Debug)]
+struct AnsweredByActix {
+    error: actix_web::Error,
+    request_id: crate::domain::case_ref::EntryId,
+}
+
+impl std::fmt::Display for AnsweredByActix {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(formatter)
+    }
+}
+
+impl actix_web::ResponseError for AnsweredByActix {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.error.as_response_error().status_code()
+    }
+
+    fn error_response(&self) -> actix_web::HttpResponse {
+        let mut response = self.error.error_response();
+        let headers = response.headers_mut();
+        for (name, value) in crate::error::SECURITY_HEADERS {
+            let name = HeaderName::from_static(name);
+            if !headers.contains_key(&name) {
+                headers.insert(name, HeaderValue::from_static(value));
+            }
+        }
+        if let Ok(value) = HeaderValue::from_str(self.request_id.as_str()) {
+            headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+        }
+        response
     }
 }
 

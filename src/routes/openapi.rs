@@ -221,9 +221,13 @@ impl Modify for ErrorBodies {
 /// `intake_saturated`) keeps its text and gains this one's, so neither code goes undocumented.
 struct DatabaseUnavailable;
 
-/// What [`DatabaseUnavailable`] adds to a 503.
+/// What [`DatabaseUnavailable`] adds to a 503: the database's own refusal, and the request
+/// deadline that ends a wait the database does not end (`startup::answer_within`).
 const DATABASE_UNAVAILABLE: &str = "`database_unavailable`: the database is unreachable, \
-     restarting or busy past its timeout; nothing was changed. Retry after `Retry-After` seconds.";
+     restarting or busy past its timeout; nothing was changed. Retry after `Retry-After` seconds. \
+     Or `timed_out`: the request did not finish within `server.request_timeout_seconds` (a \
+     stalled database); a write either landed whole or not at all, and a report sent again with \
+     the same `Idempotency-Key` is filed once.";
 
 impl Modify for DatabaseUnavailable {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

@@ -10,6 +10,7 @@ mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -476,18 +477,44 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 }
 
-/// Opens the store named by `url` and migrates it. Refuses schemes this binary was built without
-/// before touching anything.
-pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(connect_migrating(url, max_connections).await?.0)
+/// How long the store lets the database keep a request waiting. A stalled database must cost a
+/// phone a clear 503, not a hang, and must not keep a pooled connection for as long as a lock is
+/// held elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A wait for a lock held elsewhere: SQLite's busy timeout, PostgreSQL's `lock_timeout`.
+    pub lock: Duration,
+    /// PostgreSQL's `statement_timeout`, and its `idle_in_transaction_session_timeout`: a session
+    /// idle inside a transaction that long has lost its client, and its locks are released.
+    pub statement: Duration,
 }
 
-/// [`connect`], and how many migrations it applied (0 when the schema was up to date).
+impl Default for Timeouts {
+    /// The defaults of `config/base.toml`.
+    fn default() -> Self {
+        Self {
+            lock: Duration::from_secs(10),
+            statement: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Opens the store named by `url` and migrates it, with the default [`Timeouts`]. Refuses
+/// schemes this binary was built without before touching anything.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(connect_migrating(url, max_connections, Timeouts::default())
+        .await?
+        .0)
+}
+
+/// [`connect`] with the given [`Timeouts`], saying how many migrations it applied (0 when the
+/// schema was up to date).
 pub async fn connect_migrating(
     url: &str,
     max_connections: u32,
+    timeouts: Timeouts,
 ) -> anyhow::Result<(Arc<dyn Store>, usize)> {
-    let store = open_with(url, max_connections, true).await?;
+    let store = open_with(url, max_connections, timeouts, true).await?;
     let applied = store.migrate().await?;
     Ok((store, applied))
 }
@@ -495,22 +522,23 @@ pub async fn connect_migrating(
 /// Opens an existing store named by `url`, without migrating it or creating a SQLite file
 /// (offline reading of a restored backup).
 pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
-    open_with(url, max_connections, false).await
+    open_with(url, max_connections, Timeouts::default(), false).await
 }
 
 async fn open_with(
     url: &str,
     max_connections: u32,
+    timeouts: Timeouts,
     create_if_missing: bool,
 ) -> anyhow::Result<Arc<dyn Store>> {
     let store: Arc<dyn Store> = match Backend::of_url(url)? {
         #[cfg(feature = "sqlite")]
-        Backend::Sqlite => {
-            Arc::new(sqlite::SqliteStore::connect(url, max_connections, create_if_missing).await?)
-        }
+        Backend::Sqlite => Arc::new(
+            sqlite::SqliteStore::connect(url, max_connections, timeouts, create_if_missing).await?,
+        ),
         #[cfg(feature = "postgres")]
         Backend::Postgres => {
-            Arc::new(postgres::PostgresStore::connect(url, max_connections).await?)
+            Arc::new(postgres::PostgresStore::connect(url, max_connections, timeouts).await?)
         }
     };
     Ok(store)

@@ -21,7 +21,11 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     /// Connects to the database named by a `postgres://` URL.
-    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        timeouts: super::Timeouts,
+    ) -> anyhow::Result<Self> {
         first_connection(url).await?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
@@ -42,11 +46,25 @@ impl PostgresStore {
                     Ok(true)
                 })
             })
-            .after_connect(|connection, _| Box::pin(insist_on_durable_commits(connection)))
+            .after_connect(move |connection, _| Box::pin(prepare_session(connection, timeouts)))
             .connect(url)
             .await
             .context("could not connect to PostgreSQL")?;
         Ok(Self { pool })
+    }
+
+    /// Migrations run without the session's time-outs: one may rewrite a large table, or wait
+    /// for another node's migration (sqlx takes an advisory lock), and each is one transaction
+    /// that either lands whole or not at all. Their connection is closed afterwards, not pooled.
+    async fn before_migrating(connection: &mut sqlx::PgConnection) -> sqlx::Result<()> {
+        use sqlx::Executor as _;
+        connection
+            .execute(
+                "SET statement_timeout = 0; SET lock_timeout = 0; \
+                 SET idle_in_transaction_session_timeout = 0",
+            )
+            .await?;
+        Ok(())
     }
 }
 
@@ -85,23 +103,52 @@ async fn first_connection(url: &str) -> anyhow::Result<()> {
     }
 }
 
-/// An acknowledged report is never lost: with `synchronous_commit = off` (a server, database or
-/// role default some operators set for speed), PostgreSQL answers COMMIT before the WAL reaches
-/// the disk, and a crash in the next moments loses cases whose receipts the reporters already
-/// hold. Each new connection pins the setting for its own session: `off` becomes `on`, and any
-/// other value (`local`, `on`, `remote_write`, `remote_apply`) is kept as it is, so that a later
-/// `ALTER SYSTEM … off` and reload cannot reach a pooled session either. One round trip per
-/// connection, none per request. (A pooler in transaction mode would hand the session setting to
-/// other clients; sqlx's prepared statements need session mode anyway.)
-async fn insist_on_durable_commits(connection: &mut sqlx::PgConnection) -> sqlx::Result<()> {
+/// How soon the server probes a client connection that has gone quiet, and how often, before it
+/// gives the connection up (PostgreSQL's `tcp_keepalives_*`, TCP only): an application node that
+/// crashed or lost its network has its sessions, and any locks they held, ended within about
+/// two minutes instead of the kernel's default two hours.
+const KEEPALIVE_IDLE_SECONDS: u32 = 60;
+const KEEPALIVE_INTERVAL_SECONDS: u32 = 10;
+const KEEPALIVE_COUNT: u32 = 6;
+
+/// Sets up each new connection's session, in one round trip per connection and none per request
+/// (a pooler in transaction mode would hand these session settings to other clients; sqlx's
+/// prepared statements need session mode anyway).
+///
+/// - An acknowledged report is never lost: with `synchronous_commit = off` (a server, database
+///   or role default some operators set for speed), PostgreSQL answers COMMIT before the WAL
+///   reaches the disk, and a crash in the next moments loses cases whose receipts the reporters
+///   already hold. `off` becomes `on`, and any other value (`local`, `on`, `remote_write`,
+///   `remote_apply`) is kept as it is, so that a later `ALTER SYSTEM … off` and reload cannot
+///   reach a pooled session either.
+/// - No request waits without end: a lock held elsewhere is waited for `timeouts.lock`, a
+///   statement runs for at most `timeouts.statement`, and a session left that long inside a
+///   transaction (its client gone) is ended with its locks. Set here, they override whatever the
+///   database or role says.
+async fn prepare_session(
+    connection: &mut sqlx::PgConnection,
+    timeouts: super::Timeouts,
+) -> sqlx::Result<()> {
     static WARNED: AtomicBool = AtomicBool::new(false);
+    let milliseconds = |duration: Duration| format!("{}ms", duration.as_millis());
     // The subquery reads the setting before the outer query sets it (`OFFSET 0` keeps the
     // planner from folding the two into one list).
-    let (was, _pinned): (String, String) = sqlx::query_as(
+    let was: String = sqlx::query_scalar(
         "SELECT was, set_config('synchronous_commit', \
-         CASE was WHEN 'off' THEN 'on' ELSE was END, false) \
+         CASE was WHEN 'off' THEN 'on' ELSE was END, false), \
+         set_config('lock_timeout', $1, false), \
+         set_config('statement_timeout', $2, false), \
+         set_config('idle_in_transaction_session_timeout', $2, false), \
+         set_config('tcp_keepalives_idle', $3, false), \
+         set_config('tcp_keepalives_interval', $4, false), \
+         set_config('tcp_keepalives_count', $5, false) \
          FROM (SELECT current_setting('synchronous_commit') AS was OFFSET 0) AS setting",
     )
+    .bind(milliseconds(timeouts.lock))
+    .bind(milliseconds(timeouts.statement))
+    .bind(KEEPALIVE_IDLE_SECONDS.to_string())
+    .bind(KEEPALIVE_INTERVAL_SECONDS.to_string())
+    .bind(KEEPALIVE_COUNT.to_string())
     .fetch_one(&mut *connection)
     .await?;
     if was == "off" && !WARNED.swap(true, Ordering::Relaxed) {
@@ -114,3 +161,102 @@ async fn insist_on_durable_commits(connection: &mut sqlx::PgConnection) -> sqlx:
 }
 
 super::sql::impl_store!(PostgresStore, "postgres", MIGRATOR);
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Executor as _;
+
+    use super::*;
+    use crate::storage::{Store, Timeouts};
+
+    /// A fresh database on the PostgreSQL of this machine kind, or `None` (loudly) when there is
+    /// none; in CI (`CI=true`) its absence fails the test instead.
+    async fn fresh_database() -> Option<(String, String)> {
+        let server = std::env::var("TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let admin = format!("{server}/postgres");
+        let connected =
+            tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&admin)).await;
+        let Ok(Ok(mut connection)) = connected else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "PostgreSQL at {server} is required in CI"
+            );
+            eprintln!("SKIPPED: PostgreSQL at {server} cannot be reached");
+            return None;
+        };
+        let name = format!("iv_unit_{:016x}", rand::random::<u64>());
+        connection
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .unwrap();
+        Some((admin, name))
+    }
+
+    /// Every pooled connection, not just the first, carries the session settings that keep a
+    /// request from waiting without end and an acknowledged report durable, whatever the
+    /// database's own defaults; and the migration, which runs without the time-outs, hands no
+    /// connection without them to the pool.
+    #[tokio::test]
+    async fn every_pooled_connection_has_the_time_outs_keepalives_and_durable_commits() {
+        let Some((admin, name)) = fresh_database().await else {
+            return;
+        };
+        let url = format!("{}/{name}", admin.trim_end_matches("/postgres"));
+        let mut setup = sqlx::PgConnection::connect(&admin).await.unwrap();
+        setup
+            .execute(sqlx::AssertSqlSafe(format!(
+                "ALTER DATABASE {name} SET statement_timeout = 0; \
+                 ALTER DATABASE {name} SET lock_timeout = 0; \
+                 ALTER DATABASE {name} SET synchronous_commit = off"
+            )))
+            .await
+            .unwrap();
+        let timeouts = Timeouts {
+            lock: Duration::from_secs(7),
+            statement: Duration::from_secs(42),
+        };
+        let store = PostgresStore::connect(&url, 3, timeouts).await.unwrap();
+        assert!(store.migrate().await.unwrap() > 0);
+
+        let mut connections = Vec::new();
+        for _ in 0..3 {
+            connections.push(store.pool.acquire().await.unwrap());
+        }
+        for connection in &mut connections {
+            let settings: Vec<(String, String)> = sqlx::query_as(
+                "SELECT name, setting FROM pg_settings WHERE name IN ('lock_timeout', \
+                 'statement_timeout', 'idle_in_transaction_session_timeout', \
+                 'tcp_keepalives_idle', 'tcp_keepalives_interval', 'tcp_keepalives_count', \
+                 'synchronous_commit') ORDER BY name",
+            )
+            .fetch_all(&mut **connection)
+            .await
+            .unwrap();
+            // Milliseconds, except the keepalives' seconds. Over TCP (this test's URL) the
+            // keepalives read back as set; over a Unix socket they would read 0.
+            let expected = [
+                ("idle_in_transaction_session_timeout", "42000"),
+                ("lock_timeout", "7000"),
+                ("statement_timeout", "42000"),
+                ("synchronous_commit", "on"),
+                ("tcp_keepalives_count", "6"),
+                ("tcp_keepalives_idle", "60"),
+                ("tcp_keepalives_interval", "10"),
+            ];
+            let found: Vec<(&str, &str)> = settings
+                .iter()
+                .map(|(name, setting)| (name.as_str(), setting.as_str()))
+                .collect();
+            assert_eq!(found, expected);
+        }
+        drop(connections);
+        store.pool.close().await;
+        setup
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE {name} WITH (FORCE)"
+            )))
+            .await
+            .unwrap();
+    }
+}

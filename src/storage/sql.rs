@@ -368,7 +368,14 @@ macro_rules! impl_store {
                     }
                 };
                 let before = applied().await?;
-                $migrator.run(&self.pool).await?;
+                let mut connection = self.pool.acquire().await?;
+                <$store>::before_migrating(&mut connection).await?;
+                // `run` with a connection meets "`Acquire` is not general enough" inside
+                // async_trait; sqlx offers `run_direct` for just that (no target, no skipping).
+                let migrated = $migrator.run_direct(None, &mut *connection, false).await;
+                // Its session lost the pool's time-outs: closed, never handed to a request.
+                let _closed = connection.close().await;
+                migrated?;
                 let after = applied().await?;
                 Ok(usize::try_from(after - before).unwrap_or_default())
             }

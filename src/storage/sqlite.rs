@@ -1,6 +1,6 @@
 //! SQLite: the embedded default. WAL, so readers never wait for the writer; `synchronous = FULL`,
-//! so an acknowledged report survives a power cut; a busy timeout, so concurrent writers queue
-//! instead of failing; `secure_delete`, so a deleted row is overwritten with zeros instead of
+//! so an acknowledged report survives a power cut; a busy timeout (`database.lock_timeout_seconds`),
+//! so concurrent writers queue instead of failing, for that long and no longer; `secure_delete`, so a deleted row is overwritten with zeros instead of
 //! staying readable in a free part of its page: a purged session holds a reviewer's identity sealed
 //! under its token, and a stolen file plus a cookie found later must not open it (DESIGN §3).
 //! Copies in older `-wal` frames last until SQLite reuses them.
@@ -16,9 +16,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// How long a writer waits for the write lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The SQLite store.
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -30,6 +27,7 @@ impl SqliteStore {
     pub async fn connect(
         url: &str,
         max_connections: u32,
+        timeouts: super::Timeouts,
         create_if_missing: bool,
     ) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
@@ -37,7 +35,8 @@ impl SqliteStore {
             .create_if_missing(create_if_missing)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT)
+            // SQLite has no statement time-out: its only waits are for the write lock.
+            .busy_timeout(timeouts.lock)
             .foreign_keys(true)
             .pragma("secure_delete", "ON");
         let directory = options.get_filename().parent().map(Path::to_path_buf);
@@ -64,6 +63,14 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Nothing to lift for migrations: SQLite has no statement time-out, and its busy timeout
+    /// only makes a migration that meets a writer wait for it.
+    async fn before_migrating(_: &mut sqlx::SqliteConnection) -> sqlx::Result<()> {
+        Ok(())
+    }
+}
+
 super::sql::impl_store!(SqliteStore, "sqlite", MIGRATOR);
 
 #[cfg(test)]
@@ -80,7 +87,11 @@ mod tests {
             "sqlite://{}",
             dir.path().join("db").join("vault.db").display()
         );
-        let store = SqliteStore::connect(&url, 2, true).await.unwrap();
+        let timeouts = crate::storage::Timeouts {
+            lock: Duration::from_secs(7),
+            ..crate::storage::Timeouts::default()
+        };
+        let store = SqliteStore::connect(&url, 2, timeouts, true).await.unwrap();
 
         let mut connections = Vec::new();
         for _ in 0..2 {
@@ -99,7 +110,7 @@ mod tests {
                 .unwrap();
             assert_eq!(
                 u128::try_from(busy_timeout_ms).unwrap(),
-                BUSY_TIMEOUT.as_millis()
+                timeouts.lock.as_millis()
             );
             // 2 is FULL: https://sqlite.org/pragma.html#pragma_synchronous
             let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")

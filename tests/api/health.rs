@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{Backend, LOGS, request_id, spawn_app};
+use crate::helpers::{Backend, LOGS, TestDatabase, request_id, spawn_app, spawn_app_with};
 
 async fn healthz_answers_ok(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
@@ -203,3 +203,43 @@ crate::on_both_backends!(
     readyz_is_503_when_the_database_is_not_this_services,
     an_unknown_route_is_a_json_404_with_security_headers,
 );
+
+/// PostgreSQL only (SQLite has no statement time-out; its waits end at the lock timeout): a
+/// query that runs past `database.statement_timeout_seconds`, here one kept waiting for a lock
+/// with the lock timeout set far away, is cancelled by the server, so that `/readyz` answers a
+/// load balancer's probe with 503 instead of hanging, and the log says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_query_past_the_statement_timeout_is_cancelled_with_503() {
+    use sqlx::{Connection, Executor};
+    let Some(app) = spawn_app_with(Backend::Postgres, |settings| {
+        settings.database.lock_timeout_seconds = 600;
+        settings.database.statement_timeout_seconds = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let TestDatabase::Postgres { url, .. } = &app.database else {
+        unreachable!("a PostgreSQL database was asked for");
+    };
+    let mut holder = sqlx::PgConnection::connect(url).await.unwrap();
+    holder.execute("BEGIN").await.unwrap();
+    holder
+        .execute("LOCK TABLE instance IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
+    let response = app.get("/readyz").await;
+    holder.execute("ROLLBACK").await.unwrap();
+
+    assert_eq!(response.status(), 503);
+    let id = request_id(&response);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "database_unavailable");
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let lines = LOGS.lines_of_requests(std::slice::from_ref(&id));
+    assert!(
+        lines.iter().any(|line| line.contains("statement timeout")),
+        "the log does not name the statement timeout: {lines:?}"
+    );
+}

@@ -4,7 +4,10 @@ use incident_vault::domain::IncidentType;
 use serde_json::Value;
 use sqlx::{Connection, Executor};
 
-use crate::helpers::{Backend, LOGS, TestDatabase, minimal_report, spawn_app};
+use crate::helpers::{
+    Backend, LOGS, TestDatabase, minimal_report, random_idempotency_key, request_id, spawn_app,
+    spawn_app_with,
+};
 
 async fn intake_lists_the_default_desk_the_vocabularies_and_the_limits(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
@@ -36,7 +39,11 @@ async fn intake_lists_the_default_desk_the_vocabularies_and_the_limits(backend: 
 /// (PostgreSQL restarting) is not our fault: the phone gets 503 with `Retry-After`, not an opaque
 /// 500, nothing is filed, and a retry with the same key files the report once.
 async fn a_database_that_stops_answering_gets_503_and_a_retry_files_once(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
+    let Some(app) = spawn_app_with(backend, |settings| {
+        settings.database.lock_timeout_seconds = 1;
+    })
+    .await
+    else {
         return;
     };
     let key = "6c1f0a3e-9b7d-4e21-8f4a-0d5c3b2a1e9f";
@@ -44,7 +51,7 @@ async fn a_database_that_stops_answering_gets_503_and_a_retry_files_once(backend
 
     let refused = match &app.database {
         TestDatabase::Sqlite { url, .. } => {
-            // Another writer holds the lock for longer than the service's busy timeout.
+            // Another writer holds the lock for longer than the service's lock timeout.
             let mut holder = sqlx::SqliteConnection::connect(url).await.unwrap();
             holder.execute("BEGIN EXCLUSIVE").await.unwrap();
             let refused = app.post_report(&report, Some(key)).await;
@@ -157,8 +164,149 @@ async fn the_intake_desk_lists_its_active_members_only(backend: Backend) {
     assert!(app.store.intake_desk("nowhere").await.unwrap().is_none());
 }
 
+/// A connection of the test's own that keeps the service from writing a case until it is
+/// released: SQLite's write lock, or a PostgreSQL table lock that INSERT waits for (as behind a
+/// long migration or an operator's open session).
+enum LockHolder {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl LockHolder {
+    async fn take(database: &TestDatabase) -> Self {
+        match database {
+            TestDatabase::Sqlite { url, .. } => {
+                let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+                connection.execute("BEGIN EXCLUSIVE").await.unwrap();
+                Self::Sqlite(connection)
+            }
+            TestDatabase::Postgres { url, .. } => {
+                let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+                connection.execute("BEGIN").await.unwrap();
+                connection
+                    .execute("LOCK TABLE cases IN SHARE MODE")
+                    .await
+                    .unwrap();
+                Self::Postgres(connection)
+            }
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            Self::Sqlite(mut connection) => {
+                connection.execute("ROLLBACK").await.unwrap();
+            }
+            Self::Postgres(mut connection) => {
+                connection.execute("ROLLBACK").await.unwrap();
+            }
+        }
+    }
+}
+
+/// A write that waits for a lock held elsewhere gives up after `database.lock_timeout_seconds`
+/// with 503, instead of holding the phone (and a pooled connection) for as long as the lock is
+/// held: PostgreSQL would otherwise wait without end. Nothing is filed, the log names the lock,
+/// and a retry with the same key files the report once.
+async fn a_report_that_waits_past_the_lock_timeout_gets_503_and_a_retry_files_once(
+    backend: Backend,
+) {
+    let Some(app) = spawn_app_with(backend, |settings| {
+        settings.database.lock_timeout_seconds = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let key = random_idempotency_key();
+    let report = minimal_report("filed while another session held a lock");
+
+    let holder = LockHolder::take(&app.database).await;
+    let refused = app.post_report(&report, Some(&key)).await;
+    holder.release().await;
+
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "5");
+    let id = request_id(&refused);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "database_unavailable");
+    let lines = LOGS.lines_of_requests(std::slice::from_ref(&id));
+    let cause = match backend {
+        Backend::Sqlite => "database is locked",
+        Backend::Postgres => "lock timeout",
+    };
+    assert!(
+        lines.iter().any(|line| line.contains(cause)),
+        "the log does not say {cause:?}: {lines:?}"
+    );
+    assert_eq!(app.count("cases").await, 0);
+    let retried = app.post_report(&report, Some(&key)).await;
+    assert_eq!(retried.status(), 201, "{:?}", retried.text().await);
+    assert_eq!(app.count("cases").await, 1);
+}
+
+/// A request that the database leaves waiting (a stalled server, a connection that died without
+/// a word, a lock held past any timeout of the database's own) is answered at
+/// `server.request_timeout_seconds` with 503, rather than never. Whatever the abandoned write
+/// did afterwards, a retry with the same key files the report exactly once.
+async fn a_report_the_database_leaves_waiting_gets_503_at_the_request_deadline(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |settings| {
+        settings.database.lock_timeout_seconds = 600;
+        settings.database.statement_timeout_seconds = 600;
+        settings.limits.body_timeout_seconds = 1;
+        settings.server.request_timeout_seconds = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let key = random_idempotency_key();
+    let report = minimal_report("filed while the database stalled");
+
+    let holder = LockHolder::take(&app.database).await;
+    let refused = app.post_report(&report, Some(&key)).await;
+    let health_meanwhile = app.get("/healthz").await.status();
+    holder.release().await;
+
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "5");
+    // Every answer keeps the security headers, this one too.
+    assert_eq!(refused.headers()["cache-control"], "no-store");
+    let id = request_id(&refused);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "timed_out");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("same Idempotency-Key"),
+        "{body}"
+    );
+    let lines = LOGS.lines_of_requests(std::slice::from_ref(&id));
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("\"level\":\"WARN\"") && line.contains("timed_out")),
+        "{lines:?}"
+    );
+    assert_eq!(health_meanwhile, 200);
+    let retried = app.post_report(&report, Some(&key)).await;
+    assert_eq!(retried.status(), 201, "{:?}", retried.text().await);
+    let first: Value = retried.json().await.unwrap();
+    let again: Value = app
+        .post_report(&report, Some(&key))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["case_ref"], again["case_ref"]);
+    assert_eq!(app.count("cases").await, 1);
+}
+
 crate::on_both_backends!(
     the_intake_desk_lists_its_active_members_only,
     intake_lists_the_default_desk_the_vocabularies_and_the_limits,
     a_database_that_stops_answering_gets_503_and_a_retry_files_once,
+    a_report_that_waits_past_the_lock_timeout_gets_503_and_a_retry_files_once,
+    a_report_the_database_leaves_waiting_gets_503_at_the_request_deadline,
 );
