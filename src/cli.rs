@@ -172,9 +172,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             // As `serve` does: in production an empty database may be waiting for a restore,
             // which a schema made here would collide with; a new installation runs `init`.
             if settings.environment == Environment::Production {
-                crate::startup::require_initialised(&settings.database.url)
-                    .await
-                    .with_context(|| format!("refused to migrate {target}"))?;
+                crate::startup::require_initialised(
+                    &settings.database.url,
+                    settings.database.timeouts(),
+                )
+                .await
+                .with_context(|| format!("refused to migrate {target}"))?;
             }
             let (store, applied) =
                 storage::connect_migrating(&settings.database.url, 1, settings.database.timeouts())
@@ -313,7 +316,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// so that a shell without the service's environment (another working directory, a missing
 /// `APP_DATABASE__URL`) fails instead of making and initialising a database of its own.
 async fn open_existing(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn storage::Store>> {
-    crate::startup::open_initialised(&settings.database.url)
+    crate::startup::open_initialised(&settings.database.url, settings.database.timeouts())
         .await
         .map_err(|error| {
             crate::startup::NoInstance::explain(
@@ -337,7 +340,9 @@ async fn refuse_early_without_escrow_recipient(
     if settings.escrow_recipient()?.is_some() || generation == EscrowGeneration::Allowed {
         return Ok(());
     }
-    match crate::startup::open_initialised(&settings.database.url).await {
+    match crate::startup::open_initialised(&settings.database.url, settings.database.timeouts())
+        .await
+    {
         Ok(store) => {
             store.close().await;
             Ok(())

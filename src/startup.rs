@@ -65,7 +65,7 @@ impl Application {
         listener.set_nonblocking(true)?;
         // A refused production start leaves no folder behind either.
         if settings.environment == Environment::Production {
-            require_initialised(&settings.database.url).await?;
+            require_initialised(&settings.database.url, settings.database.timeouts()).await?;
         }
         storage::create_private_dir(&settings.storage.data_dir).with_context(|| {
             format!(
@@ -250,8 +250,11 @@ fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
 /// with its tables. `incident-vault init` does that once, on purpose. Checked before anything is
 /// written; a database that holds an instance is migrated as usual afterwards. A database that
 /// cannot be reached is named with its cause, without that advice.
-pub(crate) async fn require_initialised(url: &str) -> anyhow::Result<()> {
-    open_initialised(url)
+pub(crate) async fn require_initialised(
+    url: &str,
+    timeouts: storage::Timeouts,
+) -> anyhow::Result<()> {
+    open_initialised(url, timeouts)
         .await
         .map_err(|error| {
             NoInstance::explain(
@@ -292,7 +295,10 @@ impl NoInstance {
 /// holds an instance of this service. An empty database or a missing file (a restore target not
 /// restored yet, a mistyped path) is a [`NoInstance`], not a raw "no such table"; a database
 /// that cannot be reached is named with its cause.
-pub(crate) async fn open_initialised(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+pub(crate) async fn open_initialised(
+    url: &str,
+    timeouts: storage::Timeouts,
+) -> anyhow::Result<Arc<dyn Store>> {
     let place = storage::describe_url(url);
     if let Some(file) = url.strip_prefix("sqlite://") {
         let file = file.split(['?', '#']).next().unwrap_or_default();
@@ -304,7 +310,7 @@ pub(crate) async fn open_initialised(url: &str) -> anyhow::Result<Arc<dyn Store>
             .into());
         }
     }
-    let store = storage::open(url, 1)
+    let store = storage::open(url, 1, timeouts)
         .await
         .with_context(|| format!("could not open {place} (database.url, APP_DATABASE__URL)"))?;
     match store.instance().await {
@@ -413,8 +419,8 @@ async fn answer_within<B: actix_web::body::MessageBody>(
         Ok(outcome) => outcome,
         Err(_elapsed) => Err(crate::error::ApiError::Unavailable {
             code: "timed_out",
-            message: "The service could not finish this request in time, and nothing that was \
-                      not finished was kept. Please try again; a report sent again with the same \
+            message: "The service could not finish this request in time; it may or may not \
+                      have been carried out. Please try again: a report sent again with the same \
                       Idempotency-Key is filed once."
                 .into(),
         }

@@ -81,7 +81,8 @@ impl StoreError {
 /// A database error code that means "try again": SQLite's BUSY and LOCKED (extended codes
 /// carry the primary code in their low byte); PostgreSQL's connection failures (class 08),
 /// shutdown and start-up (57P01–57P03), serialisation failure and deadlock (40001, 40P01), too
-/// many connections (53300), and lock or statement time-outs (55P03, 57014).
+/// many connections (53300), lock or statement time-outs (55P03, 57014), and a session ended
+/// for idling inside a transaction (25P03).
 fn transient_code(code: &str) -> bool {
     // A SQLSTATE is always five characters, and may be all digits ("40001"); SQLite's extended
     // codes are integers below 10,000.
@@ -93,7 +94,7 @@ fn transient_code(code: &str) -> bool {
     code.starts_with("08")
         || matches!(
             code,
-            "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300" | "55P03" | "57014"
+            "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300" | "55P03" | "57014" | "25P03"
         )
 }
 
@@ -521,8 +522,12 @@ pub async fn connect_migrating(
 
 /// Opens an existing store named by `url`, without migrating it or creating a SQLite file
 /// (offline reading of a restored backup).
-pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
-    open_with(url, max_connections, Timeouts::default(), false).await
+pub async fn open(
+    url: &str,
+    max_connections: u32,
+    timeouts: Timeouts,
+) -> anyhow::Result<Arc<dyn Store>> {
+    open_with(url, max_connections, timeouts, false).await
 }
 
 async fn open_with(
@@ -679,7 +684,7 @@ mod tests {
         // SQLite: BUSY, LOCKED and their extended forms (BUSY_SNAPSHOT 517, LOCKED_SHAREDCACHE
         // 262); a constraint (19, 2067 UNIQUE) is not.
         for code in [
-            "5", "6", "517", "262", "08006", "08001", "57P01", "40001", "40P01", "55P03",
+            "5", "6", "517", "262", "08006", "08001", "57P01", "40001", "40P01", "55P03", "25P03",
         ] {
             assert!(transient_code(code), "{code}");
         }

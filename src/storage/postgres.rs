@@ -193,10 +193,23 @@ mod tests {
         Some((admin, name))
     }
 
+    /// The settings `prepare_session` makes, by name, as PostgreSQL reports them.
+    async fn session_settings(connection: &mut sqlx::PgConnection) -> Vec<(String, String)> {
+        sqlx::query_as(
+            "SELECT name, setting FROM pg_settings WHERE name IN ('lock_timeout', \
+             'statement_timeout', 'idle_in_transaction_session_timeout', \
+             'tcp_keepalives_idle', 'tcp_keepalives_interval', 'tcp_keepalives_count', \
+             'synchronous_commit') ORDER BY name",
+        )
+        .fetch_all(connection)
+        .await
+        .unwrap()
+    }
+
     /// Every pooled connection, not just the first, carries the session settings that keep a
     /// request from waiting without end and an acknowledged report durable, whatever the
-    /// database's own defaults; and the migration, which runs without the time-outs, hands no
-    /// connection without them to the pool.
+    /// database's own defaults; the migration, which runs without the time-outs, hands no
+    /// connection without them to the pool; and `before_migrating` lifts them.
     #[tokio::test]
     async fn every_pooled_connection_has_the_time_outs_keepalives_and_durable_commits() {
         let Some((admin, name)) = fresh_database().await else {
@@ -223,33 +236,22 @@ mod tests {
         for _ in 0..3 {
             connections.push(store.pool.acquire().await.unwrap());
         }
+        let mut seen = Vec::new();
         for connection in &mut connections {
-            let settings: Vec<(String, String)> = sqlx::query_as(
-                "SELECT name, setting FROM pg_settings WHERE name IN ('lock_timeout', \
-                 'statement_timeout', 'idle_in_transaction_session_timeout', \
-                 'tcp_keepalives_idle', 'tcp_keepalives_interval', 'tcp_keepalives_count', \
-                 'synchronous_commit') ORDER BY name",
-            )
-            .fetch_all(&mut **connection)
+            seen.push(session_settings(connection).await);
+        }
+        // Over TCP (this test's URL) the keepalives read back as set; over a Unix socket,
+        // where they do not apply, PostgreSQL reads them as 0.
+        let over_tcp: bool = sqlx::query_scalar("SELECT inet_server_addr() IS NOT NULL")
+            .fetch_one(&mut *connections[0])
             .await
             .unwrap();
-            // Milliseconds, except the keepalives' seconds. Over TCP (this test's URL) the
-            // keepalives read back as set; over a Unix socket they would read 0.
-            let expected = [
-                ("idle_in_transaction_session_timeout", "42000"),
-                ("lock_timeout", "7000"),
-                ("statement_timeout", "42000"),
-                ("synchronous_commit", "on"),
-                ("tcp_keepalives_count", "6"),
-                ("tcp_keepalives_idle", "60"),
-                ("tcp_keepalives_interval", "10"),
-            ];
-            let found: Vec<(&str, &str)> = settings
-                .iter()
-                .map(|(name, setting)| (name.as_str(), setting.as_str()))
-                .collect();
-            assert_eq!(found, expected);
-        }
+        let lifted_for_migrations = {
+            let connection = &mut *connections[0];
+            PostgresStore::before_migrating(connection).await.unwrap();
+            session_settings(connection).await
+        };
+        connections[0].close_on_drop();
         drop(connections);
         store.pool.close().await;
         setup
@@ -258,5 +260,37 @@ mod tests {
             )))
             .await
             .unwrap();
+
+        // Milliseconds, except the keepalives' seconds.
+        let keepalive = |value: &'static str| if over_tcp { value } else { "0" };
+        let expected = vec![
+            ("idle_in_transaction_session_timeout", "42000"),
+            ("lock_timeout", "7000"),
+            ("statement_timeout", "42000"),
+            ("synchronous_commit", "on"),
+            ("tcp_keepalives_count", keepalive("6")),
+            ("tcp_keepalives_idle", keepalive("60")),
+            ("tcp_keepalives_interval", keepalive("10")),
+        ];
+        for settings in &seen {
+            let found: Vec<(&str, &str)> = settings
+                .iter()
+                .map(|(name, setting)| (name.as_str(), setting.as_str()))
+                .collect();
+            assert_eq!(found, expected);
+        }
+        let lifted: Vec<(&str, &str)> = lifted_for_migrations
+            .iter()
+            .map(|(name, setting)| (name.as_str(), setting.as_str()))
+            .filter(|(name, _)| name.ends_with("_timeout"))
+            .collect();
+        assert_eq!(
+            lifted,
+            [
+                ("idle_in_transaction_session_timeout", "0"),
+                ("lock_timeout", "0"),
+                ("statement_timeout", "0"),
+            ]
+        );
     }
 }

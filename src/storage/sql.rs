@@ -369,11 +369,13 @@ macro_rules! impl_store {
                 };
                 let before = applied().await?;
                 let mut connection = self.pool.acquire().await?;
+                // Closed, never handed to a request, whatever happens from here (an error, or
+                // `migrate` dropped half-way): its session loses the pool's time-outs.
+                connection.close_on_drop();
                 <$store>::before_migrating(&mut connection).await?;
                 // `run` with a connection meets "`Acquire` is not general enough" inside
                 // async_trait; sqlx offers `run_direct` for just that (no target, no skipping).
                 let migrated = $migrator.run_direct(None, &mut *connection, false).await;
-                // Its session lost the pool's time-outs: closed, never handed to a request.
                 let _closed = connection.close().await;
                 migrated?;
                 let after = applied().await?;

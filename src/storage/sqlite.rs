@@ -1,6 +1,7 @@
 //! SQLite: the embedded default. WAL, so readers never wait for the writer; `synchronous = FULL`,
-//! so an acknowledged report survives a power cut; a busy timeout (`database.lock_timeout_seconds`),
-//! so concurrent writers queue instead of failing, for that long and no longer; `secure_delete`, so a deleted row is overwritten with zeros instead of
+//! so an acknowledged report survives a power cut; a busy timeout
+//! (`database.lock_timeout_seconds`), so concurrent writers queue instead of failing, for that
+//! long and no longer; `secure_delete`, so a deleted row is overwritten with zeros instead of
 //! staying readable in a free part of its page: a purged session holds a reviewer's identity sealed
 //! under its token, and a stolen file plus a cookie found later must not open it (DESIGN §3).
 //! Copies in older `-wal` frames last until SQLite reuses them.

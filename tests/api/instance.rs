@@ -127,7 +127,7 @@ async fn a_generated_escrow_is_recorded_only_after_it_was_shown(backend: Backend
         refused.err().expect("a failed showing stops the start")
     );
     assert!(error.contains("nothing was recorded"), "{error}");
-    let store = incident_vault::storage::open(database.url(), 1)
+    let store = incident_vault::storage::open(database.url(), 1, Default::default())
         .await
         .unwrap();
     let instance = store.instance().await.unwrap();
@@ -223,7 +223,7 @@ async fn a_first_start_that_cannot_record_says_to_keep_the_shown_escrow(backend:
         "{error}"
     );
     assert!(!error.contains("discard it (the next"), "{error}");
-    let store = incident_vault::storage::open(database.url(), 1)
+    let store = incident_vault::storage::open(database.url(), 1, Default::default())
         .await
         .unwrap();
     assert!(store.instance().await.unwrap().is_none());
@@ -245,7 +245,8 @@ async fn production_serves_only_a_database_that_init_prepared(backend: Backend) 
 
     let error = format!("{:#}", refused.err().expect("an empty database is refused"));
     assert!(error.contains("incident-vault init"), "{error}");
-    let untouched = match incident_vault::storage::open(database.url(), 1).await {
+    let untouched = match incident_vault::storage::open(database.url(), 1, Default::default()).await
+    {
         Err(_) => true,
         Ok(store) => store.instance().await.is_err(),
     };
@@ -421,7 +422,9 @@ async fn a_restart_keeps_the_instance_and_its_cases(backend: Backend) {
 
 /// The instance row as the database holds it, read outside the service.
 async fn recorded_instance(url: &str) -> InstanceRecord {
-    let store = incident_vault::storage::open(url, 1).await.unwrap();
+    let store = incident_vault::storage::open(url, 1, Default::default())
+        .await
+        .unwrap();
     let instance = store.instance().await.unwrap();
     store.close().await;
     instance.expect("an instance is recorded")

@@ -207,12 +207,16 @@ impl LockHolder {
 /// A write that waits for a lock held elsewhere gives up after `database.lock_timeout_seconds`
 /// with 503, instead of holding the phone (and a pooled connection) for as long as the lock is
 /// held: PostgreSQL would otherwise wait without end. Nothing is filed, the log names the lock,
-/// and a retry with the same key files the report once.
+/// and a retry with the same key files the report once. The request deadline is set a little
+/// further out: were the setting not what the database used (the built-in 10 s, say), the
+/// deadline would answer first, with another code.
 async fn a_report_that_waits_past_the_lock_timeout_gets_503_and_a_retry_files_once(
     backend: Backend,
 ) {
     let Some(app) = spawn_app_with(backend, |settings| {
         settings.database.lock_timeout_seconds = 1;
+        settings.limits.body_timeout_seconds = 1;
+        settings.server.request_timeout_seconds = 5;
     })
     .await
     else {
@@ -254,7 +258,7 @@ async fn a_report_the_database_leaves_waiting_gets_503_at_the_request_deadline(b
         settings.database.lock_timeout_seconds = 600;
         settings.database.statement_timeout_seconds = 600;
         settings.limits.body_timeout_seconds = 1;
-        settings.server.request_timeout_seconds = 2;
+        settings.server.request_timeout_seconds = 4;
     })
     .await
     else {
