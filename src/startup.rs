@@ -56,13 +56,16 @@ impl Application {
         show: ShowEscrow<'_>,
     ) -> anyhow::Result<Self> {
         settings.validate()?;
-        // The listener first: a port in use must stop the start before anything is written.
+        // The address first: a port in use must stop the start before anything is written.
         let address = settings.bind_address()?;
-        let listener = TcpListener::bind(address).with_context(|| {
+        let reserved = reserve(address).with_context(|| {
             format!("server.bind (APP_SERVER__BIND): cannot listen on {address}")
         })?;
-        let port = listener.local_addr()?.port();
-        listener.set_nonblocking(true)?;
+        let port = reserved
+            .local_addr()?
+            .as_socket()
+            .context("the bound address is not an IP address")?
+            .port();
         // A refused production start leaves no folder behind either.
         if settings.environment == Environment::Production {
             require_initialised(&settings.database.url, settings.database.timeouts()).await?;
@@ -127,6 +130,16 @@ impl Application {
             configured => configured,
         };
         let served = vault.clone();
+        let cannot_serve = if generated_escrow.is_some() {
+            "could not serve on the bound socket; the escrow identity shown above IS recorded: \
+             keep it"
+        } else {
+            "could not serve on the bound socket"
+        };
+        // Only now, with the database migrated and the instance open, does the port accept
+        // connections.
+        reserved.listen(LISTEN_BACKLOG).context(cannot_serve)?;
+        let listener = TcpListener::from(reserved);
         let deadline = Duration::from_secs(settings.server.request_timeout_seconds);
         let server = HttpServer::new(move || {
             App::new()
@@ -148,14 +161,7 @@ impl Application {
                 .configure(routes::configure)
         })
         .listen(listener)
-        .with_context(|| {
-            if generated_escrow.is_some() {
-                "could not serve on the bound socket; the escrow identity shown above IS recorded: \
-                 keep it"
-            } else {
-                "could not serve on the bound socket"
-            }
-        })?
+        .context(cannot_serve)?
         .workers(workers)
         .client_request_timeout(Duration::from_secs(10))
         // Signals are ours (see run_until_stopped): registered before "ready" is announced.
@@ -383,6 +389,29 @@ async fn purge_expired_rows(store: Arc<dyn Store>) {
             Err(error) => tracing::warn!(error = %error, "could not purge dead sessions"),
         }
     }
+}
+
+/// Connections the kernel queues for the server before they are accepted: actix's own default.
+const LISTEN_BACKLOG: i32 = 2048;
+
+/// Binds `address` without listening on it yet. A port in use stops the start before anything
+/// is written; and a client that connects while the start runs (migrations, a database still
+/// starting, an unreachable one that will stop the start) is refused at once, as by a stopped
+/// service, instead of waiting in the kernel's queue for an answer that may never come.
+/// `SO_REUSEADDR` as the standard library sets it, so that a restart is not refused for the
+/// previous run's connections in TIME_WAIT.
+fn reserve(address: std::net::SocketAddr) -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
 }
 
 /// HEAD is answered as GET, without the body (RFC 9110), on [`routes::HEAD_ROUTES`]: a load balancer may

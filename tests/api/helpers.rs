@@ -748,3 +748,40 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// A connection of the test's own that keeps the service from writing until it is released:
+/// SQLite's write lock, or the PostgreSQL table lock that `postgres_lock` takes (as behind a long
+/// migration or an operator's open session).
+pub enum LockHolder {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl LockHolder {
+    pub async fn take(database: &TestDatabase, postgres_lock: &'static str) -> Self {
+        match database {
+            TestDatabase::Sqlite { url, .. } => {
+                let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+                connection.execute("BEGIN EXCLUSIVE").await.unwrap();
+                Self::Sqlite(connection)
+            }
+            TestDatabase::Postgres { url, .. } => {
+                let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+                connection.execute("BEGIN").await.unwrap();
+                connection.execute(postgres_lock).await.unwrap();
+                Self::Postgres(connection)
+            }
+        }
+    }
+
+    pub async fn release(self) {
+        match self {
+            Self::Sqlite(mut connection) => {
+                connection.execute("ROLLBACK").await.unwrap();
+            }
+            Self::Postgres(mut connection) => {
+                connection.execute("ROLLBACK").await.unwrap();
+            }
+        }
+    }
+}

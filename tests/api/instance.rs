@@ -461,7 +461,50 @@ async fn an_unknown_database_scheme_is_refused_before_anything_is_created(backen
     assert!(!dir.path().join("data").exists(), "nothing was created");
 }
 
+/// While the service starts (migrations, a database still starting, a lock held elsewhere), its
+/// port refuses connections, as a stopped service's does, instead of queueing them for an answer
+/// that may never come (a start that then fails); once it is ready, it serves. Here the start
+/// waits for a lock held on the database, and a connection made meanwhile is refused.
+async fn a_starting_service_refuses_connections_until_it_is_ready(backend: Backend) {
+    let Some((database, dir)) = fresh(backend).await else {
+        return;
+    };
+    incident_vault::storage::connect(database.url(), 1)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    // The start's first write, the instance row, waits for this lock.
+    let holder =
+        crate::helpers::LockHolder::take(&database, "LOCK TABLE instance IN ACCESS EXCLUSIVE MODE")
+            .await;
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = free.local_addr().unwrap();
+    drop(free);
+    let escrow = age::x25519::Identity::generate();
+    let mut settings = test_settings(database.url(), dir.path(), Some(&escrow));
+    settings.server.bind = address.to_string();
+    settings.database.lock_timeout_seconds = 60;
+    let building = tokio::spawn(Application::build(settings.clone()));
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+
+    let while_starting = tokio::net::TcpStream::connect(address).await;
+
+    assert!(
+        !building.is_finished(),
+        "the start did not wait for the lock"
+    );
+    let error = while_starting.expect_err("a connection was taken before the service was ready");
+    assert_eq!(error.kind(), std::io::ErrorKind::ConnectionRefused);
+    holder.release().await;
+    let application = building.await.unwrap().unwrap();
+    assert_eq!(application.port(), address.port());
+    let app = start(application, settings, escrow, database, dir);
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
 crate::on_both_backends!(
+    a_starting_service_refuses_connections_until_it_is_ready,
     first_start_without_escrow_generates_one_that_is_shown_once_and_never_stored,
     a_first_start_that_cannot_listen_records_no_escrow,
     a_generated_escrow_is_recorded_only_after_it_was_shown,

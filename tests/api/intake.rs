@@ -5,8 +5,8 @@ use serde_json::Value;
 use sqlx::{Connection, Executor};
 
 use crate::helpers::{
-    Backend, LOGS, TestDatabase, minimal_report, random_idempotency_key, request_id, spawn_app,
-    spawn_app_with,
+    Backend, LOGS, LockHolder, TestDatabase, minimal_report, random_idempotency_key, request_id,
+    spawn_app, spawn_app_with,
 };
 
 async fn intake_lists_the_default_desk_the_vocabularies_and_the_limits(backend: Backend) {
@@ -164,46 +164,6 @@ async fn the_intake_desk_lists_its_active_members_only(backend: Backend) {
     assert!(app.store.intake_desk("nowhere").await.unwrap().is_none());
 }
 
-/// A connection of the test's own that keeps the service from writing a case until it is
-/// released: SQLite's write lock, or a PostgreSQL table lock that INSERT waits for (as behind a
-/// long migration or an operator's open session).
-enum LockHolder {
-    Sqlite(sqlx::SqliteConnection),
-    Postgres(sqlx::PgConnection),
-}
-
-impl LockHolder {
-    async fn take(database: &TestDatabase) -> Self {
-        match database {
-            TestDatabase::Sqlite { url, .. } => {
-                let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
-                connection.execute("BEGIN EXCLUSIVE").await.unwrap();
-                Self::Sqlite(connection)
-            }
-            TestDatabase::Postgres { url, .. } => {
-                let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
-                connection.execute("BEGIN").await.unwrap();
-                connection
-                    .execute("LOCK TABLE cases IN SHARE MODE")
-                    .await
-                    .unwrap();
-                Self::Postgres(connection)
-            }
-        }
-    }
-
-    async fn release(self) {
-        match self {
-            Self::Sqlite(mut connection) => {
-                connection.execute("ROLLBACK").await.unwrap();
-            }
-            Self::Postgres(mut connection) => {
-                connection.execute("ROLLBACK").await.unwrap();
-            }
-        }
-    }
-}
-
 /// A write that waits for a lock held elsewhere gives up after `database.lock_timeout_seconds`
 /// with 503, instead of holding the phone (and a pooled connection) for as long as the lock is
 /// held: PostgreSQL would otherwise wait without end. Nothing is filed, the log names the lock,
@@ -225,7 +185,7 @@ async fn a_report_that_waits_past_the_lock_timeout_gets_503_and_a_retry_files_on
     let key = random_idempotency_key();
     let report = minimal_report("filed while another session held a lock");
 
-    let holder = LockHolder::take(&app.database).await;
+    let holder = LockHolder::take(&app.database, "LOCK TABLE cases IN SHARE MODE").await;
     let refused = app.post_report(&report, Some(&key)).await;
     holder.release().await;
 
@@ -267,7 +227,7 @@ async fn a_report_the_database_leaves_waiting_gets_503_at_the_request_deadline(b
     let key = random_idempotency_key();
     let report = minimal_report("filed while the database stalled");
 
-    let holder = LockHolder::take(&app.database).await;
+    let holder = LockHolder::take(&app.database, "LOCK TABLE cases IN SHARE MODE").await;
     let refused = app.post_report(&report, Some(&key)).await;
     let health_meanwhile = app.get("/healthz").await.status();
     holder.release().await;
