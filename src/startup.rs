@@ -121,6 +121,7 @@ impl Application {
         let limits = web::Data::new(RequestLimits {
             json_body_bytes: settings.limits.json_body_bytes,
             body_timeout: Duration::from_secs(settings.limits.body_timeout_seconds),
+            request_timeout: Duration::from_secs(settings.server.request_timeout_seconds),
             idempotency_ttl_hours: settings.limits.idempotency_ttl_hours,
         });
 

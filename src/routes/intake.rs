@@ -46,10 +46,16 @@ struct FormVocabulary {
     consent_sg_report: Vec<SgReportConsent>,
 }
 
-/// The body size limit in bytes, and the longest each free-text field may be, in characters.
+/// The body size limit in bytes, the time limits in seconds, and the longest each free-text field
+/// may be, in characters.
 #[derive(Serialize, ToSchema)]
 struct IntakeLimits {
     body_bytes: usize,
+    /// How long the body may take to arrive (408 `body_timeout` beyond).
+    body_timeout_seconds: u64,
+    /// How long the whole request may take, the body included (503 `timed_out` beyond): a phone
+    /// that waits a little longer than this gets the service's answer rather than none.
+    request_timeout_seconds: u64,
     description_chars: u64,
     location_chars: u64,
     #[serde(rename = "perpetrator.description_chars")]
@@ -115,6 +121,8 @@ pub async fn intake_parameters(
         required: vec!["incident_type", "description"],
         limits: IntakeLimits {
             body_bytes: request_limits.json_body_bytes,
+            body_timeout_seconds: request_limits.body_timeout.as_secs(),
+            request_timeout_seconds: request_limits.request_timeout.as_secs(),
             description_chars: limits::DESCRIPTION,
             location_chars: limits::LOCATION,
             perpetrator_description_chars: limits::PERPETRATOR_DESCRIPTION,

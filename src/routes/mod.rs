@@ -18,6 +18,8 @@ use crate::error::ApiError;
 pub struct RequestLimits {
     pub json_body_bytes: usize,
     pub body_timeout: std::time::Duration,
+    /// The whole request's deadline (`startup::answer_within`), told to phones by `/intake`.
+    pub request_timeout: std::time::Duration,
     pub idempotency_ttl_hours: u32,
 }
 

@@ -33,6 +33,14 @@ async fn intake_lists_the_default_desk_the_vocabularies_and_the_limits(backend: 
         app.settings.limits.json_body_bytes
     );
     assert_eq!(body["idempotency"]["header"], "Idempotency-Key");
+    assert_eq!(
+        body["limits"]["body_timeout_seconds"],
+        app.settings.limits.body_timeout_seconds
+    );
+    assert_eq!(
+        body["limits"]["request_timeout_seconds"],
+        app.settings.server.request_timeout_seconds
+    );
 }
 
 /// A database that is locked past the busy timeout (SQLite) or whose connections were cut
