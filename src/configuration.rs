@@ -663,6 +663,11 @@ mod tests {
         settings.validate().unwrap();
         assert_eq!(settings.server.bind, "127.0.0.1:8080");
         assert_eq!(settings.database.url, "sqlite://data/incident-vault.db");
+        // What tests, benches and `storage::connect` use unconfigured is what base.toml says.
+        assert_eq!(
+            settings.database.timeouts(),
+            crate::storage::Timeouts::default()
+        );
     }
 
     fn refusal(change: impl FnOnce(&mut Settings)) -> String {
