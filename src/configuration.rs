@@ -239,6 +239,7 @@ fn refuse_unknown_file_keys(file: &Path) -> anyhow::Result<()> {
             let at = said.lines().next().unwrap_or_default();
             anyhow::anyhow!("could not read {shown}: {at}")
         })?;
+    let whole_numbers = whole_number_setting_names()?;
     let known: Vec<(String, String)> = base_settings()?
         .into_iter()
         .filter_map(|(variable, _)| {
@@ -261,11 +262,22 @@ fn refuse_unknown_file_keys(file: &Path) -> anyhow::Result<()> {
         let Ok(keys) = value.into_table() else {
             bail!("{shown}: `{section}` must be a section ([{section}]), not a value");
         };
-        for key in keys.keys() {
+        for (key, value) in &keys {
             if known
                 .iter()
                 .any(|(ours, its)| *ours == section && its == key)
             {
+                // As for a variable: the config crate would round `1.5`, and take `true` as 1
+                // and `"600"` as 600, without a word. The value is never shown.
+                let variable = format!("APP_{}__{}", section.to_uppercase(), key.to_uppercase());
+                let whole = matches!(value.kind, config::ValueKind::I64(number) if number >= 0)
+                    || matches!(value.kind, config::ValueKind::U64(_));
+                if whole_numbers.contains(&variable) && !whole {
+                    bail!(
+                        "{shown}: {section}.{key} must be a whole number, written in digits only \
+                         (not a decimal, a quoted string or true/false)"
+                    );
+                }
                 continue;
             }
             match known
@@ -757,6 +769,21 @@ mod tests {
             unparsed.contains("line 2") && !unparsed.contains("s3cret"),
             "{unparsed}"
         );
+        // A whole-number setting is a TOML integer: not rounded from a decimal, nor read from
+        // true/false or a quoted string; and its value is not shown.
+        for not_whole in ["1.25", "0.9", "true", "\"615\"", "-3"] {
+            let said = refused(&format!("[database]\nlock_timeout_seconds = {not_whole}\n"));
+            assert!(
+                said.contains("database.lock_timeout_seconds must be a whole number"),
+                "{not_whole}: {said}"
+            );
+            if not_whole != "true" {
+                assert!(!said.contains(not_whole.trim_matches('"')), "{said}");
+            }
+        }
+        let file = dir.path().join("local.toml");
+        std::fs::write(&file, "[database]\nlock_timeout_seconds = 15\n").unwrap();
+        refuse_unknown_file_keys(&file).unwrap();
         // The shipped files, and a missing one, pass.
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
         for name in ["base.toml", "local.toml", "production.toml", "absent.toml"] {

@@ -12,6 +12,7 @@ pub mod sqlite;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use async_trait::async_trait;
 
 pub use records::*;
@@ -516,7 +517,10 @@ pub async fn connect_migrating(
     timeouts: Timeouts,
 ) -> anyhow::Result<(Arc<dyn Store>, usize)> {
     let store = open_with(url, max_connections, timeouts, true).await?;
-    let applied = store.migrate().await?;
+    let applied = store
+        .migrate()
+        .await
+        .context("could not run the migrations")?;
     Ok((store, applied))
 }
 

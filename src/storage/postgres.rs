@@ -293,4 +293,45 @@ mod tests {
             ]
         );
     }
+
+    /// A migration run (`migrate`, or a start) waits for a lock held on the migrations' own
+    /// table, as the migrations themselves wait for theirs, instead of failing at the pool's lock
+    /// time-out: the counts before and after are read on the migration's connection too.
+    #[tokio::test]
+    async fn migrating_waits_for_a_lock_on_the_migrations_table_past_the_lock_timeout() {
+        let Some((admin, name)) = fresh_database().await else {
+            return;
+        };
+        let url = format!("{}/{name}", admin.trim_end_matches("/postgres"));
+        let timeouts = Timeouts {
+            lock: Duration::from_secs(1),
+            statement: Duration::from_secs(1),
+        };
+        let store = PostgresStore::connect(&url, 2, timeouts).await.unwrap();
+        store.migrate().await.unwrap();
+        let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+        holder.execute("BEGIN").await.unwrap();
+        holder
+            .execute("LOCK TABLE _sqlx_migrations IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        // Held for three lock time-outs, then released.
+        let releasing = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            holder.execute("ROLLBACK").await.unwrap();
+        });
+
+        let migrated = store.migrate().await;
+
+        releasing.await.unwrap();
+        store.pool.close().await;
+        let mut setup = sqlx::PgConnection::connect(&admin).await.unwrap();
+        setup
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE {name} WITH (FORCE)"
+            )))
+            .await
+            .unwrap();
+        assert_eq!(migrated.unwrap(), 0, "nothing was left to apply");
+    }
 }

@@ -356,29 +356,19 @@ macro_rules! impl_store {
             }
 
             async fn migrate(&self) -> Result<usize, $crate::storage::StoreError> {
-                let applied = || async {
-                    let count: Result<i64, $crate::storage::StoreError> =
-                        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
-                            .fetch_one(&self.pool)
-                            .await
-                            .map_err(Into::into);
-                    match count {
-                        Err(error) if error.is_missing_table() => Ok(0),
-                        other => other,
-                    }
-                };
-                let before = applied().await?;
                 let mut connection = self.pool.acquire().await?;
                 // Closed, never handed to a request, whatever happens from here (an error, or
                 // `migrate` dropped half-way): its session loses the pool's time-outs.
                 connection.close_on_drop();
                 <$store>::before_migrating(&mut connection).await?;
+                // The counts too are read on this connection: a lock held on the migrations'
+                // table is waited for, as the migrations themselves wait.
+                let before = $crate::storage::sql::applied_migrations!(connection)?;
                 // `run` with a connection meets "`Acquire` is not general enough" inside
                 // async_trait; sqlx offers `run_direct` for just that (no target, no skipping).
-                let migrated = $migrator.run_direct(None, &mut *connection, false).await;
+                $migrator.run_direct(None, &mut *connection, false).await?;
+                let after = $crate::storage::sql::applied_migrations!(connection)?;
                 let _closed = connection.close().await;
-                migrated?;
-                let after = applied().await?;
                 Ok(usize::try_from(after - before).unwrap_or_default())
             }
 
@@ -1771,9 +1761,24 @@ macro_rules! impl_store {
     };
 }
 
+/// How many migrations `$connection` records as applied: 0 before the first (no table yet).
+macro_rules! applied_migrations {
+    ($connection:ident) => {{
+        let count: Result<i64, $crate::storage::StoreError> =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+                .fetch_one(&mut *$connection)
+                .await
+                .map_err(Into::into);
+        match count {
+            Err(error) if error.is_missing_table() => Ok(0),
+            other => other,
+        }
+    }};
+}
+
 pub(crate) use {
-    append_audit, case_columns, grantee_still_active, impl_store, lock_active_reviewer,
-    remove_pending_account, reviewer_columns,
+    append_audit, applied_migrations, case_columns, grantee_still_active, impl_store,
+    lock_active_reviewer, remove_pending_account, reviewer_columns,
 };
 
 #[cfg(test)]
