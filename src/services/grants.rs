@@ -162,11 +162,6 @@ where
             .filter(|grant| grant.grantee_kind == REVIEWER && grant.grantee_id == target.id)
             .map(|grant| grant.epoch)
             .collect();
-        // Holding a grant for every epoch the case has, the target can gain nothing: said without
-        // opening a key (a batch sent again after a lost answer skips its done cases cheaply).
-        if !held.is_empty() && existing.iter().all(|grant| held.contains(&grant.epoch)) {
-            return Ok(GrantOutcome::AlreadyHeld);
-        }
         let key_epoch = case.key_epoch;
         let new_grants: Vec<GrantRecord> = reseal(existing, case)
             .await?
