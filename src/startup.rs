@@ -139,8 +139,7 @@ impl Application {
         };
         // Only now, with the database migrated and the instance open, does the port accept
         // connections.
-        reserved.listen(LISTEN_BACKLOG).context(cannot_serve)?;
-        let listener = TcpListener::from(reserved);
+        let listener = listen(reserved).context(cannot_serve)?;
         let deadline = Duration::from_secs(settings.server.request_timeout_seconds);
         let server = HttpServer::new(move || {
             App::new()
@@ -399,20 +398,43 @@ const LISTEN_BACKLOG: i32 = 2048;
 /// is written; and a client that connects while the start runs (migrations, a database still
 /// starting, an unreachable one that will stop the start) is refused at once, as by a stopped
 /// service, instead of waiting in the kernel's queue for an answer that may never come.
-/// `SO_REUSEADDR` as the standard library sets it, so that a restart is not refused for the
-/// previous run's connections in TIME_WAIT.
+///
+/// Bound without `SO_REUSEADDR`, so that no other socket can bind the port meanwhile (Linux lets
+/// two sockets that both ask for reuse share a port until one listens). Only if that is refused,
+/// which the previous run's connections in TIME_WAIT also cause, is reuse asked for; and
+/// [`listen`] asks for it before listening, so that the next restart is not refused for this
+/// run's connections.
 fn reserve(address: std::net::SocketAddr) -> std::io::Result<socket2::Socket> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(
-        Domain::for_address(address),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
-    #[cfg(unix)]
-    socket.set_reuse_address(true)?;
-    socket.bind(&address.into())?;
-    socket.set_nonblocking(true)?;
-    Ok(socket)
+    let socket = || {
+        Socket::new(
+            Domain::for_address(address),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )
+    };
+    let exclusive = socket()?;
+    let reserved = match exclusive.bind(&address.into()) {
+        Ok(()) => exclusive,
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+            let shared = socket()?;
+            shared.set_reuse_address(true)?;
+            shared.bind(&address.into())?;
+            shared
+        }
+        Err(error) => return Err(error),
+    };
+    reserved.set_nonblocking(true)?;
+    Ok(reserved)
+}
+
+/// Starts listening on a socket from [`reserve`], with `SO_REUSEADDR` as the standard library
+/// sets it (the connections it accepts inherit it, and so leave no TIME_WAIT that refuses the
+/// next start).
+fn listen(reserved: socket2::Socket) -> std::io::Result<TcpListener> {
+    reserved.set_reuse_address(true)?;
+    reserved.listen(LISTEN_BACKLOG)?;
+    Ok(reserved.into())
 }
 
 /// HEAD is answered as GET, without the body (RFC 9110), on [`routes::HEAD_ROUTES`]: a load balancer may

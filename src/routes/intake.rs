@@ -53,8 +53,9 @@ struct IntakeLimits {
     body_bytes: usize,
     /// How long the body may take to arrive (408 `body_timeout` beyond).
     body_timeout_seconds: u64,
-    /// How long the whole request may take, the body included (503 `timed_out` beyond): a phone
-    /// that waits a little longer than this gets the service's answer rather than none.
+    /// How long the whole request may take once its headers have arrived (up to 10 s), the body
+    /// included (503 `timed_out` beyond): a phone that waits this long plus 10 s and a margin
+    /// for the network gets the service's answer rather than none.
     request_timeout_seconds: u64,
     description_chars: u64,
     location_chars: u64,

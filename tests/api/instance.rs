@@ -478,9 +478,13 @@ async fn a_starting_service_refuses_connections_until_it_is_ready(backend: Backe
     let holder =
         crate::helpers::LockHolder::take(&database, "LOCK TABLE instance IN ACCESS EXCLUSIVE MODE")
             .await;
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = free.local_addr().unwrap();
-    drop(free);
+    // A free port outside the ephemeral range, which the parallel tests' own connections use.
+    let address = loop {
+        let port = 20_000 + rand::random::<u16>() % 10_000;
+        if let Ok(probe) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            break probe.local_addr().unwrap();
+        }
+    };
     let escrow = age::x25519::Identity::generate();
     let mut settings = test_settings(database.url(), dir.path(), Some(&escrow));
     settings.server.bind = address.to_string();
@@ -496,6 +500,21 @@ async fn a_starting_service_refuses_connections_until_it_is_ready(backend: Backe
     );
     let error = while_starting.expect_err("a connection was taken before the service was ready");
     assert_eq!(error.kind(), std::io::ErrorKind::ConnectionRefused);
+    // Refused, yet held: no other program can bind the port meanwhile, even one asking to
+    // share it (SO_REUSEADDR, as most servers bind).
+    for shared in [false, true] {
+        let other =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        other.set_reuse_address(shared).unwrap();
+        let taken = other
+            .bind(&address.into())
+            .expect_err("the port was not held");
+        assert_eq!(
+            taken.kind(),
+            std::io::ErrorKind::AddrInUse,
+            "reuse: {shared}"
+        );
+    }
     holder.release().await;
     let application = building.await.unwrap().unwrap();
     assert_eq!(application.port(), address.port());

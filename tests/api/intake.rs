@@ -180,6 +180,8 @@ async fn file_while_cases_are_locked(
 ) -> reqwest::Response {
     let holder = LockHolder::take(&app.database, "LOCK TABLE cases IN SHARE MODE").await;
     let answer = app.post_report(report, Some(key)).await;
+    // Liveness does not wait for the database.
+    assert_eq!(app.get("/healthz").await.status(), 200);
     holder.release().await;
     answer
 }
