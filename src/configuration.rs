@@ -274,8 +274,8 @@ fn refuse_unknown_file_keys(file: &Path) -> anyhow::Result<()> {
                     || matches!(value.kind, config::ValueKind::U64(_));
                 if whole_numbers.contains(&variable) && !whole {
                     bail!(
-                        "{shown}: {section}.{key} must be a whole number, written in digits only \
-                         (not a decimal, a quoted string or true/false)"
+                        "{shown}: {section}.{key} ({variable}) must be a whole number, written in \
+                         digits only (not a decimal, a quoted string or true/false)"
                     );
                 }
                 continue;
@@ -774,7 +774,10 @@ mod tests {
         for not_whole in ["1.25", "0.9", "true", "\"615\"", "-3"] {
             let said = refused(&format!("[database]\nlock_timeout_seconds = {not_whole}\n"));
             assert!(
-                said.contains("database.lock_timeout_seconds must be a whole number"),
+                said.contains(
+                    "database.lock_timeout_seconds (APP_DATABASE__LOCK_TIMEOUT_SECONDS) must be a \
+                     whole number"
+                ),
                 "{not_whole}: {said}"
             );
             if not_whole != "true" {

@@ -14,7 +14,7 @@ pub struct IdempotencyKey(SecretString);
 /// The header value is not an acceptable idempotency key.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "Idempotency-Key must be 22 to 128 characters of letters, digits, '-' or '_': a random (version 4) UUID or a 128-bit random token"
+    "Idempotency-Key must be 22 to 128 characters of letters, digits, '-' or '_': a version 4 or 7 UUID or a 128-bit random token"
 )]
 pub struct InvalidIdempotencyKey;
 
