@@ -458,7 +458,11 @@ impl Vault {
                     .map_err(|_| anyhow::anyhow!("a stored recipient is malformed"))?;
                 remaining.push((reviewer.id, recipient));
             }
-            let to_epoch = case.key_epoch + 1;
+            // The row is stored data: an epoch at the end of the range is refused, not wrapped.
+            let to_epoch = case
+                .key_epoch
+                .checked_add(1)
+                .context("the key epoch overflowed")?;
             let escrow = self.instance.escrow_recipient.clone();
             let sealing_case = case_ref.clone();
             let sealing_grantees = remaining.clone();

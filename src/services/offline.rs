@@ -77,6 +77,32 @@ impl std::fmt::Debug for DecryptedCase {
     }
 }
 
+/// A stored column as an error message names it: as it is when it holds only what this service
+/// writes there (ASCII letters, digits, `_` and `-`, at most 64 bytes); otherwise quoted, with
+/// everything but printable ASCII escaped and cut after 64 characters, so that a row written by
+/// something else cannot send escape sequences or pages of text to an operator's terminal
+/// (`case decrypt` prints these messages).
+fn shown(stored: &str) -> String {
+    const LONGEST: usize = 64;
+    let plain = !stored.is_empty()
+        && stored.len() <= LONGEST
+        && stored
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
+    if plain {
+        return stored.to_owned();
+    }
+    let mut escaped: String = stored
+        .chars()
+        .take(LONGEST)
+        .flat_map(char::escape_default)
+        .collect();
+    if stored.chars().nth(LONGEST).is_some() {
+        escaped.push_str("...");
+    }
+    format!("\"{escaped}\"")
+}
+
 /// Decrypts a whole case with whichever of `identities` holds a grant for it, checking the
 /// binding of every grant and envelope on the way.
 pub async fn decrypt_case(
@@ -128,14 +154,22 @@ pub fn open_case(
                 if grant.epoch == case.key_epoch
                     && identity.recipient().to_string() != case.case_recipient
                 {
-                    let what = format!("the {} grant of epoch {}", grant.grantee_kind, grant.epoch);
+                    let what = format!(
+                        "the {} grant of epoch {}",
+                        shown(&grant.grantee_kind),
+                        grant.epoch
+                    );
                     return Err(tampered(what, CryptoError::BindingMismatch));
                 }
                 keys.insert(grant.epoch, identity);
             }
             Err(CryptoError::NotForUs) => {}
             Err(cause) => {
-                let what = format!("the {} grant of epoch {}", grant.grantee_kind, grant.epoch);
+                let what = format!(
+                    "the {} grant of epoch {}",
+                    shown(&grant.grantee_kind),
+                    grant.epoch
+                );
                 return Err(tampered(what, cause));
             }
         }
@@ -147,13 +181,13 @@ pub fn open_case(
     let mut report = serde_json::Value::Null;
     let mut thread = Vec::new();
     for entry in entries {
-        let what = || format!("entry {}", entry.id);
+        let what = || format!("entry {}", shown(&entry.id));
         let identity = keys
             .get(&entry.epoch)
             .ok_or_else(|| OfflineError::MissingEpoch {
                 case: case_ref.clone(),
                 epoch: entry.epoch,
-                entry: entry.id.clone(),
+                entry: shown(&entry.id),
             })?;
         let entry_id =
             EntryId::parse(&entry.id).ok_or_else(|| tampered(what(), CryptoError::Malformed))?;
@@ -460,6 +494,25 @@ fn write_dump(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_names_in_messages_are_shown_plain_or_escaped_and_cut() {
+        assert_eq!(shown("escrow"), "escrow");
+        assert_eq!(shown("E-7K2M_x"), "E-7K2M_x");
+        // Terminal escapes, bidirectional overrides and line breaks are escaped, quoted.
+        assert_eq!(shown("\u{1b}[2Jx"), "\"\\u{1b}[2Jx\"");
+        assert_eq!(shown("a\u{202e}b\n"), "\"a\\u{202e}b\\n\"");
+        assert_eq!(shown(""), "\"\"");
+        // Pages of text are cut after 64 characters.
+        let long = "x".repeat(65);
+        assert_eq!(shown(&long), format!("\"{}...\"", "x".repeat(64)));
+        assert_eq!(shown(&"y".repeat(64)), "y".repeat(64));
+        for hostile in ["\u{1b}]0;owned\u{7}", &"é".repeat(100), "\r\0"] {
+            let message = shown(hostile);
+            assert!(message.chars().all(|c| c.is_ascii_graphic()), "{message}");
+            assert!(message.len() <= 2 + 64 * 10 + 3, "{message}");
+        }
+    }
 
     #[test]
     fn the_debug_form_of_a_decrypted_case_shows_no_content() {
