@@ -40,6 +40,7 @@ impl SqliteStore {
             .busy_timeout(timeouts.lock)
             .foreign_keys(true)
             .pragma("secure_delete", "ON");
+        narrow_to_owner(options.get_filename())?;
         let directory = options.get_filename().parent().map(Path::to_path_buf);
         if let Some(directory) =
             directory.filter(|path| create_if_missing && !path.as_os_str().is_empty())
@@ -64,6 +65,52 @@ impl SqliteStore {
     }
 }
 
+/// A database file that its group or others may read is narrowed to its owner before SQLite
+/// opens it, and so are its `-wal` and `-shm` files. The service creates them owner-only (umask
+/// 077), but a restored copy is not: `sqlite3 .backup` and `cp` write under the operator's umask,
+/// usually 0644, and SQLite gives the `-wal` and `-shm` files it creates the database file's mode.
+/// The allowlisted columns, sessions and the audit log would be readable by every local account.
+/// Logged at WARN, since it changes a file the operator put there; a file this process may not
+/// change stops the start with the command that fixes it.
+fn narrow_to_owner(database: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut files = vec![database.to_path_buf()];
+        for suffix in ["-wal", "-shm"] {
+            let mut name = database.as_os_str().to_owned();
+            name.push(suffix);
+            files.push(name.into());
+        }
+        for file in files {
+            // Missing (a new database, or no WAL yet) or not a plain file: nothing to narrow.
+            let Ok(metadata) = std::fs::metadata(&file) else {
+                continue;
+            };
+            let mode = metadata.permissions().mode() & 0o777;
+            if !metadata.is_file() || mode & 0o077 == 0 {
+                continue;
+            }
+            let narrowed = mode & 0o700;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(narrowed))
+                .with_context(|| {
+                    format!(
+                        "the SQLite file {} may be read by its group or others (mode {mode:04o}) \
+                         and could not be narrowed to its owner; run `chmod go= {}` as its owner",
+                        file.display(),
+                        file.display()
+                    )
+                })?;
+            tracing::warn!(
+                file = %file.display(),
+                "the SQLite file could be read by its group or others (mode {mode:04o}, a restored \
+                 copy?); narrowed it to its owner ({narrowed:04o})"
+            );
+        }
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Nothing to lift for migrations: SQLite has no statement time-out, and its busy timeout
     /// only makes a migration that meets a writer wait for it.
@@ -77,6 +124,61 @@ super::sql::impl_store!(SqliteStore, "sqlite", MIGRATOR);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A restored copy written under a umask of 022 (as `sqlite3 .backup` and `cp` leave it),
+    /// with a `-wal` beside it, is narrowed to its owner when opened, and the `-wal` and `-shm`
+    /// files SQLite creates from then on are owner-only too.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_database_readable_by_others_is_narrowed_to_its_owner_before_it_is_opened() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault.db");
+        let url = format!("sqlite://{}", path.display());
+        let mode = |name: &str| {
+            std::fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let store = SqliteStore::connect(&url, 1, crate::storage::Timeouts::default(), true)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        store.pool.close().await;
+        // As a restore leaves it: the file, and a stale -wal, readable by all.
+        std::fs::write(dir.path().join("vault.db-wal"), b"").unwrap();
+        for name in ["vault.db", "vault.db-wal"] {
+            std::fs::set_permissions(
+                dir.path().join(name),
+                std::fs::Permissions::from_mode(0o644),
+            )
+            .unwrap();
+        }
+        std::fs::remove_file(dir.path().join("vault.db-shm")).ok();
+
+        let store = SqliteStore::connect(&url, 1, crate::storage::Timeouts::default(), false)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(mode("vault.db"), 0o600);
+        assert_eq!(mode("vault.db-wal"), 0o600);
+        // Created by SQLite after the narrowing, with the database file's mode.
+        assert_eq!(mode("vault.db-shm"), 0o600);
+        store.pool.close().await;
+
+        // A file that is owner-only already is left as it is (0400 stays 0400).
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        narrow_to_owner(&path).unwrap();
+        assert_eq!(mode("vault.db"), 0o400);
+    }
 
     /// The durability promises of this module's header hold on every connection the pool hands
     /// out, not just the first: sqlx applies the options per connection, so two are checked.
