@@ -207,13 +207,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 &mut show_escrow_identity_once,
             )
             .await;
+            // A database initialised already may be a restored one, with its accounts: the setup
+            // code is only the next step where there are none.
+            let accounts = match &outcome {
+                Ok(_) => store.reviewer_count(crate::services::unix_now()).await,
+                Err(_) => Ok(0),
+            };
             store.close().await;
             let opened = outcome?;
             let escrow_generated = opened.generated.is_some();
             drop(opened.generated);
+            let next = match accounts {
+                Ok(0) => "; next, `incident-vault setup-code` for the first account",
+                Ok(_) => "; it has accounts already, so start the service",
+                Err(_) => "",
+            };
             writeln!(
                 std::io::stdout().lock(),
-                "{}: escrow recipient {}; next, `incident-vault setup-code` for the first account",
+                "{}: escrow recipient {}{next}",
                 if opened.created {
                     "initialised"
                 } else {
@@ -495,6 +506,23 @@ async fn escrow_command(store: &dyn storage::Store, action: EscrowCommand) -> an
         .iter()
         .map(|identity| identity.as_ref() as &dyn age::Identity)
         .collect();
+    // Checked before anything else: cases the grantee holds already are skipped without opening
+    // them, so a wrong key would otherwise pass unnoticed when most of them are held.
+    let instance = store
+        .instance()
+        .await?
+        .context("this database holds no instance: is it the service's database?")?;
+    let escrow: age::x25519::Recipient = instance
+        .escrow_recipient
+        .parse()
+        .map_err(|_| anyhow::anyhow!("the recorded escrow recipient is malformed"))?;
+    anyhow::ensure!(
+        crate::crypto::opens_recipient(&openers, &escrow),
+        "the identity in {} is not the escrow identity of this instance (whose recipient is {}); \
+         nothing was granted",
+        identity.display(),
+        instance.escrow_recipient
+    );
     let target = reviewer_named(store, &to).await?;
     let cases = match case {
         Some(case) => {

@@ -44,6 +44,16 @@ pub fn generate_identity() -> age::x25519::Identity {
     age::x25519::Identity::generate()
 }
 
+/// Whether one of `identities` opens what is sealed to `recipient`: a probe is sealed to it and
+/// opened, so that any kind of age identity is recognised, not only X25519 ones.
+pub fn opens_recipient(
+    identities: &[&dyn age::Identity],
+    recipient: &age::x25519::Recipient,
+) -> bool {
+    encrypt_to(&[recipient], b"incident-vault/probe")
+        .is_ok_and(|probe| decrypt_with(&probe, identities).is_ok())
+}
+
 /// Encrypts `plaintext` to every recipient as one standard age file.
 pub(crate) fn encrypt_to(
     recipients: &[&dyn age::Recipient],

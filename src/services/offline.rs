@@ -451,11 +451,13 @@ fn write_dump(
     }
     let step_one = match grant_names.iter().find(|name| name.contains("-escrow-")) {
         Some(escrow_grant) => {
-            format!("   (umask 077; age -d -i escrow-identity.txt -o case-key.txt {escrow_grant})")
+            format!(
+                "   (umask 077; age -d -i /path/to/escrow-identity.txt -o case-key.txt {escrow_grant})"
+            )
         }
         None => "   This case holds no escrow grant, which every case should: report it. A\n   \
                  reviewer's exported identity opens that reviewer's grant the same way:\n\n   \
-                 (umask 077; age -d -i reviewer-identity.txt -o case-key.txt GRANT-FILE)"
+                 (umask 077; age -d -i /path/to/reviewer-identity.txt -o case-key.txt GRANT-FILE)"
             .to_owned(),
     };
     let step_two = match entry_names.first() {
@@ -467,6 +469,10 @@ fn write_dump(
          \n\
          Every file here is a standard age file (https://age-encryption.org/v1). Work in a folder\n\
          that only you can read, on an encrypted disk; not in /tmp or a shared folder.\n\
+         \n\
+         Run the commands below in this folder. /path/to/... stands for where your own identity\n\
+         file really is: keep it on its offline medium, not in this folder. case-key.txt is\n\
+         written into this folder.\n\
          \n\
          1. Open your grant with your own identity (the offline escrow key, or a reviewer's\n\
             exported identity). Its plaintext is an age identity file for this case; its comment\n\

@@ -274,9 +274,18 @@ async fn the_escrow_key_grants_one_case_or_all_of_them_to_a_reviewer(backend: Ba
         .get_as(&rita_token, &format!("/api/v1/cases/{second}"))
         .await;
     let all = escrow_grant_all(&app, &escrow, "rita");
+    // Every case is held now, so none would be opened: the key is checked all the same.
+    let stranger_when_all_held = escrow_grant_all(&app, &stranger, "rita");
 
-    assert!(!with_stranger.status.success());
-    assert!(String::from_utf8_lossy(&with_stranger.stderr).contains("opened none of the cases"));
+    for refused in [&with_stranger, &stranger_when_all_held] {
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("is not the escrow identity of this instance")
+                && stderr.contains("nothing was granted"),
+            "{stderr}"
+        );
+    }
     assert_success(&one);
     assert!(!mistyped.status.success());
     let stderr = String::from_utf8_lossy(&mistyped.stderr);

@@ -258,13 +258,18 @@ async fn production_serves_only_a_database_that_init_prepared(backend: Backend) 
         !settings.storage.data_dir.exists(),
         "the refused start created its data folder"
     );
-    let init = || {
+    let (url, data_dir, recipient) = (
+        database.url().to_owned(),
+        dir.path().join("data"),
+        escrow.to_public().to_string(),
+    );
+    let init = move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_incident-vault"))
             .arg("init")
             .env("APP_ENVIRONMENT", "production")
-            .env("APP_DATABASE__URL", database.url())
-            .env("APP_STORAGE__DATA_DIR", dir.path().join("data"))
-            .env("APP_ESCROW__RECIPIENT", escrow.to_public().to_string())
+            .env("APP_DATABASE__URL", &url)
+            .env("APP_STORAGE__DATA_DIR", &data_dir)
+            .env("APP_ESCROW__RECIPIENT", &recipient)
             .env("APP_TELEMETRY__LEVEL", "warn")
             .output()
             .unwrap()
@@ -276,7 +281,12 @@ async fn production_serves_only_a_database_that_init_prepared(backend: Backend) 
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    assert!(String::from_utf8_lossy(&first.stdout).starts_with("initialised:"));
+    let first_said = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(first_said.starts_with("initialised:"), "{first_said}");
+    assert!(
+        first_said.contains("next, `incident-vault setup-code`"),
+        "{first_said}"
+    );
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("initialised already"));
     let app = start(
@@ -288,6 +298,17 @@ async fn production_serves_only_a_database_that_init_prepared(backend: Backend) 
     );
     let (case_ref, _) = app.file(&full_report("after init")).await;
     assert!(!case_ref.is_empty());
+    // On a database with accounts (a restored one, say), `init` no longer sends the operator to
+    // the setup code, which would be refused.
+    app.enrol_first_admin("ada").await;
+    let with_accounts = init();
+    let said = String::from_utf8_lossy(&with_accounts.stdout);
+    assert!(with_accounts.status.success());
+    assert!(
+        said.contains("initialised already") && said.contains("it has accounts already"),
+        "{said}"
+    );
+    assert!(!said.contains("setup-code"), "{said}");
 }
 
 /// `init`s run at the same moment against one migrated database: each succeeds, all name the

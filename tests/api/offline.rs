@@ -490,21 +490,46 @@ async fn the_reference_age_tool_opens_the_files_of_case_dump(backend: Backend) {
     assert!(names.iter().any(|name| name == "HOW-TO-OPEN.txt"));
     let how_to = std::fs::read_to_string(out.join("HOW-TO-OPEN.txt")).unwrap();
     assert!(how_to.contains(grant.as_str()) && how_to.contains(entry.as_str()));
-    assert!(
-        how_to.contains(&format!(
-            "(umask 077; age -d -i escrow-identity.txt -o case-key.txt {grant})"
-        )),
-        "{how_to}"
-    );
+    let step_one =
+        format!("(umask 077; age -d -i /path/to/escrow-identity.txt -o case-key.txt {grant})");
+    let step_two = format!("age -d -i case-key.txt {entry}");
+    assert!(how_to.contains(&step_one), "{how_to}");
+    assert!(how_to.contains(&step_two), "{how_to}");
+    assert!(how_to.contains("Run the commands below in this folder"));
 
-    // Step 1 of HOW-TO-OPEN: the grant opens to an age identity file for the case.
-    let case_key = run_age(age, &["-d", "-i", identity.to_str().unwrap(), grant], &out);
-    let case_key_text = String::from_utf8(case_key.clone()).unwrap();
+    // The two steps of HOW-TO-OPEN, run as written in the dump's folder, with only the stand-in
+    // path replaced by where the identity really is.
+    let shell = |line: &str| {
+        let line = line
+            .replace("/path/to/escrow-identity.txt", identity.to_str().unwrap())
+            .replace("age -d", &format!("{age} -d"));
+        let output = Command::new("sh")
+            .args(["-c", &line])
+            .current_dir(&out)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output.stdout
+    };
+    // Step 1: the grant opens to an age identity file for the case, readable by its owner only.
+    shell(&step_one);
+    let case_key_text = std::fs::read_to_string(out.join("case-key.txt")).unwrap();
     assert!(case_key_text.contains(&format!("# case: {case_ref}")));
-    std::fs::write(out.join("case-key.txt"), &case_key).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join("case-key.txt"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "case-key.txt is readable by others");
+    }
     // Step 2: the case key opens the report envelope.
-    let plaintext =
-        String::from_utf8(run_age(age, &["-d", "-i", "case-key.txt", entry], &out)).unwrap();
+    let plaintext = String::from_utf8(shell(&step_two)).unwrap();
     assert!(plaintext.starts_with(&format!("incident-vault envelope v1\ncase: {case_ref}\n")));
     assert!(plaintext.contains(&format!("he photographed me and my colleague. {secret}")));
 }
