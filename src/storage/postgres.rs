@@ -96,6 +96,18 @@ async fn first_connection(url: &str) -> anyhow::Result<()> {
             _ => false,
         };
         if !worth_retrying || tokio::time::Instant::now() + pause >= deadline {
+            // The server's own words, once: sqlx's error shows them and then again as its
+            // source, with the line of PostgreSQL's C code that raised them.
+            if let sqlx::Error::Database(database) = &error {
+                let code = database
+                    .code()
+                    .map(|code| format!(" ({code})"))
+                    .unwrap_or_default();
+                anyhow::bail!(
+                    "could not connect to {place}: the server said: {}{code}",
+                    database.message()
+                );
+            }
             return Err(anyhow::Error::new(error).context(format!("could not connect to {place}")));
         }
         tokio::time::sleep(pause).await;
@@ -204,6 +216,27 @@ mod tests {
         .fetch_all(connection)
         .await
         .unwrap()
+    }
+
+    /// A connection the server refuses (here: no such database) is described by the server's
+    /// words once, with their code, and without the line of PostgreSQL's C code that raised them.
+    #[tokio::test]
+    async fn a_refused_connection_is_described_by_the_servers_words_once() {
+        let Some((admin, name)) = fresh_database().await else {
+            return;
+        };
+        let missing = format!("{}/{name}_missing", admin.trim_end_matches("/postgres"));
+
+        let message = format!("{:#}", first_connection(&missing).await.unwrap_err());
+
+        assert_eq!(message.matches("does not exist").count(), 1, "{message}");
+        assert!(message.contains("(3D000)"), "{message}");
+        assert!(!message.contains(" at line "), "{message}");
+        let mut setup = sqlx::PgConnection::connect(&admin).await.unwrap();
+        setup
+            .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+            .await
+            .unwrap();
     }
 
     /// Every pooled connection, not just the first, carries the session settings that keep a
