@@ -480,7 +480,9 @@ fn tomorrow() -> Date {
         .unwrap_or(Date::MAX)
 }
 
-/// `occurred_at` may be an RFC 3339 date-time, a date, or a month; never more than a day ahead.
+/// `occurred_at` may be an RFC 3339 date-time, a date, or a month; never more than a day ahead:
+/// a date-time at most 24 hours after now, a date or a month starting no later than tomorrow
+/// (UTC), which leaves room for a phone whose calendar is ahead of UTC.
 fn valid_occurred_at(value: &str) -> Result<(), ValidationError> {
     let date = parse_occurred_at(value).ok_or_else(|| {
         rejection(
@@ -488,7 +490,14 @@ fn valid_occurred_at(value: &str) -> Result<(), ValidationError> {
             "must be a date-time (2024-01-23T10:30:00Z), a date (2024-01-23) or a month (2024-01)",
         )
     })?;
-    if date > tomorrow() {
+    let future = match OffsetDateTime::parse(value, &Rfc3339) {
+        // Compared as moments: the day of a moment 45 hours ahead may still be tomorrow in UTC.
+        Ok(moment) => OffsetDateTime::now_utc()
+            .checked_add(time::Duration::DAY)
+            .is_none_or(|limit| moment > limit),
+        Err(_) => date > tomorrow(),
+    };
+    if future {
         return Err(rejection("future", "must not be in the future"));
     }
     Ok(())
@@ -745,6 +754,42 @@ mod tests {
             })))
             .unwrap();
             assert_eq!(report.incident_month(), Some(month), "{input}");
+        }
+    }
+
+    /// A date-time is refused once it is more than 24 hours ahead, whatever its offset: the
+    /// day it falls on in UTC is not what is compared.
+    #[test]
+    fn a_date_time_more_than_a_day_ahead_is_refused_as_a_moment() {
+        let parse = |at: OffsetDateTime, offset_hours: i8| {
+            let offset = time::UtcOffset::from_hms(offset_hours, 0, 0).unwrap();
+            let text = at.to_offset(offset).format(&Rfc3339).unwrap();
+            let parsed = Report::parse(wire(json!({
+                "incident_type": "threat", "description": "x", "occurred_at": text
+            })));
+            (text, parsed.is_ok())
+        };
+        let now = OffsetDateTime::now_utc();
+        for offset in [0, 14, -12] {
+            for hours in [-48, 0, 23] {
+                let (text, accepted) = parse(now + time::Duration::hours(hours), offset);
+                assert!(accepted, "{text} is within a day");
+            }
+            for hours in [25, 30, 45] {
+                let (text, accepted) = parse(now + time::Duration::hours(hours), offset);
+                assert!(!accepted, "{text} is more than a day ahead");
+            }
+        }
+        // A date or a month of tomorrow is still accepted (a calendar ahead of UTC).
+        let tomorrow = tomorrow();
+        for value in [
+            format!("{tomorrow}"),
+            format!("{:04}-{:02}", tomorrow.year(), u8::from(tomorrow.month())),
+        ] {
+            let parsed = Report::parse(wire(json!({
+                "incident_type": "threat", "description": "x", "occurred_at": value
+            })));
+            assert!(parsed.is_ok(), "{value}");
         }
     }
 
