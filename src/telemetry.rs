@@ -154,8 +154,12 @@ pub async fn request_span(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let request_id = crate::domain::case_ref::EntryId::generate();
+    // Matched as the router matches: on the path with its percent-encoded unreserved characters
+    // decoded (`/api/v1/%72eports` is the report route), not on the raw path, which
+    // `match_pattern` uses before routing.
     let route = request
-        .match_pattern()
+        .resource_map()
+        .match_pattern(request.match_info().as_str())
         .unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::info_span!(
         "http_request",

@@ -68,7 +68,9 @@ pub fn configure(config: &mut web::ServiceConfig) {
 
 /// What no route answered: a 405 naming the methods where the address is a route, else a 404.
 async fn not_found(request: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    if let Some(allow) = openapi::allowed_methods(request.path()) {
+    // The path as the router saw it, percent-encoded unreserved characters decoded: the raw
+    // `/api/v1/%72eports` is the report route, and a PUT to it is a 405 too.
+    if let Some(allow) = openapi::allowed_methods(request.match_info().as_str()) {
         return Err(ApiError::MethodNotAllowed { allow });
     }
     Err(ApiError::NotFound {

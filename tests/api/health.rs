@@ -128,6 +128,9 @@ async fn a_known_route_with_another_method_is_a_405_naming_the_methods(backend: 
         (Method::POST, "/healthz", "GET, HEAD"),
         (Method::DELETE, "/api/v1/cases/K7QM-3XTA-9PWD", "GET"),
         (Method::PATCH, "/api/v1/admin/desks", "GET, POST"),
+        // Percent-encoded unreserved characters are the route, as the router decodes them.
+        (Method::PUT, "/api/v1/%72eports", "POST"),
+        (Method::POST, "/api/v1/%69ntake", "GET, HEAD"),
     ] {
         let response = app.request(method.clone(), path).await;
 

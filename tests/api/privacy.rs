@@ -382,7 +382,14 @@ async fn the_request_span_carries_method_route_template_status_latency_and_the_r
         .await
         .unwrap();
     let odd_id = request_id(&odd);
+    // A percent-encoded route is logged by its template, as the router matched it.
+    let encoded = app.get("/api/v1/%69ntake").await;
+    assert_eq!(encoded.status(), 200);
+    let encoded_id = request_id(&encoded);
     app.hang_up_and_stop().await;
+
+    let line = finished_line_of(&encoded_id);
+    assert_eq!(line["span"]["http.route"], "/api/v1/intake", "{line}");
 
     let line = finished_line_of(&filed_id);
     let span = &line["span"];
