@@ -118,6 +118,17 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         let segments = error.path().iter().collect::<Vec<_>>();
         let parent = join_segments(&segments[..segments.len().saturating_sub(1)]);
         let inner = error.into_inner();
+        // A number beyond what a double holds (`1e400`, 5,000 digits) is valid JSON, whose RFC
+        // leaves the range to implementations; serde_json calls it a syntax error. It is a value
+        // that no field of ours can take, named like any other value of the wrong type.
+        if inner.is_syntax() && inner.to_string().starts_with("number out of range") {
+            let field = if path == "." { "body".to_owned() } else { path };
+            return ApiError::invalid_field(
+                "invalid_type",
+                &field,
+                "is a number out of range".to_owned(),
+            );
+        }
         if !inner.is_data() {
             return malformed(&inner);
         }
@@ -286,6 +297,32 @@ mod tests {
             r#"{"incident_type":"threat","description":"x","description":"#,
         ] {
             assert_eq!(code_and_fields(body).0, "malformed_json", "{body}");
+        }
+    }
+
+    /// A number too large for a double is a value of the wrong type, named by its field: the
+    /// document is valid JSON.
+    #[test]
+    fn a_number_out_of_range_is_a_422_naming_its_field() {
+        let digits = "9".repeat(5000);
+        for (body, field) in [
+            (
+                r#"{"incident_type":"threat","description":"x","consent":{"share_with_ohchr":1e400}}"#.to_owned(),
+                "consent.share_with_ohchr",
+            ),
+            (
+                format!(r#"{{"incident_type":"threat","description":"x","consent":{{"share_with_ohchr":{digits}}}}}"#),
+                "consent.share_with_ohchr",
+            ),
+            (r#"{"incident_type":-1e400,"description":"x"}"#.to_owned(), "incident_type"),
+            (r#"{"incident_type":"threat","description":1e999}"#.to_owned(), "description"),
+        ] {
+            assert_eq!(
+                code_and_fields(&body),
+                ("invalid_type".to_owned(), vec![field.to_owned()]),
+                "{}",
+                &body[..body.len().min(120)]
+            );
         }
     }
 
