@@ -161,21 +161,16 @@ impl Vault {
                 "auditors join no desk: desk members receive the desk's cases",
             ));
         }
-        // A pending account whose enrolment expired unconfirmed does not hold the name: its
-        // redemption removes it (`Store::redeem_enrolment`). One whose invitation was redeemed
-        // and not yet confirmed does, and inviting its name again is how an admin withdraws an
-        // invitation that leaked: that account is disabled.
-        if let Some((existing, _)) = self.store.reviewer_by_username(username.as_str()).await? {
-            if existing.status != "pending" {
-                return Err(AdminError::Invalid("username", "is taken"));
-            }
-            if self
-                .store
-                .has_live_enrolment(&existing.id, unix_now())
-                .await?
-            {
-                return Err(self.withdraw_redeemed(caller, &existing).await);
-            }
+        // A pending account does not hold the name: one whose enrolment expired unconfirmed is
+        // removed by the next redemption (`Store::redeem_enrolment`), and one whose invitation
+        // was redeemed but not confirmed is withdrawn by this invitation, with that invitation
+        // (`Store::insert_enrolment`): inviting a name again is how an admin withdraws an
+        // invitation that was lost or leaked, redeemed or not. An account that confirmed holds
+        // it.
+        if let Some((existing, _)) = self.store.reviewer_by_username(username.as_str()).await?
+            && existing.status != "pending"
+        {
+            return Err(AdminError::Invalid("username", "is taken"));
         }
         let desk_role = if role == Role::Coordinator {
             DeskRole::Coordinator
@@ -223,52 +218,14 @@ impl Vault {
                      invitation is lost",
                 ));
             }
-            // The open invitation was redeemed while this one was made: withdrawn as above.
             Err(StoreError::Conflict("username")) => {
-                return Err(
-                    match self.store.reviewer_by_username(username.as_str()).await? {
-                        Some((existing, _)) if existing.status == "pending" => {
-                            self.withdraw_redeemed(caller, &existing).await
-                        }
-                        _ => AdminError::Invalid("username", "is taken"),
-                    },
-                );
+                return Err(AdminError::Invalid("username", "is taken"));
             }
             other => {
                 other?;
             }
         }
         Ok(Invitation { token, expires_at })
-    }
-
-    /// Disables a pending account, one whose invitation was redeemed and not confirmed, when an
-    /// admin invites its name again: whoever redeemed the invitation (its owner, or whoever it
-    /// leaked to) can no longer confirm it, and no later step can activate it (`change_account`
-    /// refuses an account that never confirmed a TOTP code). Audited as `account.disabled`.
-    /// Returns the answer to the invitation, which names the username as taken.
-    async fn withdraw_redeemed(
-        &self,
-        caller: &AuthenticatedReviewer,
-        pending: &crate::storage::ReviewerRecord,
-    ) -> AdminError {
-        let change = AccountChange {
-            role: None,
-            status: Some(AccountStatus::Disabled.as_str().to_owned()),
-        };
-        let disabled = [event(&caller.reviewer.id, "account.disabled", &pending.id)];
-        match self
-            .store
-            .change_account(&pending.id, &change, &disabled, &audit::chain_hash)
-            .await
-        {
-            Ok(_) => AdminError::Invalid(
-                "username",
-                "is taken by an account whose invitation was redeemed but not confirmed; that \
-                 account is now disabled, so that whoever redeemed the invitation cannot finish \
-                 it: invite the person under another username",
-            ),
-            Err(error) => error.into(),
-        }
     }
 
     /// `GET /admin/reviewers`: every account with its desks.

@@ -235,11 +235,13 @@ pub trait Store: Send + Sync + 'static {
     async fn has_live_enrolment(&self, reviewer_id: &str, now: i64) -> Result<bool, StoreError>;
 
     /// Stores a new enrolment token (by hash) and appends `event`, in one transaction. An
-    /// invitation (one with a username) replaces the open, unredeemed invitation of the same
-    /// username in the same transaction, and says whether it did (the event is then recorded with
-    /// the outcome `success:replaced`: the earlier invitation stopped working); one made at the
-    /// same moment by another request is [`StoreError::Conflict`]`("invitation")`, and a username
-    /// an account holds (checked in the same transaction) is [`StoreError::Conflict`]`("username")`.
+    /// invitation (one with a username) replaces the earlier invitation of the same username in
+    /// the same transaction, and says whether it did: an open one (the event is then recorded
+    /// with the outcome `success:replaced`), or one redeemed but not confirmed, whose pending
+    /// account is removed with it (`success:replaced_redeemed`); either way the earlier token
+    /// stops working. One made at the same moment by another request is
+    /// [`StoreError::Conflict`]`("invitation")`, and a username an account that confirmed holds
+    /// (checked in the same transaction) is [`StoreError::Conflict`]`("username")`.
     async fn insert_enrolment(
         &self,
         enrolment: &EnrolmentRecord,

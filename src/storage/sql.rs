@@ -735,7 +735,39 @@ macro_rules! impl_store {
                 // any: one invitation per account is live. Two made at the same moment meet
                 // the unique index, and the second is refused as a conflict.
                 let mut replaced = false;
+                let mut redeemed_replaced = false;
                 if let Some(username) = &enrolment.username {
+                    // An invitation redeemed but not confirmed goes with its pending account:
+                    // whoever redeemed it (its owner, or whoever it leaked to) can no longer
+                    // confirm it. Writes first: they take SQLite's write lock at once, and on
+                    // PostgreSQL they lock the enrolment and then the account's row, in the order
+                    // a confirmation locks them (no deadlock), so that a confirmation running now
+                    // either finishes first (the account is then active, not removed, and the
+                    // name is taken below) or finds its token gone.
+                    sqlx::query(
+                        "UPDATE enrolments SET spent = spent WHERE reviewer_id IN \
+                         (SELECT id FROM reviewers WHERE username = $1 AND status = 'pending')",
+                    )
+                    .bind(username)
+                    .execute(&mut *transaction)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE reviewers SET status = status \
+                         WHERE username = $1 AND status = 'pending'",
+                    )
+                    .bind(username)
+                    .execute(&mut *transaction)
+                    .await?;
+                    let pending: Vec<String> = sqlx::query_scalar(
+                        "SELECT id FROM reviewers WHERE username = $1 AND status = 'pending'",
+                    )
+                    .bind(username)
+                    .fetch_all(&mut *transaction)
+                    .await?;
+                    for id in &pending {
+                        $crate::storage::sql::remove_pending_account!(transaction, id);
+                        redeemed_replaced = true;
+                    }
                     replaced = sqlx::query(
                         "DELETE FROM enrolments WHERE username = $1 AND spent = $2 \
                          AND reviewer_id IS NULL",
@@ -788,9 +820,13 @@ macro_rules! impl_store {
                         other?;
                     }
                 }
-                if replaced {
+                if replaced || redeemed_replaced {
                     let event = $crate::storage::NewAuditEvent {
-                        outcome: "success:replaced".into(),
+                        outcome: if redeemed_replaced {
+                            "success:replaced_redeemed".into()
+                        } else {
+                            "success:replaced".into()
+                        },
                         ..event.clone()
                     };
                     $crate::storage::sql::append_audit!(transaction, &event, chain);
@@ -798,7 +834,7 @@ macro_rules! impl_store {
                     $crate::storage::sql::append_audit!(transaction, event, chain);
                 }
                 transaction.commit().await?;
-                Ok(replaced)
+                Ok(replaced || redeemed_replaced)
             }
 
             async fn enrolment(

@@ -570,8 +570,8 @@ async fn a_new_invitation_replaces_the_open_one_of_the_same_username(backend: Ba
         }
     }
     assert_eq!(redeemed, 1, "exactly one of {} tokens works", tokens.len());
-    // The name is now held by a pending account: inviting again says so (and disables it, see
-    // `inviting_a_redeemed_name_again_disables_its_pending_account`).
+    // The name is now held by a pending account: inviting again withdraws it (see
+    // `inviting_a_redeemed_name_again_withdraws_it`).
     let again = app
         .send(
             Method::POST,
@@ -580,7 +580,7 @@ async fn a_new_invitation_replaces_the_open_one_of_the_same_username(backend: Ba
             Some(json!({"username": "racer", "role": "reviewer", "desks": ["default"]})),
         )
         .await;
-    assert_eq!(again.status(), 422);
+    assert_eq!(again.status(), 201, "{:?}", again.text().await);
     let events = app.store.audit_events(0, 1000).await.unwrap();
     assert!(
         events
@@ -736,10 +736,11 @@ async fn a_pending_account_disabled_by_an_admin_cannot_be_confirmed(backend: Bac
     assert_eq!(account.status, "disabled");
 }
 
-/// Inviting a name again is how a leaked invitation is withdrawn. When the leak was already
-/// redeemed (an account pending its first TOTP code), the name stays taken, and that account is
-/// disabled so that whoever redeemed it cannot finish it; the admin is told so, and it is audited.
-async fn inviting_a_redeemed_name_again_disables_its_pending_account(backend: Backend) {
+/// Inviting a name again is how a lost or leaked invitation is withdrawn, also when it was
+/// already redeemed (an account pending its first TOTP code): that pending account goes with it,
+/// its token confirms nothing and signs nobody in, the new invitation enrols the person, and the
+/// replacement is audited as such. A name whose account confirmed stays taken.
+async fn inviting_a_redeemed_name_again_withdraws_it(backend: Backend) {
     let Some(cast) = spawn_with_ada_and_rita(backend).await else {
         return;
     };
@@ -751,16 +752,10 @@ async fn inviting_a_redeemed_name_again_disables_its_pending_account(backend: Ba
     assert_eq!(redeemed.status(), 200);
     let body: Value = redeemed.json().await.unwrap();
     let secret = crate::people::totp_secret(body["totp_uri"].as_str().unwrap());
-    let invite_victor = || {
-        app.send(
-            Method::POST,
-            "/api/v1/admin/reviewers",
-            Some(&cast.admin_token),
-            Some(json!({"username": "victor", "role": "reviewer", "desks": ["default"]})),
-        )
-    };
 
-    let withdrawn = invite_victor().await;
+    let fresh = app
+        .invite(&cast.admin_token, "victor", "reviewer", &["default"])
+        .await;
     let confirmed = app
         .post_json(
             "/api/v1/enrol/confirm",
@@ -777,53 +772,44 @@ async fn inviting_a_redeemed_name_again_disables_its_pending_account(backend: Ba
             }),
         )
         .await;
-    let enable = app
-        .send(
-            Method::PATCH,
-            "/api/v1/admin/reviewers/victor",
-            Some(&cast.admin_token),
-            Some(json!({"status": "active"})),
-        )
-        .await;
-    let again = invite_victor().await;
+    let redeemed_again = app.redeem(&leaked, "victor").await;
 
-    assert_eq!(withdrawn.status(), 422);
-    let body: Value = withdrawn.json().await.unwrap();
-    let said = body["fields"]["username"].as_str().unwrap_or_default();
-    assert!(
-        said.contains("now disabled") && said.contains("another username"),
-        "{body}"
-    );
     assert_eq!(confirmed.status(), 422);
     assert_eq!(error_code(confirmed).await, "invalid_token");
     assert_eq!(login.status(), 401);
+    assert_eq!(redeemed_again.status(), 422);
     assert_eq!(
-        enable.status(),
-        422,
-        "an unconfirmed account cannot be enabled"
+        app.count("reviewers WHERE username = 'victor'").await,
+        0,
+        "the pending account went with its invitation"
     );
-    let (account, _) = app.stored_account("victor").await;
-    assert_eq!(account.status, "disabled");
-    // Once disabled, the name is plainly taken: nothing more is disabled or audited.
+    let victor = app.enrol_with(&fresh, "victor").await;
+    app.login(&victor).await;
+    let events = app.store.audit_events(0, 1000).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|event| event.action == "account.invited"
+                && event.outcome == "success:replaced_redeemed")
+            .count(),
+        1
+    );
+    // Confirmed, the account holds its name.
+    let again = app
+        .send(
+            Method::POST,
+            "/api/v1/admin/reviewers",
+            Some(&cast.admin_token),
+            Some(json!({"username": "victor", "role": "reviewer", "desks": ["default"]})),
+        )
+        .await;
     assert_eq!(again.status(), 422);
     let body: Value = again.json().await.unwrap();
     assert_eq!(body["fields"]["username"], "is taken", "{body}");
-    let disabled_events = app
-        .store
-        .audit_events(0, 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|event| {
-            event.action == "account.disabled"
-                && event.target.as_deref() == Some(account.id.as_str())
-        })
-        .count();
-    assert_eq!(disabled_events, 1);
 }
 
 crate::on_both_backends!(
-    inviting_a_redeemed_name_again_disables_its_pending_account,
+    inviting_a_redeemed_name_again_withdraws_it,
     a_new_invitation_replaces_the_open_one_of_the_same_username,
     a_refused_desk_member_is_named_by_its_index,
     a_non_admin_is_refused_before_the_body_is_read,
