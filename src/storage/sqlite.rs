@@ -40,7 +40,7 @@ impl SqliteStore {
             .busy_timeout(timeouts.lock)
             .foreign_keys(true)
             .pragma("secure_delete", "ON");
-        narrow_to_owner(options.get_filename())?;
+        narrow_to_owner(options.get_filename());
         let directory = options.get_filename().parent().map(Path::to_path_buf);
         if let Some(directory) =
             directory.filter(|path| create_if_missing && !path.as_os_str().is_empty())
@@ -70,12 +70,13 @@ impl SqliteStore {
 /// 077), but a restored copy is not: `sqlite3 .backup` and `cp` write under the operator's umask,
 /// usually 0644, and SQLite gives the `-wal` and `-shm` files it creates the database file's mode.
 /// The allowlisted columns, sessions and the audit log would be readable by every local account.
-/// Logged at WARN, since it changes a file the operator put there; a file this process may not
-/// change stops the start with the command that fixes it.
-fn narrow_to_owner(database: &Path) -> anyhow::Result<()> {
+/// Logged at WARN, since it changes a file the operator put there. A file of another user, or
+/// one that cannot be changed (a read-only mount), is left as it is, with a warning: the start
+/// goes on as it did before this check.
+fn narrow_to_owner(database: &Path) {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let mut files = vec![database.to_path_buf()];
         for suffix in ["-wal", "-shm"] {
             let mut name = database.as_os_str().to_owned();
@@ -91,24 +92,29 @@ fn narrow_to_owner(database: &Path) -> anyhow::Result<()> {
             if !metadata.is_file() || mode & 0o077 == 0 {
                 continue;
             }
+            if metadata.uid() != rustix::process::geteuid().as_raw() {
+                tracing::warn!(
+                    file = %file.display(),
+                    "the SQLite file may be read by its group or others (mode {mode:04o}) and \
+                     belongs to another user: left as it is; its owner should run `chmod go=` on it"
+                );
+                continue;
+            }
             let narrowed = mode & 0o700;
-            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(narrowed))
-                .with_context(|| {
-                    format!(
-                        "the SQLite file {} may be read by its group or others (mode {mode:04o}) \
-                         and could not be narrowed to its owner; run `chmod go= {}` as its owner",
-                        file.display(),
-                        file.display()
-                    )
-                })?;
-            tracing::warn!(
-                file = %file.display(),
-                "the SQLite file could be read by its group or others (mode {mode:04o}, a restored \
-                 copy?); narrowed it to its owner ({narrowed:04o})"
-            );
+            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(narrowed)) {
+                Ok(()) => tracing::warn!(
+                    file = %file.display(),
+                    "the SQLite file could be read by its group or others (mode {mode:04o}, a \
+                     restored copy?); narrowed it to its owner ({narrowed:04o})"
+                ),
+                Err(error) => tracing::warn!(
+                    file = %file.display(),
+                    "the SQLite file may be read by its group or others (mode {mode:04o}) and \
+                     could not be narrowed ({error}): left as it is"
+                ),
+            }
         }
     }
-    Ok(())
 }
 
 impl SqliteStore {
@@ -176,8 +182,17 @@ mod tests {
 
         // A file that is owner-only already is left as it is (0400 stays 0400).
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
-        narrow_to_owner(&path).unwrap();
+        narrow_to_owner(&path);
         assert_eq!(mode("vault.db"), 0o400);
+
+        // Another user's file is left as it is (narrowing it could lock that user out); only
+        // root can make one here.
+        if rustix::process::geteuid().is_root() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+            narrow_to_owner(&path);
+            assert_eq!(mode("vault.db"), 0o644, "another user's file was changed");
+        }
     }
 
     /// The durability promises of this module's header hold on every connection the pool hands
