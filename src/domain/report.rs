@@ -480,6 +480,17 @@ fn tomorrow() -> Date {
         .unwrap_or(Date::MAX)
 }
 
+/// Whether `value` (parsed to `date`, its day in UTC) lies more than a day after `now`.
+fn is_future(value: &str, date: Date, now: OffsetDateTime) -> bool {
+    match OffsetDateTime::parse(value, &Rfc3339) {
+        // Compared as moments: the day of a moment 45 hours ahead may still be tomorrow in UTC.
+        Ok(moment) => now
+            .checked_add(time::Duration::DAY)
+            .is_none_or(|limit| moment > limit),
+        Err(_) => date > now.date().next_day().unwrap_or(Date::MAX),
+    }
+}
+
 /// `occurred_at` may be an RFC 3339 date-time, a date, or a month; never more than a day ahead:
 /// a date-time at most 24 hours after now, a date or a month starting no later than tomorrow
 /// (UTC), which leaves room for a phone whose calendar is ahead of UTC.
@@ -490,14 +501,7 @@ fn valid_occurred_at(value: &str) -> Result<(), ValidationError> {
             "must be a date-time (2024-01-23T10:30:00Z), a date (2024-01-23) or a month (2024-01)",
         )
     })?;
-    let future = match OffsetDateTime::parse(value, &Rfc3339) {
-        // Compared as moments: the day of a moment 45 hours ahead may still be tomorrow in UTC.
-        Ok(moment) => OffsetDateTime::now_utc()
-            .checked_add(time::Duration::DAY)
-            .is_none_or(|limit| moment > limit),
-        Err(_) => date > tomorrow(),
-    };
-    if future {
+    if is_future(value, date, OffsetDateTime::now_utc()) {
         return Err(rejection("future", "must not be in the future"));
     }
     Ok(())
@@ -779,6 +783,21 @@ mod tests {
                 let (text, accepted) = parse(now + time::Duration::hours(hours), offset);
                 assert!(!accepted, "{text} is more than a day ahead");
             }
+        }
+        // At a fixed moment early in a UTC day, where the day after tomorrow is still 47 hours
+        // away: 25 hours ahead is refused although its day is tomorrow.
+        let early = time::macros::datetime!(2026-11-30 01:00 UTC);
+        for (value, future) in [
+            ("2026-12-01T00:59:59Z", false),
+            ("2026-12-01T01:00:01Z", true),
+            ("2026-12-01T23:00:00Z", true),
+            ("2026-12-02T03:00:00+14:00", true),
+            ("2026-12-01", false),
+            ("2026-12", false),
+            ("2026-12-02", true),
+        ] {
+            let date = parse_occurred_at(value).unwrap();
+            assert_eq!(is_future(value, date, early), future, "{value}");
         }
         // A date or a month of tomorrow is still accepted (a calendar ahead of UTC).
         let tomorrow = tomorrow();

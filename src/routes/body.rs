@@ -121,7 +121,13 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         // A number beyond what a double holds (`1e400`, 5,000 digits) is valid JSON, whose RFC
         // leaves the range to implementations; serde_json calls it a syntax error. It is a value
         // that no field of ours can take, named like any other value of the wrong type.
-        if inner.is_syntax() && inner.to_string().starts_with("number out of range") {
+        // Only in a body that is JSON throughout (`IgnoredAny` skips numbers without reading
+        // their value): one cut off after such a number is malformed, as any other cut one.
+        if inner.is_syntax()
+            && inner.to_string().starts_with("number out of range")
+            && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+            && std::str::from_utf8(body).is_ok()
+        {
             let field = if path == "." { "body".to_owned() } else { path };
             return ApiError::invalid_field(
                 "invalid_type",
@@ -323,6 +329,18 @@ mod tests {
                 "{}",
                 &body[..body.len().min(120)]
             );
+        }
+    }
+
+    /// A body cut off after such a number is malformed, as any other cut body.
+    #[test]
+    fn a_cut_body_with_a_number_out_of_range_is_malformed_json() {
+        for body in [
+            r#"{"incident_type":"threat","description":1e400,,,"#,
+            r#"{"incident_type":"threat","description":1e400"#,
+            r#"{"description":1e400} trailing"#,
+        ] {
+            assert_eq!(code_and_fields(body).0, "malformed_json", "{body}");
         }
     }
 

@@ -103,8 +103,18 @@ async fn first_connection(url: &str) -> anyhow::Result<()> {
                     .code()
                     .map(|code| format!(" ({code})"))
                     .unwrap_or_default();
+                // Its detail and hint, where it gave them, say what to do (a role that may not
+                // log in, a database to create). Connecting names no value of ours, so neither
+                // quotes anything secret.
+                let more: String = database
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .into_iter()
+                    .flat_map(|postgres| [postgres.detail(), postgres.hint()])
+                    .flatten()
+                    .map(|text| format!("; {text}"))
+                    .collect();
                 anyhow::bail!(
-                    "could not connect to {place}: the server said: {}{code}",
+                    "could not connect to {place}: the server said: {}{code}{more}",
                     database.message()
                 );
             }
