@@ -11,7 +11,7 @@ use super::body::read_json;
 use crate::domain::{CaseRef, CaseStatus, EntryKind, IncidentType, MechanismKind, PerpetratorKind};
 use crate::error::ApiError;
 use crate::services::Vault;
-use crate::services::cases::{CaseListQuery, ReadCaseError};
+use crate::services::cases::{CaseListQuery, ListCasesError, ReadCaseError};
 use crate::services::grants::{BatchTally, GrantError, GrantOutcome};
 use crate::services::offline::{DecryptedCase, DecryptedEntry};
 
@@ -42,9 +42,10 @@ struct ListParameters {
     received_until: Option<String>,
     /// The `next` cursor of the previous page.
     after: Option<String>,
-    /// Page size, 1 to 100; 50 by default.
-    #[param(minimum = 1, maximum = 100)]
-    limit: Option<i64>,
+    /// Page size, 1 to 100; 50 by default. Read as text, so that a number too large for an
+    /// integer is the same `invalid_limit` as one out of range, not a query that does not parse.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -265,9 +266,16 @@ fn vocabulary_filter(
 }
 
 /// Whether `text` is a day written `YYYY-MM-DD`.
+/// A day written `YYYY-MM-DD`, exactly: `time`'s `[year]` also takes a sign (`-0001-01-01`,
+/// `+2026-11-30`), which compares as other text against the stored days.
 fn is_day(text: &str) -> bool {
+    let shaped = text.len() == 10
+        && text.bytes().enumerate().all(|(index, byte)| match index {
+            4 | 7 => byte == b'-',
+            _ => byte.is_ascii_digit(),
+        });
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(text, format).is_ok()
+    shaped && time::Date::parse(text, format).is_ok()
 }
 
 fn day_filter(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
@@ -303,22 +311,25 @@ pub async fn list_cases(
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticated(&request, &vault).await?;
     let parameters = query.into_inner();
-    let limit = parameters.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid_field(
-            "invalid_limit",
-            "limit",
-            "must be 1 to 100",
-        ));
-    }
+    let limit = match parameters.limit.as_deref() {
+        None => 50,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|limit| (1..=MAX_PAGE).contains(limit))
+            .ok_or_else(|| ApiError::invalid_field("invalid_limit", "limit", "must be 1 to 100"))?,
+    };
     let after = match parameters.after {
         Some(cursor) => Some(
             cursor
                 .split_once('~')
                 // A real day, not ten arbitrary characters: PostgreSQL refuses a NUL in text
                 // (a 500), and anything else is no cursor this list gave out.
-                .filter(|(day, id)| is_day(day) && CaseRef::parse(id).is_ok())
-                .map(|(day, id)| (day.to_owned(), id.to_owned()))
+                // The case reference as this list wrote it: one in lower case or without its
+                // hyphens, which the router's reads accept, would compare as other text and
+                // start the page in the wrong place.
+                .filter(|(day, _)| is_day(day))
+                .and_then(|(day, id)| Some((day.to_owned(), CaseRef::parse(id).ok()?.to_string())))
                 .ok_or_else(|| {
                     ApiError::invalid_field(
                         "invalid_cursor",
@@ -352,7 +363,14 @@ pub async fn list_cases(
     let mut page = vault
         .list_granted_cases(&caller.reviewer, list_query)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(|error| match error {
+            ListCasesError::UnknownDesk => ApiError::invalid_field(
+                "unknown_value",
+                "desk",
+                "is not a desk; GET /api/v1/intake lists them",
+            ),
+            ListCasesError::Internal(error) => ApiError::internal(error),
+        })?;
     let more = page.len() as i64 > limit;
     page.truncate(usize::try_from(limit).unwrap_or_default());
     let next = more

@@ -21,6 +21,16 @@ pub struct CaseListQuery {
     pub limit: i64,
 }
 
+/// Why the triage list was not given.
+#[derive(Debug, thiserror::Error)]
+pub enum ListCasesError {
+    /// The desk filter names no desk (desks are public: `GET /api/v1/intake` lists them).
+    #[error("no desk of that slug")]
+    UnknownDesk,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
 /// Why a case was not shown.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadCaseError {
@@ -37,11 +47,16 @@ impl Vault {
         &self,
         reviewer: &ReviewerRecord,
         query: CaseListQuery,
-    ) -> anyhow::Result<Vec<CaseRecord>> {
+    ) -> Result<Vec<CaseRecord>, ListCasesError> {
         let desk_id = match &query.desk_slug {
-            Some(slug) => match self.store.desk_by_slug(slug).await? {
+            Some(slug) => match self
+                .store
+                .desk_by_slug(slug)
+                .await
+                .map_err(anyhow::Error::from)?
+            {
                 Some(desk) => Some(desk.id),
-                None => return Ok(Vec::new()),
+                None => return Err(ListCasesError::UnknownDesk),
             },
             None => None,
         };
@@ -55,7 +70,11 @@ impl Vault {
             after: query.after,
             limit: query.limit,
         };
-        Ok(self.store.cases_granted_to(&reviewer.id, &filter).await?)
+        Ok(self
+            .store
+            .cases_granted_to(&reviewer.id, &filter)
+            .await
+            .map_err(anyhow::Error::from)?)
     }
 
     /// Decrypts a case with the caller's grant, and audits the read.

@@ -737,6 +737,41 @@ async fn the_triage_list_refuses_unknown_filters_and_pages_with_a_cursor(backend
         let body: Value = refused.json().await.unwrap();
         assert_eq!(body["error"], "invalid_cursor");
     }
+    // The cursor's case reference in lower case or without hyphens, as the reads accept it,
+    // continues the list where the cursor says, not from its top.
+    let (day, _) = cursor.split_once('~').unwrap();
+    for spelling in [id.to_lowercase(), id.replace('-', "")] {
+        let page: Value = get_as(
+            &app,
+            &token,
+            &format!("/api/v1/cases?limit=2&after={day}~{spelling}"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(page["cases"], second["cases"], "{spelling}");
+    }
+    // Each refusal names its parameter: a desk that does not exist, a page size too large for
+    // any integer, a day written with a sign.
+    for (query, code, field) in [
+        ("desk=no-such-desk", "unknown_value", "desk"),
+        ("desk=", "unknown_value", "desk"),
+        ("limit=100000000000000000000", "invalid_limit", "limit"),
+        ("limit=ten", "invalid_limit", "limit"),
+        ("received_from=-0001-01-01", "invalid_date", "received_from"),
+        (
+            "received_until=+2026-01-01",
+            "invalid_date",
+            "received_until",
+        ),
+    ] {
+        let refused = get_as(&app, &token, &format!("/api/v1/cases?{query}")).await;
+        assert_eq!(refused.status(), 422, "{query}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"], code, "{query}: {body}");
+        assert!(body["fields"][field].is_string(), "{query}: {body}");
+    }
 }
 
 async fn a_session_works_on_a_second_instance_of_the_same_database(backend: Backend) {
