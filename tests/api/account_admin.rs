@@ -705,13 +705,7 @@ async fn a_pending_account_disabled_by_an_admin_cannot_be_confirmed(backend: Bac
         return;
     };
     let app = &cast.app;
-    let invitation = app
-        .invite(&cast.admin_token, "pendtwo", "reviewer", &["default"])
-        .await;
-    let enrolled = app.redeem(&invitation, "pendtwo").await;
-    assert_eq!(enrolled.status(), 200);
-    let body: Value = enrolled.json().await.unwrap();
-    let secret = crate::people::totp_secret(body["totp_uri"].as_str().unwrap());
+    let (invitation, secret) = app.invite_and_redeem(&cast.admin_token, "pendtwo").await;
     let disabled = app
         .send(
             Method::PATCH,
@@ -745,13 +739,7 @@ async fn inviting_a_redeemed_name_again_withdraws_it(backend: Backend) {
         return;
     };
     let app = &cast.app;
-    let leaked = app
-        .invite(&cast.admin_token, "victor", "reviewer", &["default"])
-        .await;
-    let redeemed = app.redeem(&leaked, "victor").await;
-    assert_eq!(redeemed.status(), 200);
-    let body: Value = redeemed.json().await.unwrap();
-    let secret = crate::people::totp_secret(body["totp_uri"].as_str().unwrap());
+    let (leaked, secret) = app.invite_and_redeem(&cast.admin_token, "victor").await;
 
     let fresh = app
         .invite(&cast.admin_token, "victor", "reviewer", &["default"])

@@ -186,6 +186,17 @@ impl TestApp {
         body["token"].as_str().unwrap().to_owned()
     }
 
+    /// Invites `username` as a reviewer of the default desk and redeems the invitation without
+    /// confirming it: an account pending its first TOTP code. Returns the invitation and the
+    /// account's TOTP secret.
+    pub async fn invite_and_redeem(&self, admin: &str, username: &str) -> (String, TotpSecret) {
+        let invitation = self.invite(admin, username, "reviewer", &["default"]).await;
+        let redeemed = self.redeem(&invitation, username).await;
+        assert_eq!(redeemed.status(), 200, "{:?}", redeemed.text().await);
+        let body: Value = redeemed.json().await.unwrap();
+        (invitation, totp_secret(body["totp_uri"].as_str().unwrap()))
+    }
+
     /// Invites, enrols and logs in an account; returns it with a bearer token.
     pub async fn add_reviewer(
         &self,
