@@ -509,7 +509,7 @@ fn valid_occurred_at(value: &str) -> Result<(), ValidationError> {
 
 /// A date written `YYYY-MM-DD`, exactly: `time`'s `[year]` also takes a sign (`+2024-01-23`,
 /// `-0001-01-01`), which would then be stored as a month such as `-001-01`.
-fn parse_date(value: &str) -> Option<Date> {
+pub(crate) fn parse_date(value: &str) -> Option<Date> {
     let shaped = value.len() == 10
         && value.bytes().enumerate().all(|(index, byte)| match index {
             4 | 7 => byte == b'-',

@@ -266,16 +266,10 @@ fn vocabulary_filter(
 }
 
 /// Whether `text` is a day written `YYYY-MM-DD`.
-/// A day written `YYYY-MM-DD`, exactly: `time`'s `[year]` also takes a sign (`-0001-01-01`,
-/// `+2026-11-30`), which compares as other text against the stored days.
+/// A day written `YYYY-MM-DD`, exactly as days are stored: a signed year (`-0001-01-01`) would
+/// compare as other text against them.
 fn is_day(text: &str) -> bool {
-    let shaped = text.len() == 10
-        && text.bytes().enumerate().all(|(index, byte)| match index {
-            4 | 7 => byte == b'-',
-            _ => byte.is_ascii_digit(),
-        });
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    shaped && time::Date::parse(text, format).is_ok()
+    crate::domain::report::parse_date(text).is_some()
 }
 
 fn day_filter(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {

@@ -230,10 +230,6 @@ pub trait Store: Send + Sync + 'static {
     /// does not count (nobody can finish it).
     async fn reviewer_count(&self, now: i64) -> Result<i64, StoreError>;
 
-    /// Whether an unspent, unexpired enrolment token is redeemed by `reviewer_id` (a pending
-    /// account that can still be confirmed).
-    async fn has_live_enrolment(&self, reviewer_id: &str, now: i64) -> Result<bool, StoreError>;
-
     /// Stores a new enrolment token (by hash) and appends `event`, in one transaction. An
     /// invitation (one with a username) replaces the earlier invitation of the same username in
     /// the same transaction, and says whether it did: an open one (the event is then recorded

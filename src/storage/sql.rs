@@ -704,25 +704,6 @@ macro_rules! impl_store {
                     .await?)
             }
 
-            async fn has_live_enrolment(
-                &self,
-                reviewer_id: &str,
-                now: i64,
-            ) -> Result<bool, $crate::storage::StoreError> {
-                // COUNT, not `SELECT 1`: PostgreSQL types a bare 1 as INT4, which sqlx will not
-                // decode as i64.
-                let live: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM enrolments WHERE reviewer_id = $1 AND spent = $2 \
-                     AND expires_at > $3",
-                )
-                .bind(reviewer_id)
-                .bind(false)
-                .bind(now)
-                .fetch_one(&self.pool)
-                .await?;
-                Ok(live > 0)
-            }
-
             async fn insert_enrolment(
                 &self,
                 enrolment: &$crate::storage::EnrolmentRecord,
