@@ -556,11 +556,11 @@ pub async fn audit_log(
             "must be 1 to 500",
         ));
     }
-    let events = vault
+    let (events, more) = vault
         .audit_log(&caller, after, limit)
         .await
         .map_err(admin_error)?;
-    let next = (events.len() as i64 == limit)
+    let next = more
         .then(|| events.last().map(|event| event.sequence))
         .flatten();
     let events: Vec<_> = events

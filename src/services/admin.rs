@@ -471,20 +471,26 @@ impl Vault {
         }
     }
 
-    /// `GET /admin/audit`: audit events after a sequence number, oldest first. For admins and
-    /// auditors. Reading the log is itself logged.
+    /// `GET /admin/audit`: audit events after a sequence number, oldest first, and whether more
+    /// were there when the page was read. For admins and auditors. Reading the log is itself
+    /// logged, after the page is read: a client that follows the pages to their end stops there,
+    /// instead of finding each time the event its own last read appended.
     pub async fn audit_log(
         &self,
         caller: &AuthenticatedReviewer,
         after: i64,
         limit: i64,
-    ) -> Result<Vec<AuditEventRecord>, AdminError> {
+    ) -> Result<(Vec<AuditEventRecord>, bool), AdminError> {
         require(caller, &[Role::Admin, Role::Auditor])?;
-        let events = self
+        let limit = limit.clamp(1, MAX_AUDIT_PAGE);
+        // One more than the page: whether it exists says whether there is a next page.
+        let mut events = self
             .store
-            .audit_events(after, limit.clamp(1, MAX_AUDIT_PAGE))
+            .audit_events(after, limit + 1)
             .await
             .context("could not read the audit log")?;
+        let more = events.len() as i64 > limit;
+        events.truncate(usize::try_from(limit).unwrap_or_default());
         audit::record(
             self.store.as_ref(),
             NewAuditEvent {
@@ -493,7 +499,7 @@ impl Vault {
             },
         )
         .await?;
-        Ok(events)
+        Ok((events, more))
     }
 }
 

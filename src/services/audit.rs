@@ -44,12 +44,21 @@ pub fn chain_hash(sequence: i64, previous_hash: &[u8], event: &NewAuditEvent) ->
 
 /// The first link of the chain that does not hold.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the audit chain is broken at event #{sequence}: {reason}")]
+#[error("the audit chain is broken{}: {reason}", at_event(*.sequence))]
 pub struct BrokenLink {
-    /// The sequence number of the first event that fails.
+    /// The sequence number of the first event that fails; 0 where no event is to blame (the
+    /// head row itself is gone).
     pub sequence: i64,
     /// What fails there.
     pub reason: &'static str,
+}
+
+fn at_event(sequence: i64) -> String {
+    if sequence > 0 {
+        format!(" at event #{sequence}")
+    } else {
+        String::new()
+    }
 }
 
 /// Why verification could not finish.
@@ -126,18 +135,33 @@ pub async fn verify_against(
     store: &dyn Store,
     anchors: &[Anchor],
 ) -> Result<Verified, VerifyError> {
-    let (head_sequence, head_hash) = store.audit_head().await?;
-    if anchors.iter().any(|anchor| anchor.sequence > head_sequence) {
-        return Err(BrokenLink {
-            sequence: head_sequence + 1,
-            reason: "the chain ends before an anchored event: it was trimmed, or this is not the \
-                     database the anchor was taken from",
+    let (head_sequence, head_hash) = match store.audit_head().await {
+        // The row that every append moves on: a database deleted it, as no code of ours does.
+        Err(StoreError::Database(sqlx::Error::RowNotFound)) => {
+            return Err(BrokenLink {
+                sequence: 0,
+                reason: "the head of the chain is missing: its row was deleted",
+            }
+            .into());
         }
-        .into());
-    }
+        head => head?,
+    };
     let mut previous_hash = vec![0u8; 32];
     let mut expected_sequence = 1;
     let mut verified = 0;
+    let check_anchors = |event: &AuditEventRecord| {
+        if anchors
+            .iter()
+            .any(|anchor| anchor.sequence == event.sequence && anchor.hash != event.hash)
+        {
+            return Err(BrokenLink {
+                sequence: event.sequence,
+                reason: "it differs from its anchor: the chain was rewritten up to here, or this \
+                         is not the database the anchor was taken from",
+            });
+        }
+        Ok(())
+    };
     while expected_sequence <= head_sequence {
         let page = store
             .audit_events(expected_sequence - 1, VERIFY_PAGE)
@@ -151,26 +175,23 @@ pub async fn verify_against(
         }
         for event in &page {
             check_link(event, expected_sequence, &previous_hash)?;
-            if anchors
-                .iter()
-                .any(|anchor| anchor.sequence == event.sequence && anchor.hash != event.hash)
-            {
-                return Err(BrokenLink {
-                    sequence: event.sequence,
-                    reason: "it differs from its anchor: the chain was rewritten up to here, or \
-                             this is not the database the anchor was taken from",
-                }
-                .into());
-            }
+            check_anchors(event)?;
             previous_hash.clone_from(&event.hash);
             expected_sequence += 1;
             verified += 1;
         }
     }
-    if expected_sequence - 1 != head_sequence || previous_hash != head_hash {
+    if expected_sequence - 1 != head_sequence {
         return Err(BrokenLink {
             sequence: expected_sequence,
             reason: "events up to the head of the chain were removed",
+        }
+        .into());
+    }
+    if previous_hash != head_hash {
+        return Err(BrokenLink {
+            sequence: head_sequence,
+            reason: "the head of the chain records another hash for it",
         }
         .into());
     }
@@ -186,11 +207,14 @@ pub async fn verify_against(
         }
         for event in &page {
             check_link(event, expected_sequence, &previous_hash)?;
+            check_anchors(event)?;
             previous_hash.clone_from(&event.hash);
             expected_sequence += 1;
             verified += 1;
         }
     }
+    // Anchored events are checked where the walk met them; one past the end of the chain is
+    // judged once the whole chain was walked, so that a head moved back is named as such below.
     let last = expected_sequence - 1;
     let (head_now, head_hash_now) = store.audit_head().await?;
     if last > head_now {
@@ -204,6 +228,14 @@ pub async fn verify_against(
         return Err(BrokenLink {
             sequence: head_now,
             reason: "the head of the chain records another hash for it",
+        }
+        .into());
+    }
+    if anchors.iter().any(|anchor| anchor.sequence > last) {
+        return Err(BrokenLink {
+            sequence: last + 1,
+            reason: "the chain ends before an anchored event: it was trimmed, or this is not the \
+                     database the anchor was taken from",
         }
         .into());
     }
@@ -225,8 +257,11 @@ fn check_link(
         sequence: event.sequence.min(expected_sequence),
         reason,
     };
-    if event.sequence != expected_sequence {
-        return Err(broken("an event is missing before it"));
+    if event.sequence > expected_sequence {
+        return Err(broken("it is missing: the chain skips it"));
+    }
+    if event.sequence < expected_sequence {
+        return Err(broken("it comes again out of order: renumbered or copied"));
     }
     if event.previous_hash != previous_hash {
         return Err(broken(

@@ -333,6 +333,49 @@ async fn auditors_and_admins_read_the_audit_log_and_nobody_else(backend: Backend
     ] {
         assert!(actions.contains(&action), "{action} in {actions:?}");
     }
+    assert!(
+        rest["next"].is_null(),
+        "the last page says so: {}",
+        rest["next"]
+    );
+    // A page that ends exactly at the end of the log is the last one too.
+    let (head, _) = app.store.audit_head().await.unwrap();
+    let exact: Value = app
+        .get_as(
+            &admin_token,
+            &format!("/api/v1/admin/audit?after={}&limit=2", head - 2),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(exact["events"].as_array().unwrap().len(), 2);
+    assert!(exact["next"].is_null(), "{}", exact["next"]);
+    // Following `next` two events at a time ends, although each read appends its own
+    // `audit.read`; the last page, full or not, says it is the last (one at a time, a walk keeps
+    // meeting the reads it made, as the README says).
+    let mut after = rest["events"].as_array().unwrap().last().unwrap()["sequence"]
+        .as_i64()
+        .unwrap()
+        - 2;
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        assert!(pages <= 5, "the walk did not end");
+        let page: Value = app
+            .get_as(
+                &admin_token,
+                &format!("/api/v1/admin/audit?after={after}&limit=2"),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        match page["next"].as_i64() {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
     assert_eq!(by_reviewer.status(), 403);
     assert_eq!(accounts_by_auditor.status(), 403);
 }

@@ -238,6 +238,63 @@ async fn events_past_a_head_moved_back_are_checked(backend: Backend) {
     }
 }
 
+/// Each kind of tampering is named as what it is, with the exit code of a break (3), with and
+/// without an anchor: a deleted head row (no raw database error, no "could not run"), a head
+/// whose hash was changed (not "events were removed", at an event that never was), an event
+/// deleted from the middle (the missing one named as missing), and a head moved back while an
+/// anchor is given (moved back, not trimmed).
+async fn each_kind_of_tampering_is_named_as_what_it_is(backend: Backend) {
+    let cases = [
+        (
+            "DELETE FROM audit_head",
+            false,
+            "the audit chain is broken: the head of the chain is missing",
+        ),
+        (
+            "UPDATE audit_head SET hash = (SELECT hash FROM audit_events WHERE sequence = 1)",
+            false,
+            "the head of the chain records another hash",
+        ),
+        (
+            "DELETE FROM audit_events WHERE sequence = 2",
+            false,
+            "broken at event #2: it is missing",
+        ),
+        (
+            "UPDATE audit_head SET sequence = 2, \
+             hash = (SELECT hash FROM audit_events WHERE sequence = 2) WHERE id = 1",
+            true,
+            "broken at event #3: it lies past the head of the chain: the head was moved back",
+        ),
+    ];
+    for (tampering, anchored, expected) in cases {
+        let Some(app) = with_five_events(backend).await else {
+            return;
+        };
+        let first = app.cli(&["audit", "verify"]);
+        let printed = String::from_utf8_lossy(&first.stdout).into_owned();
+        let anchor = printed
+            .lines()
+            .find_map(|line| line.strip_prefix("head: "))
+            .unwrap_or_else(|| panic!("no head line in {printed}"))
+            .to_owned();
+        let (head, _) = app.store.audit_head().await.unwrap();
+        app.execute(tampering).await;
+        let mut arguments = vec!["audit", "verify"];
+        if anchored {
+            arguments.extend(["--anchor", anchor.as_str()]);
+        }
+        let verified = app.cli(&arguments);
+        let stderr = String::from_utf8_lossy(&verified.stderr);
+        assert_eq!(verified.status.code(), Some(3), "{tampering}: {stderr}");
+        assert!(stderr.contains(expected), "{tampering}: {stderr}");
+        if tampering.contains("SET hash") {
+            // Named at the head, the one event whose hash the head contradicts.
+            assert!(stderr.contains(&format!("event #{head}:")), "{stderr}");
+        }
+    }
+}
+
 /// Setting a desk's members logs who is on the desk afterwards, by account id and desk role, so
 /// that the log shows who joined and who left.
 async fn a_desk_membership_change_names_the_members_it_leaves(backend: Backend) {
@@ -397,4 +454,5 @@ crate::on_both_backends!(
     tampering_with_one_audit_row_makes_verify_fail_and_name_it,
     deleting_an_audit_row_makes_verify_name_the_gap,
     events_past_a_head_moved_back_are_checked,
+    each_kind_of_tampering_is_named_as_what_it_is,
 );
