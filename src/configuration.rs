@@ -320,6 +320,18 @@ fn refuse_misspelled_settings(names: &[String]) -> anyhow::Result<()> {
         .filter_map(|name| name.split_once("__").map(|(section, _)| section))
         .collect();
     sections.dedup();
+    // The environment source reads names in any case: `app_database__url` would be read as
+    // `APP_DATABASE__URL`, and with both set, whichever the environment lists last would win.
+    if let Some((name, upper)) = names.iter().find_map(|name| {
+        let upper = name.to_uppercase();
+        (upper.starts_with("APP_") && *name != upper && known.contains(&upper))
+            .then_some((name, upper))
+    }) {
+        bail!(
+            "{name} would be read as the setting {upper}: settings are set in upper case only; \
+             rename or unset {name}"
+        );
+    }
     for name in names.iter().filter(|name| name.starts_with("APP_")) {
         if known.iter().any(|known| known == name) {
             continue;
@@ -408,8 +420,16 @@ impl Settings {
             .build()
             .context("could not read the configuration")?;
         let mut settings: Settings = settings.try_deserialize().map_err(|error| {
-            // config names the key (`server.workers`); the operator set a variable.
+            // config names the key (`server.workers`); the operator set a variable. Its message
+            // also quotes the value (or the largest number it could read in its place), which
+            // may be a secret put in the wrong variable: only what was expected is kept.
             let message = error.to_string();
+            let expected = message
+                .split_once(", expected ")
+                .map(|(_, rest)| rest.split(" for key").next().unwrap_or(rest).trim())
+                .filter(|expected| !expected.contains('`') && !expected.contains('"'))
+                .map(|expected| format!(" (expected {expected})"))
+                .unwrap_or_default();
             let variable = known_setting_names()
                 .unwrap_or_default()
                 .into_iter()
@@ -423,13 +443,14 @@ impl Settings {
                                 || message.contains(&format!("\"{dotted}\""))
                         })
                 });
-            let context = match variable {
-                Some(variable) => {
-                    format!("the setting {variable} is missing or has a value of the wrong kind")
-                }
-                None => "a setting is missing or has a value of the wrong kind".to_owned(),
-            };
-            anyhow::Error::new(error).context(context)
+            match variable {
+                Some(variable) => anyhow::anyhow!(
+                    "the setting {variable} is missing or has a value of the wrong kind{expected}"
+                ),
+                None => anyhow::anyhow!(
+                    "a setting is missing or has a value of the wrong kind{expected}"
+                ),
+            }
         })?;
         settings.environment = environment;
         settings.validate()?;
@@ -466,6 +487,59 @@ impl Settings {
                     "database.url (APP_DATABASE__URL) names no SQLite file (an in-memory or \
                      nameless database loses every report at restart); give a path such as \
                      sqlite://data/incident-vault.db"
+                );
+            }
+            // The service sets the file's modes itself; a parameter could only make it a
+            // memory database (`vfs=memdb`), read-only (`mode=ro`, `immutable=1`) or shared.
+            if rest.contains('?') {
+                bail!(
+                    "database.url (APP_DATABASE__URL): a SQLite URL takes no query parameters; \
+                     give the file alone, such as sqlite://data/incident-vault.db"
+                );
+            }
+            #[cfg(feature = "sqlite")]
+            {
+                let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(
+                    &self.database.url,
+                )
+                .map_err(|error| {
+                    anyhow::anyhow!("database.url (APP_DATABASE__URL) is not a SQLite URL: {error}")
+                })?;
+                // Spelled otherwise (`%3Amemory%3A`, `file::memory:`), still no file.
+                if options
+                    .get_filename()
+                    .to_string_lossy()
+                    .contains(":memory:")
+                {
+                    bail!(
+                        "database.url (APP_DATABASE__URL) names an in-memory SQLite database, \
+                         which loses every report at restart; give a path such as \
+                         sqlite://data/incident-vault.db"
+                    );
+                }
+            }
+        }
+        #[cfg(feature = "postgres")]
+        if self.database.url.starts_with("postgres://")
+            || self.database.url.starts_with("postgresql://")
+        {
+            // Parsed here, before anything is created, as the driver will parse it. Its errors
+            // name a parameter and the value that it could not read (a port, an sslmode), never
+            // the password: no parameter sqlx does not know reaches it (refused above).
+            let options = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(
+                &self.database.url,
+            )
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "database.url (APP_DATABASE__URL) is not a PostgreSQL URL that can be used: \
+                     {error}"
+                )
+            })?;
+            if options.get_database().is_none_or(str::is_empty) {
+                bail!(
+                    "database.url (APP_DATABASE__URL) names no database: add its name after the \
+                     host, as in postgres://USER@HOST/incident_vault (without one, the server's \
+                     default database, named like the user, would receive the service's tables)"
                 );
             }
         }
@@ -553,6 +627,16 @@ impl Settings {
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.level) {
             bail!("telemetry.level (APP_TELEMETRY__LEVEL) is not a valid filter: {error}");
         }
+        if let Some(directive) = unusable_directive(&self.telemetry.level) {
+            // tracing reads a bare word as the name of a module to log at every level, and an
+            // empty filter as none: `warning` or `infoo` would silently turn off every line,
+            // the warnings an operator needs included.
+            bail!(
+                "telemetry.level (APP_TELEMETRY__LEVEL): `{directive}` is neither a level \
+                 (trace, debug, info, warn, error, off) nor module=level with a Rust module path \
+                 (incident_vault=debug; underscores, not hyphens)"
+            );
+        }
         Ok(())
     }
 
@@ -586,6 +670,37 @@ impl Settings {
             configured => configured,
         }
     }
+}
+
+/// The first directive of a `telemetry.level` filter that logs nothing the operator meant: an
+/// empty filter, a word that is no level (read by tracing as a module name), or `target=level`
+/// whose target is not a Rust module path or whose level is none. `None` when every directive is
+/// a level or `module=level` (span filters in brackets are left to tracing's own parser).
+fn unusable_directive(filter: &str) -> Option<String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let is_level = |word: &str| LEVELS.contains(&word.trim().to_lowercase().as_str());
+    if filter.trim().is_empty() {
+        return Some(String::new());
+    }
+    filter
+        .split(',')
+        .map(str::trim)
+        .find(|directive| {
+            if directive.contains('[') {
+                return false;
+            }
+            match directive.split_once('=') {
+                None => !is_level(directive),
+                Some((target, level)) => {
+                    target.is_empty()
+                        || !target
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                        || !is_level(level)
+                }
+            }
+        })
+        .map(str::to_owned)
 }
 
 /// Cores this process may use.
@@ -711,6 +826,15 @@ mod tests {
         assert!(refused(&["APP_ENVIRONMNET"]).contains("did you mean APP_ENVIRONMENT"));
         assert!(refused(&["APP_ENVIROMENT"]).contains("did you mean APP_ENVIRONMENT"));
         assert!(refused(&["APP_CONFIG_DIRS"]).contains("did you mean APP_CONFIG_DIR"));
+        // A setting in another case would be read as the setting, and win or lose by the order
+        // of the environment: refused by name.
+        for other_case in ["app_database__url", "App_Server__Bind", "APP_SERVER__bind"] {
+            let said = refused(&[other_case]);
+            assert!(
+                said.contains(other_case) && said.contains("upper case"),
+                "{other_case}: {said}"
+            );
+        }
         // Other programs' variables, even with a key one of ours also has.
         for other in [
             "APP_REDIS__URL",
@@ -845,11 +969,69 @@ mod tests {
             "sqlite::memory:",
             "sqlite://:memory:",
             "sqlite://data/x.db?mode=memory",
+            "sqlite://%3Amemory%3A",
+            "sqlite://file::memory:",
+            "sqlite://file::memory:?cache=shared",
+            "sqlite:///tmp/x.db?vfs=memdb",
+            "sqlite://data/x.db?mode=ro",
+            "sqlite://data/x.db?immutable=true",
         ] {
             assert!(
                 refusal(|s| s.database.url = volatile.into()).contains("APP_DATABASE__URL"),
                 "{volatile}"
             );
+        }
+        // A PostgreSQL URL is read as the driver will read it, before anything is created: one
+        // that names no database (the server's default would receive the tables), a port out
+        // of range, an sslmode that is none.
+        for (url, said) in [
+            ("postgres://postgres@127.0.0.1:5432", "names no database"),
+            (
+                "postgres://postgres:PWCANARY77@127.0.0.1:5432/",
+                "names no database",
+            ),
+            (
+                "postgres://postgres@127.0.0.1:99999/vault",
+                "APP_DATABASE__URL",
+            ),
+            (
+                "postgres://postgres@127.0.0.1/vault?sslmode=bogus",
+                "APP_DATABASE__URL",
+            ),
+        ] {
+            let refused = refusal(|s| s.database.url = url.into());
+            assert!(refused.contains(said), "{url}: {refused}");
+            assert!(!refused.contains("PWCANARY77"), "{refused}");
+        }
+        let mut fine = defaults();
+        fine.database.url = "postgres://vault:s3cret@db.example:5433/vault?sslmode=require".into();
+        fine.validate().unwrap();
+        // A filter that would log nothing the operator meant: empty, a word that is no level
+        // (read as a module name), a module with a hyphen; real filters pass.
+        for silent in [
+            "",
+            "warning",
+            "infoo",
+            "incident-vault=debug",
+            "info,sqlx=loud",
+        ] {
+            assert!(
+                refusal(|s| s.telemetry.level = silent.into()).contains("APP_TELEMETRY__LEVEL"),
+                "{silent:?}"
+            );
+        }
+        for level in [
+            "info",
+            "WARN",
+            "incident_vault=debug,warn",
+            "info,sqlx=warn",
+            "off",
+        ] {
+            let mut settings = defaults();
+            settings.telemetry.level = level.into();
+            settings
+                .validate()
+                .unwrap_or_else(|error| panic!("{level}: {error}"));
         }
         assert!(
             refusal(|s| s.escrow.recipient = "age1nope".into()).contains("APP_ESCROW__RECIPIENT")

@@ -536,6 +536,18 @@ fn a_mistyped_setting_is_refused_by_its_variable() {
             "JSON",
             "the setting APP_TELEMETRY__FORMAT is missing or has a value of the wrong kind",
         ),
+        // Too large for its type: named, and neither the value nor the largest number the
+        // reader could hold in its place is shown.
+        (
+            "APP_DATABASE__MAX_CONNECTIONS",
+            "4294967297",
+            "the setting APP_DATABASE__MAX_CONNECTIONS is missing or has a value of the wrong kind",
+        ),
+        (
+            "APP_ARGON2__MEMORY_KIB",
+            "18446744073709551616",
+            "the setting APP_ARGON2__MEMORY_KIB is missing or has a value of the wrong kind",
+        ),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_incident-vault"))
             .arg("migrate")
@@ -549,6 +561,12 @@ fn a_mistyped_setting_is_refused_by_its_variable() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{stderr}");
         assert!(stderr.contains(said), "{stderr}");
+        for shown in [value, "4294967295", "18446744073709551615"] {
+            assert!(
+                value.len() < 4 || !stderr.contains(shown),
+                "a value is shown: {stderr}"
+            );
+        }
         assert!(!file.exists() && !dir.path().join("data").exists());
     }
 }
