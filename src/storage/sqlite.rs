@@ -41,12 +41,17 @@ impl SqliteStore {
             .foreign_keys(true)
             .pragma("secure_delete", "ON");
         narrow_to_owner(options.get_filename());
+        let file = options.get_filename().to_path_buf();
         let directory = options.get_filename().parent().map(Path::to_path_buf);
         if let Some(directory) =
             directory.filter(|path| create_if_missing && !path.as_os_str().is_empty())
         {
-            crate::storage::create_private_dir(&directory)
-                .with_context(|| format!("could not create {}", directory.display()))?;
+            crate::storage::create_private_dir(&directory).with_context(|| {
+                format!(
+                    "could not create {}, the folder of database.url (APP_DATABASE__URL)",
+                    directory.display()
+                )
+            })?;
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
@@ -60,7 +65,13 @@ impl SqliteStore {
             })
             .connect_with(options)
             .await
-            .context("could not open the SQLite database")?;
+            .with_context(|| {
+                format!(
+                    "could not open the SQLite database {} (database.url, APP_DATABASE__URL): \
+                     check that its folder exists and that this user may write to it",
+                    file.display()
+                )
+            })?;
         Ok(Self { pool })
     }
 }
