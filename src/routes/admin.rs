@@ -69,11 +69,13 @@ struct MemberRequest {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditParameters {
-    /// The `next` of the previous page: events after this sequence number.
-    after: Option<i64>,
+    /// The `next` of the previous page: events after this sequence number. Read as text, as
+    /// `limit` is, so that a bad value is a 422 naming it rather than a query that does not parse.
+    #[param(value_type = Option<i64>, minimum = 0)]
+    after: Option<String>,
     /// Page size, 1 to 500; 100 by default.
-    #[param(minimum = 1, maximum = 500)]
-    limit: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    limit: Option<String>,
 }
 
 /// A new invitation, shown once.
@@ -547,15 +549,28 @@ pub async fn audit_log(
     vault: web::Data<Vault>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticated(&request, &vault).await?;
-    let after = query.after.unwrap_or(0).max(0);
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=crate::services::admin::MAX_AUDIT_PAGE).contains(&limit) {
-        return Err(ApiError::invalid_field(
-            "invalid_limit",
-            "limit",
-            "must be 1 to 500",
-        ));
-    }
+    let after = match query.after.as_deref() {
+        None => 0,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|after| *after >= 0)
+            .ok_or_else(|| {
+                ApiError::invalid_field(
+                    "invalid_cursor",
+                    "after",
+                    "must be a sequence number: the `next` of the previous page, or 0",
+                )
+            })?,
+    };
+    let limit = match query.limit.as_deref() {
+        None => 100,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|limit| (1..=crate::services::admin::MAX_AUDIT_PAGE).contains(limit))
+            .ok_or_else(|| ApiError::invalid_field("invalid_limit", "limit", "must be 1 to 500"))?,
+    };
     let (events, more) = vault
         .audit_log(&caller, after, limit)
         .await

@@ -1538,6 +1538,17 @@ macro_rules! impl_store {
                 if recorded.rows_affected() != 1 {
                     return Err($crate::storage::StoreError::Conflict("step_up"));
                 }
+                // The right password, as a login's: earlier failures stop counting towards a
+                // lock-out.
+                sqlx::query(
+                    "UPDATE reviewer_secrets SET failed_logins = 0 WHERE reviewer_id = \
+                     (SELECT reviewer_id FROM sessions WHERE token_hash = $1) \
+                     AND locked_until <= $2",
+                )
+                .bind(token_hash)
+                .bind(now)
+                .execute(&mut *transaction)
+                .await?;
                 $crate::storage::sql::append_audit!(transaction, event, chain);
                 transaction.commit().await?;
                 Ok(())

@@ -376,6 +376,22 @@ async fn auditors_and_admins_read_the_audit_log_and_nobody_else(backend: Backend
             None => break,
         }
     }
+    // A bad value is a 422 naming its parameter, as on the case list.
+    for (query, field) in [
+        ("after=-1", "after"),
+        ("after=abc", "after"),
+        ("after=9223372036854775808", "after"),
+        ("limit=", "limit"),
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+    ] {
+        let refused = app
+            .get_as(&admin_token, &format!("/api/v1/admin/audit?{query}"))
+            .await;
+        assert_eq!(refused.status(), 422, "{query}");
+        let body: Value = refused.json().await.unwrap();
+        assert!(body["fields"][field].is_string(), "{query}: {body}");
+    }
     assert_eq!(by_reviewer.status(), 403);
     assert_eq!(accounts_by_auditor.status(), 403);
 }

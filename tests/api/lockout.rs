@@ -640,7 +640,32 @@ async fn concurrent_enrolments_all_succeed(backend: Backend) {
     assert_eq!(app.count("reviewers WHERE username = 'xia'").await, 1);
 }
 
+/// A step-up with the right password clears the failures before it, as a login does: they no
+/// longer count towards a lock-out.
+async fn a_right_step_up_clears_earlier_failures(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = app.enrol_first_admin("ada").await;
+    let token = app.login(&admin).await;
+    let wrong = app
+        .send(
+            Method::POST,
+            "/api/v1/auth/step-up",
+            Some(&token),
+            Some(json!({"password": "not the password of ada"})),
+        )
+        .await;
+    assert_eq!(wrong.status(), 422, "wrong_password");
+    assert_eq!(secrets_of(&app, "ada").await.failed_logins, 1);
+
+    app.step_up(&token, &admin).await;
+
+    assert_eq!(secrets_of(&app, "ada").await.failed_logins, 0);
+}
+
 crate::on_both_backends!(
+    a_right_step_up_clears_earlier_failures,
     parallel_wrong_guesses_are_each_counted_and_lock_the_account,
     a_login_completes_only_if_nothing_changed_since_its_checks,
     a_locked_account_cannot_change_its_password,
