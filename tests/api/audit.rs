@@ -135,6 +135,22 @@ async fn deleting_the_latest_audit_rows_is_noticed(backend: Backend) {
     }
 }
 
+/// The anchor that a passing `audit verify` prints on its `head:` line.
+fn printed_anchor(app: &crate::helpers::TestApp) -> String {
+    let verified = app.cli(&["audit", "verify"]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let printed = String::from_utf8_lossy(&verified.stdout).into_owned();
+    printed
+        .lines()
+        .find_map(|line| line.strip_prefix("head: "))
+        .unwrap_or_else(|| panic!("no head line in {printed}"))
+        .to_owned()
+}
+
 /// The chain and its head share one database: whoever can write to it can trim the chain and
 /// move the head back, and plain `verify` cannot tell. The head `audit verify` printed earlier,
 /// kept elsewhere and given back as `--anchor`, catches that, and an edit whose later hashes
@@ -143,14 +159,7 @@ async fn an_anchor_kept_off_the_server_catches_a_trimmed_or_rewritten_chain(back
     let Some(app) = with_five_events(backend).await else {
         return;
     };
-    let first = app.cli(&["audit", "verify"]);
-    assert!(first.status.success());
-    let printed = String::from_utf8_lossy(&first.stdout).into_owned();
-    let anchor = printed
-        .lines()
-        .find_map(|line| line.strip_prefix("head: "))
-        .unwrap_or_else(|| panic!("no head line in {printed}"))
-        .to_owned();
+    let anchor = printed_anchor(&app);
     let (head, _) = app.store.audit_head().await.unwrap();
     assert!(anchor.starts_with(&format!("{head}:")), "{anchor}");
     // Events appended later leave an older anchor valid.
@@ -271,13 +280,7 @@ async fn each_kind_of_tampering_is_named_as_what_it_is(backend: Backend) {
         let Some(app) = with_five_events(backend).await else {
             return;
         };
-        let first = app.cli(&["audit", "verify"]);
-        let printed = String::from_utf8_lossy(&first.stdout).into_owned();
-        let anchor = printed
-            .lines()
-            .find_map(|line| line.strip_prefix("head: "))
-            .unwrap_or_else(|| panic!("no head line in {printed}"))
-            .to_owned();
+        let anchor = printed_anchor(&app);
         let (head, _) = app.store.audit_head().await.unwrap();
         app.execute(tampering).await;
         let mut arguments = vec!["audit", "verify"];
