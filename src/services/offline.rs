@@ -84,12 +84,7 @@ impl std::fmt::Debug for DecryptedCase {
 /// (`case decrypt` prints these messages).
 fn shown(stored: &str) -> String {
     const LONGEST: usize = 64;
-    let plain = !stored.is_empty()
-        && stored.len() <= LONGEST
-        && stored
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
-    if plain {
+    if is_plain(stored, b"_-") {
         return stored.to_owned();
     }
     let mut escaped: String = stored
@@ -101,6 +96,16 @@ fn shown(stored: &str) -> String {
         escaped.push_str("...");
     }
     format!("\"{escaped}\"")
+}
+
+/// Whether a stored column holds only what this service writes there: 1 to 64 ASCII letters,
+/// digits and `also`.
+fn is_plain(stored: &str, also: &[u8]) -> bool {
+    !stored.is_empty()
+        && stored.len() <= 64
+        && stored
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || also.contains(&byte))
 }
 
 /// Decrypts a whole case with whichever of `identities` holds a grant for it, checking the
@@ -393,12 +398,7 @@ fn write_dump(
     // that no byte of it reaches a path, the how-to text or the terminal.
     let mut odd = 0;
     let mut component = |stored: &str| -> String {
-        let plain = !stored.is_empty()
-            && stored.len() <= 64
-            && stored
-                .bytes()
-                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
-        if plain {
+        if is_plain(stored, b"_") {
             stored.to_owned()
         } else {
             odd += 1;
